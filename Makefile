@@ -1,0 +1,51 @@
+# psgd-playground build/test entry points.
+#   make venv | test | lint | format | serve | bench | clean
+# Variables: PYTHON (interpreter used to create .venv), CONSTRAINTS (pip constraints
+# file; set empty to install without one), PYTEST_ARGS, BENCH_ARGS.
+
+PYTHON      ?= python3
+CONSTRAINTS ?= constraints.txt
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
+
+VENV  := .venv
+VPY   := $(VENV)/bin/python
+RUFF  := $(VENV)/bin/ruff
+STAMP := $(VENV)/.installed
+
+# `-c FILE` only when CONSTRAINTS is non-empty.
+PIP_CONSTRAINTS := $(if $(strip $(CONSTRAINTS)),-c $(CONSTRAINTS),)
+STAMP_DEPS := pyproject.toml $(strip $(CONSTRAINTS))
+
+.PHONY: venv test lint format serve bench clean
+
+venv: $(STAMP)
+
+# Reinstall only when pyproject.toml or the constraints file changes.
+$(STAMP): $(STAMP_DEPS)
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,bench]'
+	@touch $@
+
+test: venv
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: venv
+	$(RUFF) format .
+
+serve: venv
+	$(VPY) -m psgd.demo
+
+bench: venv
+	$(VPY) benchmarks/step_time.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,40 @@
+"""Diagonal (Jacobi) preconditioner: the functional core.
+
+`Q = diag(q)`, `P = diag(q²)`. With `a = q⊙h` and `b = v⊘q` one Lie-group step is
+`q ← q − (μ/L)(a² − b²)⊙q`; the fixed point `q⁴ = E[v²]/E[h²]` is the equilibration
+preconditioner (Newton) or the RMSProp rule `1/sqrt(E[g²])` (whitening). `L` is one
+smoothed Lipschitz bound for the whole vector (the reference's rule), or one per
+coordinate (``elementwise=True``), which the reference recommends when gradient scales
+span many decades: a global bound lets small-scale coordinates crawl (§2.2).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def fit(
+    q: Tensor,
+    lipschitz: Tensor,
+    v: Tensor | None,
+    h: Tensor,
+    lr: float,
+    lipschitz_beta: float = 0.9,
+) -> None:
+    """One fitting step of `q` in place. `v=None` integrates v out (`E[v²] = 1`).
+
+    `lipschitz` is a 0-d tensor (global normaliser) or has q's shape (element-wise).
+    """
+    a2 = (q * h).square()
+    b2 = 1.0 / q.square() if v is None else (v / q).square()
+    ell = (a2.max() + b2.max() if lipschitz.dim() == 0 else a2 + b2).float()
+    bound = torch.maximum(lipschitz_beta * lipschitz + (1 - lipschitz_beta) * ell, ell)
+    lipschitz.copy_(bound)
+    step = lr / bound.clamp(min=torch.finfo(torch.float32).tiny).to(q.dtype)
+    q.sub_(step * (a2 - b2) * q)
+
+
+def apply(q: Tensor, g: Tensor) -> Tensor:
+    """`P g = q²⊙g`."""
+    return q.square() * g

@@ -1,0 +1,97 @@
+"""Small linear-algebra pieces shared by the preconditioner families.
+
+Everything here is a pure function of tensors, so each piece is tested alone against
+dense computations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def spd_norm_lower_bound(a: Tensor) -> Tensor:
+    """A cheap lower bound of the largest eigenvalue of a symmetric PSD matrix.
+
+    Why a lower bound: it is used as the Lipschitz normaliser of a Lie-group step; the
+    exact norm needs an eigendecomposition, while one power step from the heaviest row
+    is within a small factor of it. The result is never below the largest diagonal
+    entry, which keeps triangular factors' diagonals positive (reference §1.6).
+    """
+    diag_max = a.diagonal().max()
+    if diag_max <= 0:
+        return diag_max.clamp(min=0)
+    scaled = a / diag_max
+    row = scaled[torch.argmax(scaled.square().sum(dim=1))]
+    x = scaled @ row
+    x = x / x.norm()
+    estimate = (scaled @ x).norm() * diag_max
+    return torch.maximum(estimate, diag_max)
+
+
+def procrustes_step(q: Tensor, max_step: float = 0.125) -> Tensor:
+    """Rotate Q towards a symmetric matrix without changing QᵀQ (to 4th order).
+
+    Why: the Q0.5EQ1.5 geometry assumes Q ≈ Qᵀ; round-off and the non-symmetric update
+    drift away from that. One step `Q ← (I + αR + α²R²/2) Q` with the skew matrix
+    `R = Qᵀ − Q` (normalised by its Frobenius norm, an upper bound of its spectral norm)
+    maximises tr(UQ) along R; `α ≤ max_step` keeps U orthogonal to ‖αR‖⁴/4.
+    """
+    r = q.T - q
+    r_norm = r.norm()
+    if r_norm == 0:
+        return q
+    r = r / r_norm
+    rq = r @ q
+    rrq = r @ rq
+    # Traces in at least fp32: the line search is the round-off-sensitive part.
+    tr_rq = rq.diagonal().sum(dtype=torch.float32)
+    tr_rrq = rrq.diagonal().sum(dtype=torch.float32)
+    alpha = max_step
+    if tr_rrq < 0:
+        alpha = min(float(-tr_rq / tr_rrq), max_step)
+    return q + alpha * rq + (0.5 * alpha * alpha) * rrq
+
+
+def summarize_spectrum(values: Tensor, max_values: int) -> Tensor:
+    """Sorted eigenvalues, or `max_values` evenly spaced quantiles of them."""
+    values = values.detach().flatten().to(device="cpu", dtype=torch.float64).sort().values
+    if values.numel() <= max_values:
+        return values.float()
+    positions = torch.linspace(0, 1, max_values, dtype=torch.float64)
+    return torch.quantile(values, positions).float()
+
+
+# A product set above this size is summarised by weighted quantiles instead of enumerated.
+_EXACT_PRODUCT_LIMIT = 1 << 22
+_COMPRESSED_POINTS = 4096
+
+
+def _weighted_quantiles(values: Tensor, weights: Tensor, points: int) -> tuple[Tensor, Tensor]:
+    """Compress a weighted sample to `points` equal-weight quantile points."""
+    order = values.argsort()
+    values, weights = values[order], weights[order]
+    cdf = weights.cumsum(0)
+    total = cdf[-1]
+    targets = (torch.arange(points, dtype=values.dtype) + 0.5) / points * total
+    index = torch.searchsorted(cdf, targets).clamp(max=values.numel() - 1)
+    return values[index], torch.full((points,), float(total) / points, dtype=values.dtype)
+
+
+def kron_spectrum(factor_eigenvalues: list[Tensor], max_values: int) -> Tensor:
+    """Eigenvalues of a Kronecker product from the eigenvalues of its factors.
+
+    The spectrum of `P₁ ⊗ … ⊗ P_k` is every product `λ₁λ₂…λ_k`. It is enumerated exactly up
+    to 4M values; above that, the running product set is compressed to weighted quantiles
+    after each factor (error in rank below 1/4096 of the spectrum), so no huge tensor is
+    formed.
+    """
+    logs = torch.zeros(1, dtype=torch.float64)
+    weights = torch.ones(1, dtype=torch.float64)
+    for eig in factor_eigenvalues:
+        factor_logs = eig.detach().to(device="cpu", dtype=torch.float64).log()
+        logs = (logs[:, None] + factor_logs[None, :]).flatten()
+        weights = weights[:, None].expand(-1, factor_logs.numel()).flatten()
+        if logs.numel() > _EXACT_PRODUCT_LIMIT:
+            logs, weights = _weighted_quantiles(logs, weights, _COMPRESSED_POINTS)
+    return summarize_spectrum(logs.exp(), max_values)
