@@ -111,12 +111,6 @@ class PSGDOptimizer(torch.optim.Optimizer):
         self._global_step = 0
         self._generators: dict[str, torch.Generator] = {}
         self._pending_rng: dict[str, Tensor] = {}
-        if lr is None:
-            lr = 1e-2 if fitting == "newton" else 1e-3
-        if update_clip_rms == "auto":
-            update_clip_rms = 2.0 if fitting == "whiten" else None
-        if preconditioner_update_probability is None:
-            preconditioner_update_probability = ExponentialAnneal()
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -136,7 +130,22 @@ class PSGDOptimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------- validation
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self._validate_group(self.param_groups[-1])
+        group = self.param_groups[-1]
+        try:
+            self._resolve_defaults(group)
+            self._validate_group(group)
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def _resolve_defaults(self, group: dict[str, Any]) -> None:
+        """Turn the "pick for me" values (None, "auto") into the fitting mode's defaults."""
+        if group["lr"] is None:
+            group["lr"] = 1e-2 if self.fitting == "newton" else 1e-3
+        if group["update_clip_rms"] == "auto":
+            group["update_clip_rms"] = 2.0 if self.fitting == "whiten" else None
+        if group["preconditioner_update_probability"] is None:
+            group["preconditioner_update_probability"] = ExponentialAnneal()
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         lr = group["lr"]
@@ -320,7 +329,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
                         v, h = pairs[p]
                         fourth = max(fourth, float(h.double().pow(4).mean()))
                         second = max(second, float(v.double().square().mean()))
-                    else:
+                    elif p.grad is not None:
                         fourth = max(fourth, float(p.grad.double().pow(4).mean()))
         if not found or fourth == 0:
             return None

@@ -202,7 +202,7 @@ def balance(factors: list[Tensor]) -> None:
     """
     if len(factors) < 2:
         return
-    sizes = torch.stack([q.abs().max().float() for q in factors])
+    sizes = torch.stack([q.abs().max().double() for q in factors])
     if torch.any(sizes <= 0) or not torch.all(torch.isfinite(sizes)):
         return
     target = sizes.log().mean().exp()

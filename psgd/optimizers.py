@@ -249,8 +249,7 @@ class Diag(PSGDOptimizer):
 
     `Q = diag(q)`, `P = diag(q²)`; the fit `q ← q − (μ/L)((q⊙h)² − (v⊘q)²)⊙q` converges
     to `q⁴ = E[v²]/E[h²]`: the equilibration preconditioner (Newton, like ESGD /
-    AdaHessian) or `1/sqrt(E[g²])` (whitening, Adam's second-moment rule; v is
-    integrated out). Memory n.
+    AdaHessian) or `1/sqrt(E[g²])` (whitening, Adam's second-moment rule). Memory n.
 
     Family arguments:
         elementwise_normalizer (bool): one Lipschitz bound per coordinate instead of one
@@ -280,9 +279,6 @@ class Diag(PSGDOptimizer):
     def validate_family_options(self, group: dict[str, Any]) -> None:
         value = group["elementwise_normalizer"]
         _require(isinstance(value, bool), "elementwise_normalizer", value, "True or False")
-
-    def needs_probe(self, group: dict) -> bool:
-        return False
 
     def init_unit(
         self, state: dict, unit: Unit, group: dict, scale: float, dtype: torch.dtype
@@ -390,10 +386,11 @@ class LRA(PSGDOptimizer):
     ) -> None:
         device, n = unit.holder.device, unit.numel
         rank = min(group["rank"], n)
-        for key in ("U", "V"):
-            # Small random factors (Frobenius norm sqrt(0.1)) so both alternating steps move.
-            x = torch.randn(n, rank, generator=self._generator(device), device=device, dtype=dtype)
-            state[key] = x * (0.1**0.5 / x.norm().clamp(min=1e-30)) if rank else x
+        # V = 0 makes Q₀ = s·I exactly; a random U (norm sqrt(0.1)) lets the first V steps
+        # move (the U step is zero while V is).
+        u = torch.randn(n, rank, generator=self._generator(device), device=device, dtype=dtype)
+        state["U"] = u * (0.1**0.5 / u.norm().clamp(min=1e-30)) if rank else u
+        state["V"] = torch.zeros(n, rank, device=device, dtype=dtype)
         state["d"] = torch.full((n,), scale, dtype=dtype, device=device)
         state["L"] = torch.zeros(3, dtype=torch.float32, device=device)
 

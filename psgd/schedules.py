@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class ExponentialAnneal:
@@ -34,3 +36,7 @@ class ExponentialAnneal:
 
     def __call__(self, step: int) -> float:
         return min(1.0, max(self.floor, math.exp(-self.rate * (step - self.warmup))))
+
+
+# Optimizer state dicts hold the schedule; let `torch.load` (weights_only) read it back.
+torch.serialization.add_safe_globals([ExponentialAnneal])
