@@ -1,0 +1,462 @@
+"""Optimizer registry: one pydantic schema and factory per optimizer name.
+
+The schemas are the single source the CLI, the API and the UI render forms from and
+validate against: every field has a default, bounds and a description. `step_kind` tells
+the runner how to drive the optimizer:
+
+* ``"backward"``: `loss.backward(); opt.step()` (first-order methods, PSGD whitening);
+* ``"newton"``: `opt.step(closure)` with a closure that only returns the loss (PSGD Newton);
+* ``"closure"``: `opt.step(closure)` with a closure that zeroes grads and calls backward,
+  possibly many times per step (L-BFGS).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from torch import Tensor
+
+import psgd
+from psgd.base import PSGDOptimizer
+
+Params = list[Tensor]
+
+
+class OptimizerConfig(BaseModel):
+    """Base of every registry entry's hyperparameter schema."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: ClassVar[str] = ""
+
+    @property
+    def step_kind(self) -> str:
+        return "backward"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+def _lr(default: float) -> Any:
+    return Field(default, gt=0, le=100, description="learning rate")
+
+
+def _weight_decay(default: float = 0.0) -> Any:
+    return Field(default, ge=0, le=10, description="weight decay")
+
+
+# ---------------------------------------------------------------------------- PSGD
+class PsgdConfig(OptimizerConfig):
+    """Options shared by every PSGD family (see `psgd.Kron` for their meaning)."""
+
+    fitting: Literal["whiten", "newton"] = Field(
+        "whiten",
+        description="whiten: fit P to E[ggᵀ]^(-1/2) from gradients; "
+        "newton: fit P to |H|⁻¹ from Hessian-vector products",
+    )
+    lr: float = _lr(1e-3)
+    momentum: float = Field(0.0, ge=0, lt=1, description="EMA momentum, bias-corrected")
+    weight_decay: float = _weight_decay()
+    preconditioner_lr: float = Field(0.1, gt=0, le=2, description="normalised Lie-group step μ_Q")
+    preconditioner_update_probability: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="chance of fitting P per step; empty = anneal 1.0 → 0.1 after 500 steps",
+    )
+    preconditioner_init_scale: float | None = Field(
+        None, gt=0, le=1e6, description="s in Q₀ = s·I; empty = automatic from the first gradients"
+    )
+    update_clip_rms: float | Literal["auto"] | None = Field(
+        "auto", description="per-tensor cap on the update RMS; auto = 2 (whiten) / off (newton)"
+    )
+    update_clip_norm: float | None = Field(
+        None, gt=0, description="cap on the global norm of the preconditioned update"
+    )
+    damping: float = Field(1e-9, ge=0, le=1, description="δ of the damped curvature pair")
+    preconditioner_dtype: Literal["fp32", "bf16", "fp64"] | None = Field(
+        None, description="storage dtype of Q; empty = the parameter dtype"
+    )
+    hessian_vector_product: Literal["exact", "finite_difference"] = Field(
+        "exact", description="how Newton fitting gets Hv"
+    )
+    lipschitz_beta: float = Field(0.9, ge=0, lt=1, description="EMA of the step normaliser")
+
+    psgd_class: ClassVar[type[PSGDOptimizer]]
+
+    @property
+    def step_kind(self) -> str:
+        return "newton" if self.fitting == "newton" else "backward"
+
+    def family_options(self) -> dict[str, Any]:
+        return {}
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        common = self.model_dump(exclude={"name", *self.family_options()})
+        return self.psgd_class(params, seed=seed, **common, **self.family_options())
+
+
+_GEOMETRY = Field(
+    "Q0.5EQ1.5", description="Lie-group geometry of the fitting step (EQ is the classic one)"
+)
+
+
+class PsgdKronConfig(PsgdConfig):
+    name: Literal["psgd-kron"] = "psgd-kron"
+    geometry: Literal["Q0.5EQ1.5", "EQ", "QEQ", "QUAD"] = _GEOMETRY
+    max_size: int | None = Field(None, ge=1, description="dims above this get a diagonal factor")
+    max_skew: float | None = Field(
+        1.0, ge=0, description="dim i diagonal when d_i² > max_skew·numel; empty = ∞"
+    )
+    memory_save_mode: Literal["smart_one_diag", "one_diag", "all_diag"] | None = Field(
+        None, description="make more factors diagonal to save memory"
+    )
+    description: ClassVar[str] = "PSGD with Kronecker-factored preconditioners per tensor"
+    psgd_class: ClassVar = psgd.Kron
+
+    def family_options(self) -> dict[str, Any]:
+        return {
+            "geometry": self.geometry,
+            "max_size": math.inf if self.max_size is None else self.max_size,
+            "max_skew": math.inf if self.max_skew is None else self.max_skew,
+            "memory_save_mode": self.memory_save_mode,
+        }
+
+
+class PsgdDenseConfig(PsgdConfig):
+    name: Literal["psgd-dense"] = "psgd-dense"
+    geometry: Literal["Q0.5EQ1.5", "EQ", "QEQ", "QUAD"] = _GEOMETRY
+    description: ClassVar[str] = "PSGD with one dense preconditioner (small problems)"
+    psgd_class: ClassVar = psgd.Dense
+
+    def family_options(self) -> dict[str, Any]:
+        return {"geometry": self.geometry}
+
+
+class PsgdLraConfig(PsgdConfig):
+    name: Literal["psgd-lra"] = "psgd-lra"
+    rank: int = Field(10, ge=0, le=256, description="rank r of Q = (I + UVᵀ) diag(d)")
+    description: ClassVar[str] = "PSGD with a low-rank plus diagonal preconditioner"
+    psgd_class: ClassVar = psgd.LRA
+
+    def family_options(self) -> dict[str, Any]:
+        return {"rank": self.rank}
+
+
+class PsgdXmatConfig(PsgdConfig):
+    name: Literal["psgd-xmat"] = "psgd-xmat"
+    description: ClassVar[str] = "PSGD with an X-shaped (diagonal + anti-diagonal) preconditioner"
+    psgd_class: ClassVar = psgd.XMat
+
+
+class PsgdDiagConfig(PsgdConfig):
+    name: Literal["psgd-diag"] = "psgd-diag"
+    elementwise_normalizer: bool = Field(
+        True, description="one step normaliser per coordinate instead of one global"
+    )
+    description: ClassVar[str] = "PSGD with a diagonal preconditioner"
+    psgd_class: ClassVar = psgd.Diag
+
+    def family_options(self) -> dict[str, Any]:
+        return {"elementwise_normalizer": self.elementwise_normalizer}
+
+
+# ------------------------------------------------------------------------ baselines
+class SgdConfig(OptimizerConfig):
+    name: Literal["sgd"] = "sgd"
+    lr: float = _lr(0.01)
+    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum")
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "stochastic gradient descent (torch.optim.SGD)"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
+
+class SgdNesterovConfig(OptimizerConfig):
+    name: Literal["sgd-nesterov"] = "sgd-nesterov"
+    lr: float = _lr(0.01)
+    momentum: float = Field(0.9, gt=0, lt=1, description="Nesterov momentum")
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "SGD with Nesterov momentum"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=True,
+        )
+
+
+class _AdamFamily(OptimizerConfig):
+    lr: float = _lr(1e-3)
+    beta1: float = Field(0.9, ge=0, lt=1, description="first-moment decay")
+    beta2: float = Field(0.999, ge=0, lt=1, description="second-moment decay")
+    eps: float = Field(1e-8, gt=0, le=1, description="denominator guard")
+    adam_class: ClassVar[type[torch.optim.Optimizer]]
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return self.adam_class(
+            params,
+            lr=self.lr,
+            betas=(self.beta1, self.beta2),
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+        )
+
+
+class AdamConfig(_AdamFamily):
+    name: Literal["adam"] = "adam"
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "Adam (L2 weight decay added to the gradient)"
+    adam_class: ClassVar = torch.optim.Adam
+
+
+class AdamWConfig(_AdamFamily):
+    name: Literal["adamw"] = "adamw"
+    weight_decay: float = _weight_decay(0.01)
+    description: ClassVar[str] = "AdamW (decoupled weight decay)"
+    adam_class: ClassVar = torch.optim.AdamW
+
+
+class RmspropConfig(OptimizerConfig):
+    name: Literal["rmsprop"] = "rmsprop"
+    lr: float = _lr(1e-2)
+    alpha: float = Field(0.99, ge=0, lt=1, description="squared-gradient decay")
+    eps: float = Field(1e-8, gt=0, le=1, description="denominator guard")
+    momentum: float = Field(0.0, ge=0, lt=1, description="momentum")
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "RMSprop"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(params, **self.model_dump(exclude={"name"}))
+
+
+class AdagradConfig(OptimizerConfig):
+    name: Literal["adagrad"] = "adagrad"
+    lr: float = _lr(1e-2)
+    lr_decay: float = Field(0.0, ge=0, le=1, description="learning-rate decay")
+    eps: float = Field(1e-10, gt=0, le=1, description="denominator guard")
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "Adagrad"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.Adagrad(params, **self.model_dump(exclude={"name"}))
+
+
+class LbfgsConfig(OptimizerConfig):
+    name: Literal["lbfgs"] = "lbfgs"
+    lr: float = _lr(1.0)
+    max_iter: int = Field(20, ge=1, le=1000, description="inner iterations per step")
+    history_size: int = Field(100, ge=1, le=1000, description="curvature pairs kept")
+    line_search_fn: Literal["strong_wolfe"] | None = Field(
+        "strong_wolfe", description="line search; empty = fixed step"
+    )
+    description: ClassVar[str] = "L-BFGS (closure-driven, several evaluations per step)"
+
+    @property
+    def step_kind(self) -> str:
+        return "closure"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.LBFGS(params, **self.model_dump(exclude={"name"}))
+
+
+class Composite:
+    """Several optimizers over disjoint parameters, stepped together (duck-types the
+    parts of `torch.optim.Optimizer` the runner uses).
+
+    Why: Muon orthogonalises matrix updates only; vectors and scalars need another rule.
+    """
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+        self.param_groups = [g for opt in optimizers for g in opt.param_groups]
+
+    def step(self, closure: Any = None) -> Any:
+        result = None
+        if closure is not None:
+            with torch.enable_grad():
+                result = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return result
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"parts": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for opt, part in zip(self.optimizers, state_dict["parts"]):
+            opt.load_state_dict(part)
+
+
+class MuonConfig(OptimizerConfig):
+    name: Literal["muon"] = "muon"
+    lr: float = _lr(0.02)
+    momentum: float = Field(0.95, ge=0, lt=1, description="momentum of the matrix updates")
+    weight_decay: float = _weight_decay(0.1)
+    ns_steps: int = Field(5, ge=1, le=20, description="Newton–Schulz iterations")
+    adamw_lr: float = Field(1e-3, gt=0, le=100, description="AdamW lr for non-matrix params")
+    description: ClassVar[str] = "Muon on matrix parameters, AdamW on the rest"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer | Composite:
+        matrices = [p for p in params if p.dim() == 2]
+        others = [p for p in params if p.dim() != 2]
+        parts: list[torch.optim.Optimizer] = []
+        if matrices:
+            parts.append(
+                torch.optim.Muon(
+                    matrices,
+                    lr=self.lr,
+                    momentum=self.momentum,
+                    weight_decay=self.weight_decay,
+                    ns_steps=self.ns_steps,
+                )
+            )
+        if others:
+            parts.append(torch.optim.AdamW(others, lr=self.adamw_lr))
+        return parts[0] if len(parts) == 1 else Composite(parts)
+
+
+class AdafactorConfig(OptimizerConfig):
+    name: Literal["adafactor"] = "adafactor"
+    lr: float = _lr(1e-2)
+    beta2_decay: float = Field(-0.8, ge=-10, le=0, description="decay-rate exponent")
+    d: float = Field(1.0, gt=0, le=100, description="update clipping threshold")
+    weight_decay: float = _weight_decay()
+    description: ClassVar[str] = "Adafactor (factored second moments)"
+
+    def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
+        return torch.optim.Adafactor(params, **self.model_dump(exclude={"name"}))
+
+
+OPTIMIZER_CONFIGS: tuple[type[OptimizerConfig], ...] = (
+    PsgdKronConfig,
+    PsgdLraConfig,
+    PsgdXmatConfig,
+    PsgdDiagConfig,
+    PsgdDenseConfig,
+    SgdConfig,
+    SgdNesterovConfig,
+    AdamConfig,
+    AdamWConfig,
+    RmspropConfig,
+    AdagradConfig,
+    LbfgsConfig,
+    MuonConfig,
+    AdafactorConfig,
+)
+REGISTRY: dict[str, type[OptimizerConfig]] = {
+    cls.model_fields["name"].default: cls for cls in OPTIMIZER_CONFIGS
+}
+AnyOptimizerConfig = Annotated[
+    PsgdKronConfig
+    | PsgdLraConfig
+    | PsgdXmatConfig
+    | PsgdDiagConfig
+    | PsgdDenseConfig
+    | SgdConfig
+    | SgdNesterovConfig
+    | AdamConfig
+    | AdamWConfig
+    | RmspropConfig
+    | AdagradConfig
+    | LbfgsConfig
+    | MuonConfig
+    | AdafactorConfig,
+    Field(discriminator="name"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyOptimizerConfig)
+
+# ------------------------------------------------------------------ per-task presets
+_NEWTON_LANDSCAPE = {
+    "fitting": "newton",
+    "lr": 1.0,
+    "momentum": 0.9,
+    "preconditioner_lr": 0.5,
+    "preconditioner_update_probability": 1.0,
+}
+_LANDSCAPE_PRESETS: dict[str, dict[str, Any]] = {
+    "psgd-dense": _NEWTON_LANDSCAPE,
+    "psgd-kron": _NEWTON_LANDSCAPE,
+    "psgd-lra": _NEWTON_LANDSCAPE,
+    "psgd-xmat": _NEWTON_LANDSCAPE,
+    "psgd-diag": _NEWTON_LANDSCAPE,
+    "sgd": {"lr": 1e-3},
+    "sgd-nesterov": {"lr": 1e-3},
+    "adam": {"lr": 0.01},
+    "adamw": {"lr": 0.01, "weight_decay": 0.0},
+    "rmsprop": {"lr": 1e-3},
+    "adagrad": {"lr": 0.1},
+    "adafactor": {"lr": 0.01},
+    "muon": {"adamw_lr": 0.01},
+}
+
+#: Hyperparameters that override the schema defaults per task; documented in README.
+#: The landscape presets follow the reference's Rosenbrock demo (Dense Newton, lr 1.0,
+#: μ_Q 0.5, momentum 0.9); XOR follows the seed paper (LRA Newton, init scale 1.0,
+#: lr 0.01, μ_Q 0.01, update norm clip 1.0), which solves T = 64.
+TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    **{
+        name: _LANDSCAPE_PRESETS
+        for name in (
+            "rosenbrock",
+            "rastrigin",
+            "beale",
+            "himmelblau",
+            "styblinski_tang",
+            "saddle",
+            "quadratic",
+        )
+    },
+    "xor": {
+        "psgd-lra": {
+            "fitting": "newton",
+            "lr": 0.01,
+            "preconditioner_lr": 0.01,
+            "preconditioner_init_scale": 1.0,
+            "update_clip_norm": 1.0,
+            "preconditioner_update_probability": 1.0,
+        },
+        "psgd-kron": {"lr": 1e-3, "preconditioner_lr": 0.01, "preconditioner_init_scale": 1.0},
+        "adam": {"lr": 1e-3},
+        "sgd": {"lr": 0.05, "momentum": 0.9},
+    },
+    "cifar10": {},
+}
+
+
+def optimizer_config(
+    spec: dict[str, Any] | OptimizerConfig, task_name: str | None = None
+) -> OptimizerConfig:
+    """Validate an optimizer spec `{"name": ..., **hyperparameters}`.
+
+    Precedence: the user's fields over the task's preset over the schema defaults.
+    Raises pydantic's ValidationError (unknown name, unknown field, out-of-range value).
+    """
+    if isinstance(spec, OptimizerConfig):
+        return spec
+    preset = TASK_PRESETS.get(task_name or "", {}).get(spec.get("name", ""), {})
+    return _ADAPTER.validate_python({**preset, **spec})
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every optimizer with its description and JSON schema (for forms and `--help`)."""
+    return [
+        {
+            "name": name,
+            "description": cls.description,
+            "schema": cls.model_json_schema(),
+        }
+        for name, cls in REGISTRY.items()
+    ]
