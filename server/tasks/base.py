@@ -46,7 +46,7 @@ class Task(ABC):
     def loss(self) -> Tensor:
         """Differentiable scalar loss on the current batch; never calls backward."""
 
-    def next_batch(self) -> None:
+    def next_batch(self) -> None:  # noqa: B027 - deliberately optional
         """Move to the next mini-batch (no-op for deterministic landscapes)."""
 
     @property

@@ -1,0 +1,247 @@
+"""The `psgd-playground` command line: run comparisons, inspect tasks and optimizers, get data.
+
+    psgd-playground run --task rosenbrock --optimizer psgd-dense --optimizer adam \\
+        --steps 500 --seeds 3 --out results/
+    psgd-playground optimizers psgd-kron      # the hyperparameters `--set` accepts
+    psgd-playground data check ../shared/data/cifar-10-subset-python.tar.gz
+
+Every user error (bad flag, unknown name, out-of-range value, unreadable file) is one line
+`psgd-playground: error: ...` on stderr and exit code 2. `run` exits 0 when every job
+succeeded, 1 when one diverged or failed, 130 when cancelled with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from playground import cli_files as files
+from playground import cli_info as info
+from playground import cli_output as out
+from playground.cli_spec import (
+    PROG,
+    UsageError,
+    build_comparison,
+    one_line,
+    positive_float,
+    positive_int,
+    seed_list,
+    validation_message,
+)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# ------------------------------------------------------------------------ commands
+def cmd_run(args: argparse.Namespace) -> int:
+    spec, labels = build_comparison(args)
+    from pydantic import ValidationError
+
+    from server.runner import run_job
+
+    if spec.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: CUDA is not available on this machine")
+    try:
+        jobs = spec.jobs()
+    except ValidationError as e:
+        raise UsageError(validation_message(e, "spec")) from e
+    folder = Path(args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create output folder {folder}: {e.strerror or e}") from e
+
+    per_opt = len(spec.seeds)
+    records = [
+        out.RunRecord(index=i + 1, label=labels[i // per_opt], job=job)
+        for i, job in enumerate(jobs)
+    ]
+    progress = out.Progress(len(records), quiet=args.quiet)
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        progress.note(f"{PROG}: cancelling the current job (Ctrl-C again to abort at once)")
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    done: list[out.RunRecord] = []
+    try:
+        for record in records:
+            if stop.is_set():
+                break
+            progress.start(record)
+
+            def sink(event: Any, record: out.RunRecord = record) -> None:
+                record.events.append(event)
+                progress.event(event)
+
+            record.status = run_job(record.job, sink, stop.is_set)
+            progress.finish(record.status)
+            done.append(record)
+            files.write_events(folder, record)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    written = files.write_results(folder, done, spec.model_dump())
+    written += files.write_plots(folder, done, args.plot, _warn)
+    print(out.summary_table(done, spec.target))
+    for line in out.failure_notes(done):
+        print(line)
+    if len(done) < len(records):
+        print(f"{len(records) - len(done)} of {len(records)} jobs not started (cancelled)")
+    print(f"results in {folder}: {', '.join([*written, *(['events/'] if done else [])])}")
+    if stop.is_set():
+        return EXIT_INTERRUPTED
+    return 0 if all(r.status.status == "succeeded" for r in done) else 1
+
+
+# ------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="PSGD Playground from the terminal.", allow_abbrev=False
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run one job or a comparison (optimizers × seeds on one task)",
+        description="Run optimizers × seeds on one task; print a summary, write JSON/CSV/plots.",
+        allow_abbrev=False,
+    )
+    run.add_argument("--task", help="task name (see `psgd-playground tasks`)")
+    run.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, value as JSON when it parses (e.g. dim=10); repeatable",
+    )
+    run.add_argument(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="optimizer name (see `psgd-playground optimizers`); repeatable",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="hyperparameter of a chosen optimizer, e.g. adam.lr=0.01; repeatable",
+    )
+    run.add_argument("--steps", type=positive_int, help="optimizer steps (default 500)")
+    run.add_argument("--epochs", type=positive_int, help="epochs, for dataset tasks (CIFAR)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=positive_int, metavar="N", help="run seeds 0..N-1")
+    seeds.add_argument("--seed-list", type=seed_list, metavar="S,S,...", help="e.g. 0,5,9")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    run.add_argument(
+        "--target",
+        type=float,
+        metavar="X",
+        help="target of the task's metric (loss; test accuracy for CIFAR)",
+    )
+    run.add_argument(
+        "--snapshot-every",
+        type=positive_int,
+        metavar="K",
+        help="steps between spectrum/trajectory snapshots",
+    )
+    run.add_argument("--max-seconds", type=positive_float, metavar="S", help="time limit per job")
+    run.add_argument(
+        "--spec", metavar="FILE", help="comparison spec (.json/.yaml); flags override it"
+    )
+    run.add_argument("--out", metavar="DIR", help="output folder (default results/<timestamp>)")
+    run.add_argument(
+        "--plot",
+        choices=("none", "html", "png", "both"),
+        default="html",
+        help="static plots to write (default html; png needs kaleido)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(handler=cmd_run)
+
+    tasks = commands.add_parser("tasks", help="list tasks, or show one task's options")
+    tasks.add_argument("name", nargs="?", help="a task name")
+    tasks.set_defaults(handler=info.cmd_tasks)
+
+    optimizers = commands.add_parser(
+        "optimizers", help="list optimizers, or show one's hyperparameters"
+    )
+    optimizers.add_argument("name", nargs="?", help="an optimizer name")
+    optimizers.add_argument("--task", help="show the defaults with this task's preset applied")
+    optimizers.set_defaults(handler=info.cmd_optimizers)
+
+    data = commands.add_parser("data", help="download or check CIFAR-10")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")
+    download = data_commands.add_parser(
+        "download", help="fetch and verify the official CIFAR-10 archive"
+    )
+    download.add_argument(
+        "--data-dir",
+        help="folder to save into (default $PSGD_PLAYGROUND_DATA_DIR "
+        "or ~/.cache/psgd-playground/data)",
+    )
+    download.set_defaults(handler=info.cmd_data_download)
+    check = data_commands.add_parser("check", help="verify a CIFAR-10 archive or folder")
+    check.add_argument("path", nargs="?", help="archive or folder (default: the data folder)")
+    check.set_defaults(handler=info.cmd_data_check)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("psgd-playground")
+    except Exception:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            what = "data action (download, check)" if args.command == "data" else "command"
+            raise UsageError(f"choose a {what}; see `{PROG} --help`")
+        return handler(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as e:  # --help and --version
+        return e.code if isinstance(e.code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What `psgd-playground run` shows and writes: progress lines, the summary table, and the
+result files (JSON, CSV, per-run event logs, plots).
+
+Kept apart from `playground.cli` (argument handling) so each stays readable; nothing here
+parses flags or exits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+_BAR = 24
+_REDRAW_SECONDS = 0.1  # at most 10 redraws per second
+
+
+@dataclass
+class RunRecord:
+    """One job of a comparison and everything it emitted."""
+
+    index: int  # 1-based, as in the progress lines, the CSV `run` column and file names
+    label: str  # the optimizer name, with "#k" when the same optimizer appears k times
+    job: Any  # server.runner.JobSpec
+    events: list[Any] = field(default_factory=list)
+    status: Any = None  # the final server.events.Status
+
+    @property
+    def seed(self) -> int:
+        return self.job.seed
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        started = next((e for e in self.events if e.type == "started"), None)
+        return started.meta if started is not None else {}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.status.summary if self.status is not None else {}
+
+    @property
+    def events_name(self) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.label)
+        return f"{self.index}-{safe}-seed{self.seed}.jsonl"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Progress on stderr: one redrawn line per job on a terminal, else one line per job."""
+
+    def __init__(self, total_jobs: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.total_jobs = total_jobs
+        self.quiet = quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.record: RunRecord | None = None
+
+    def start(self, record: RunRecord) -> None:
+        self.record = record
+        self.began = time.monotonic()
+        self.last_draw = -math.inf
+        self.step, self.total_steps, self.loss = 0, None, math.nan
+
+    def _head(self) -> str:
+        assert self.record is not None
+        r = self.record
+        return f"[{r.index}/{self.total_jobs}] {r.label} seed={r.seed}"
+
+    def event(self, event: Any) -> None:
+        if event.type == "started":
+            self.total_steps = event.total_steps
+        elif event.type == "metrics":
+            self.step, self.loss = event.step, event.loss
+        else:
+            return
+        now = time.monotonic()
+        if self.tty and not self.quiet and now - self.last_draw >= _REDRAW_SECONDS:
+            self.last_draw = now
+            self._draw(self._bar_line(now))
+
+    def _bar_line(self, now: float) -> str:
+        total = self.total_steps or 0
+        filled = round(_BAR * self.step / total) if total else 0
+        bar = "#" * filled + "-" * (_BAR - filled)
+        loss = f"{self.loss:.2e}" if math.isfinite(self.loss) else "-"
+        return f"{self._head()} |{bar}| {self.step}/{total} loss {loss} {_clock(now - self.began)}"
+
+    def _draw(self, line: str) -> None:
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        self.stream.write("\r" + line[:width] + "\x1b[K")
+        self.stream.flush()
+
+    def finish(self, status: Any) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        loss = status.summary.get("final_loss")
+        loss_text = f"{loss:.2e}" if isinstance(loss, float) and status.step else "-"
+        tail = (
+            f"{status.status} at step {status.step}, loss {loss_text}, {_clock(now - self.began)}"
+        )
+        if self.tty:
+            self._draw(f"{self._bar_line(now)} {status.status}")
+            self.stream.write("\n")
+        else:
+            self.stream.write(f"{self._head()} {tail}\n")
+        self.stream.flush()
+
+    def note(self, message: str) -> None:
+        self.stream.write(("\n" if self.tty and not self.quiet else "") + message + "\n")
+        self.stream.flush()
+
+
+# ------------------------------------------------------------------------------ table
+def _num(value: Any, spec: str = ".3e") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return format(value, spec)
+
+
+def eval_metric(records: list[RunRecord]) -> str | None:
+    """The evaluation metric worth a column: the task's target metric, else accuracy."""
+    keys: set[str] = set()
+    for r in records:
+        keys.update((r.summary.get("final_eval") or {}).keys())
+    if not keys:
+        return None
+    target = next((r.meta.get("target_metric") for r in records if r.meta), None)
+    if target in keys and target != "loss":
+        return target
+    return "accuracy" if "accuracy" in keys else sorted(keys)[0]
+
+
+def _has_solved_notion(records: list[RunRecord]) -> bool:
+    for r in records:
+        task = r.meta.get("task") or {}
+        if r.summary.get("solved_step") is not None or "solved_threshold" in task:
+            return True
+        if task.get("minimum_value") is not None:
+            return True
+    return False
+
+
+def _align(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def summary_table(records: list[RunRecord], target: float | None) -> str:
+    """The end-of-run table (one row per run) and one aggregate line per optimizer."""
+    if not records:
+        return "no job finished"
+    metric = eval_metric(records)
+    solved = _has_solved_notion(records)
+    step_header = "steps to target" if target is not None else "steps to solve"
+    header = ["run", "optimizer", "seed", "status", "final loss", "best loss", step_header]
+    header += ["time (s)", *([f"final {metric}"] if metric else [])]
+    rows = [header]
+    for r in records:
+        s = r.summary
+        reached = s.get("target_step") if target is not None else s.get("solved_step")
+        row = [str(r.index), r.label, str(r.seed), r.status.status if r.status else "-"]
+        final = s.get("final_loss") if s.get("steps") else None  # no step, no loss
+        row += [_num(final), _num(s.get("best_loss")), _num(reached, "d")]
+        row.append(_num(s.get("seconds"), ".2f"))
+        if metric:
+            row.append(_num((s.get("final_eval") or {}).get(metric), ".4g"))
+        rows.append(row)
+    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8})
+    lines.insert(1, "-" * len(lines[0]))
+
+    lines.append("")
+    groups: dict[str, list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault(r.label, []).append(r)
+    agg = []
+    for label, group in groups.items():
+        n = len(group)
+        finals = [r.summary.get("final_loss") for r in group]
+        finite = [v for v in finals if isinstance(v, (int, float)) and math.isfinite(v)]
+        if finite:
+            std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+            runs = f"{n} seed{'s' if n > 1 else ''}"
+            over = runs if len(finite) == n else f"the {len(finite)} finite of {runs}"
+            loss = f"final loss {statistics.fmean(finite):.3e} ± {std:.1e} over {over}"
+        else:
+            loss = "final loss - (no finite value)"
+        parts = [label, loss]
+        if solved:
+            parts.append(
+                f"solved {sum(r.summary.get('solved_step') is not None for r in group)}/{n}"
+            )
+        if target is not None:
+            reached = sum(r.summary.get("target_step") is not None for r in group)
+            parts.append(f"reached target {reached}/{n}")
+        for status in ("diverged", "failed", "cancelled"):
+            count = sum(r.status is not None and r.status.status == status for r in group)
+            if count:
+                parts.append(f"{status} {count}/{n}")
+        agg.append(parts)
+    width = max(len(p[0]) for p in agg)
+    lines += [f"{p[0].ljust(width)}  " + " · ".join(p[1:]) for p in agg]
+    return "\n".join(lines)
+
+
+def failure_notes(records: list[RunRecord]) -> list[str]:
+    """One line per run that did not succeed, with its message."""
+    return [
+        f"run {r.index} ({r.label} seed={r.seed}) {r.status.status}: {r.status.message}"
+        for r in records
+        if r.status is not None and r.status.status != "succeeded" and r.status.message
+    ]

@@ -1,0 +1,371 @@
+"""Run one job: build the task and optimizer, step, and emit typed events to a sink.
+
+The runner knows nothing of HTTP, storage or terminals: the CLI, the job store and tests
+all hand it a sink (any callable taking an event) and a `should_stop` callable checked
+between steps. Results are deterministic for a given seed on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+import psgd
+from server.events import Evaluation, Event, Metrics, Spectrum, Started, Status, Trajectory
+from server.optimizers import AnyOptimizerConfig, optimizer_config
+from server.tasks import AnyTaskConfig
+from server.tasks.base import Task
+
+Sink = Callable[[Event], None]
+
+_SPECTRUM_VALUES = 256
+_HESSIAN_LIMIT = 64
+_PATH_POINTS = 200
+_SKETCH_DIM = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-job ceilings, so a runaway job ends as failed instead of running forever."""
+
+    max_steps: int = 1_000_000
+    max_seconds: float = 6 * 3600
+
+
+class JobSpec(BaseModel):
+    """One run: a task, an optimizer with its hyperparameters, a budget and a seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: AnyTaskConfig
+    optimizer: AnyOptimizerConfig
+    steps: int | None = Field(None, ge=1, description="optimizer steps (default 500)")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs, for dataset tasks (default 5); overrides steps"
+    )
+    seed: int = Field(0, ge=0, lt=2**31, description="seed of data, init and optimizer")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    snapshot_every: int | None = Field(
+        None, ge=1, description="steps between spectrum/trajectory snapshots (default ≈ 1 %)"
+    )
+    target: float | None = Field(
+        None, description="target of the task's metric (loss, or test accuracy for CIFAR)"
+    )
+    max_seconds: float | None = Field(None, gt=0, description="wall-clock limit of this job")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_task_preset(cls, data: Any) -> Any:
+        """Fill the optimizer's unspecified hyperparameters from the task's preset."""
+        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict):
+            task = data.get("task")
+            task_name = task.get("name") if isinstance(task, dict) else getattr(task, "name", None)
+            data = {**data, "optimizer": optimizer_config(data["optimizer"], task_name)}
+        return data
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def environment(device: torch.device, seed: int) -> dict[str, Any]:
+    """What a result needs to be reproduced: versions, device and seed."""
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "psgd": psgd.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "seed": seed,
+    }
+
+
+class PathRecorder:
+    """Keeps a bounded, sketched history of the parameters for a PCA trajectory.
+
+    Why a sketch: the path of a 0.3M-parameter model over 200 snapshots would take 240 MB;
+    a fixed random signed bucketing into 1024 dims (a CountSketch) preserves distances
+    well enough for a 2-D picture at 1/300 of the memory.
+    """
+
+    def __init__(self, numel: int, seed: int) -> None:
+        self.numel = numel
+        gen = torch.Generator().manual_seed(seed)
+        if numel > _SKETCH_DIM:
+            self.buckets = torch.randint(0, _SKETCH_DIM, (numel,), generator=gen)
+            self.signs = torch.randint(0, 2, (numel,), generator=gen).double() * 2 - 1
+        self.points: list[Tensor] = []
+        self.steps: list[int] = []
+
+    def record(self, step: int, params: list[Tensor]) -> None:
+        flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in params])
+        if self.numel > _SKETCH_DIM:
+            flat = torch.zeros(_SKETCH_DIM, dtype=torch.float64).index_add_(
+                0, self.buckets, flat * self.signs
+            )
+        self.points.append(flat)
+        self.steps.append(step)
+        if len(self.points) > _PATH_POINTS:  # halve the history, keeping the first point
+            self.points = self.points[::2]
+            self.steps = self.steps[::2]
+
+    def projection(self) -> tuple[list[list[float]], list[float]]:
+        """The path on its two principal axes, and their shares of the variance."""
+        x = torch.stack(self.points)
+        x = x - x.mean(dim=0)
+        u, s, _ = torch.linalg.svd(x, full_matrices=False)
+        coords = u[:, :2] * s[:2]
+        if coords.shape[1] < 2:
+            coords = torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
+        total = float(s.square().sum()) or 1.0
+        shares = [float(v) / total for v in s[:2].square()]
+        return coords.tolist(), shares
+
+
+def _grad_norm(params: list[Tensor]) -> float:
+    squares = [p.grad.detach().double().square().sum() for p in params if p.grad is not None]
+    return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+
+
+def _take_step(kind: str, opt: Any, task: Task) -> Tensor:
+    if kind == "newton":
+        return opt.step(task.loss)
+    if kind == "closure":
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = task.loss()
+            loss.backward()
+            return loss
+
+        return opt.step(closure)
+    opt.zero_grad()
+    loss = task.loss()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _inverse_hessian_spectrum(task: Task) -> list[float] | None:
+    if sum(p.numel() for p in task.params) > _HESSIAN_LIMIT:
+        return None
+    hessian = task.hessian()
+    if hessian is None:
+        return None
+    eigenvalues = torch.linalg.eigvalsh(hessian.detach().double().cpu())
+    return sorted((1.0 / eigenvalues.abs().clamp(min=1e-12)).tolist())
+
+
+class _Run:
+    """One job's mutable progress: best values, time to target, snapshots."""
+
+    def __init__(self, spec: JobSpec, sink: Sink, limits: Limits) -> None:
+        self.spec, self.sink, self.limits = spec, sink, limits
+        self.best_loss = math.inf
+        self.last_loss = math.nan
+        self.target_step: int | None = None
+        self.target_seconds: float | None = None
+        self.solved_step: int | None = None
+        self.last_eval: dict[str, float] = {}
+        self.step = 0
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def note_target(self, step: int, value: float, lower_is_better: bool) -> None:
+        target = self.spec.target
+        if target is None or self.target_step is not None:
+            return
+        if (value <= target) if lower_is_better else (value >= target):
+            self.target_step, self.target_seconds = step, self.elapsed()
+
+    def summary(self, step: int) -> dict[str, Any]:
+        return {
+            "steps": step,
+            "seconds": self.elapsed(),
+            "final_loss": self.last_loss,
+            "best_loss": self.best_loss if math.isfinite(self.best_loss) else None,
+            "target": self.spec.target,
+            "target_step": self.target_step,
+            "target_seconds": self.target_seconds,
+            "solved_step": self.solved_step,
+            "final_eval": self.last_eval,
+        }
+
+
+def run_job(
+    spec: JobSpec,
+    sink: Sink,
+    should_stop: Callable[[], bool] = lambda: False,
+    limits: Limits = Limits(),
+) -> Status:
+    """Run `spec` to its end and return the final status event (also sent to the sink)."""
+    run = _Run(spec, sink, limits)
+    try:
+        status = _run(run, should_stop)
+    except Exception as error:  # a job's failure must become a status, never a crash
+        message = f"{type(error).__name__}: {error}"
+        status = Status(step=run.step, status="failed", message=message)
+    if not status.summary:
+        status.summary = run.summary(status.step)
+    sink(status)
+    return status
+
+
+def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
+    spec = run.spec
+    device = resolve_device(spec.device)
+    torch.manual_seed(spec.seed)
+    task = spec.task.build(device, spec.seed)
+    opt = spec.optimizer.build(task.params, spec.seed)
+    kind = spec.optimizer.step_kind
+    per_epoch = task.steps_per_epoch
+    if task.budget_unit == "epochs" and spec.steps is None:
+        total = (spec.epochs or 5) * (per_epoch or 1)
+    else:
+        total = spec.steps or 500
+    if total > run.limits.max_steps:
+        return Status(
+            step=0,
+            status="failed",
+            message=f"{total} steps exceed this server's limit of {run.limits.max_steps}",
+        )
+    max_seconds = min(spec.max_seconds or math.inf, run.limits.max_seconds)
+    every = spec.snapshot_every or max(1, total // 100)
+    numel = sum(p.numel() for p in task.params)
+    two_d = task.position() is not None
+    path = None if two_d else PathRecorder(numel, spec.seed)
+    metric, lower_is_better = task.target_metric
+    run.sink(
+        Started(
+            total_steps=total,
+            meta={
+                "environment": environment(device, spec.seed),
+                "task": {**spec.task.model_dump(), **task.describe()},
+                "optimizer": spec.optimizer.model_dump(),
+                "budget_unit": task.budget_unit,
+                "steps_per_epoch": per_epoch,
+                "target_metric": metric,
+            },
+        )
+    )
+    _snapshot(run, task, opt, path, 0)
+    for step in range(1, total + 1):
+        if should_stop():
+            return Status(step=step - 1, status="cancelled", message="cancelled by request")
+        if run.elapsed() > max_seconds:
+            return Status(
+                step=step - 1,
+                status="failed",
+                message=f"time limit of {max_seconds:g} s reached after {step - 1} steps",
+            )
+        task.next_batch()
+        began = time.perf_counter()
+        loss_value = float(_take_step(kind, opt, task).detach())
+        step_time = time.perf_counter() - began
+        run.step = step
+        run.last_loss = loss_value
+        if not math.isfinite(loss_value) or not all(
+            bool(torch.isfinite(p).all()) for p in task.params
+        ):
+            return Status(
+                step=step,
+                status="diverged",
+                message=f"loss or parameters became non-finite at step {step}",
+            )
+        run.best_loss = min(run.best_loss, loss_value)
+        if metric == "loss":
+            run.note_target(step, loss_value, lower_is_better)
+        if run.solved_step is None and task.solved(loss_value):
+            run.solved_step = step
+        run.sink(
+            Metrics(
+                step=step,
+                loss=loss_value,
+                grad_norm=_grad_norm(task.params),
+                lr=float(opt.param_groups[0]["lr"]),
+                step_time=step_time,
+                elapsed=run.elapsed(),
+            )
+        )
+        epoch_end = per_epoch is not None and step % per_epoch == 0
+        if epoch_end or (per_epoch is None and (step % every == 0 or step == total)):
+            _evaluate(run, task, step, per_epoch, metric, lower_is_better)
+        if step % every == 0 or step == total:
+            _snapshot(run, task, opt, path, step)
+    return Status(step=total, status="succeeded")
+
+
+def _evaluate(
+    run: _Run, task: Task, step: int, per_epoch: int | None, metric: str, lower: bool
+) -> None:
+    metrics = task.evaluate()
+    if not metrics:
+        return
+    run.last_eval = metrics
+    epoch = step / per_epoch if per_epoch else 0.0
+    run.sink(Evaluation(step=step, epoch=epoch, metrics=metrics))
+    if metric in metrics:
+        run.note_target(step, metrics[metric], lower)
+
+
+def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: int) -> None:
+    spectra_of = getattr(opt, "preconditioner_spectra", None)
+    spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
+    inverse = _inverse_hessian_spectrum(task)
+    if spectra or inverse:
+        run.sink(
+            Spectrum(
+                step=step,
+                spectra={k: v.tolist() for k, v in spectra.items()},
+                inverse_hessian=inverse,
+            )
+        )
+    if path is None:
+        run.sink(Trajectory(step=step, point=task.position()))
+        return
+    path.record(step, task.params)
+    coords, shares = path.projection()
+    run.sink(
+        Trajectory(step=step, path=coords, path_steps=list(path.steps), explained_variance=shares)
+    )
+
+
+class ComparisonSpec(BaseModel):
+    """One task, several optimizers × seeds: the shape of a comparison everywhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: dict[str, Any] = Field(description='task spec, e.g. {"name": "rosenbrock"}')
+    optimizers: list[dict[str, Any]] = Field(min_length=1, max_length=32)
+    seeds: list[int] = Field([0], min_length=1, max_length=64)
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    snapshot_every: int | None = Field(None, ge=1)
+    target: float | None = None
+    max_seconds: float | None = Field(None, gt=0)
+
+    def jobs(self) -> list[JobSpec]:
+        """Every (optimizer, seed) pair as a validated job, optimizers outermost."""
+        shared = self.model_dump(exclude={"task", "optimizers", "seeds"})
+        return [
+            JobSpec.model_validate({**shared, "task": self.task, "optimizer": opt, "seed": seed})
+            for opt in self.optimizers
+            for seed in self.seeds
+        ]

@@ -1,0 +1,666 @@
+"""CIFAR-10 image classification: a class-balanced subset, a small CNN or a ResNet-18.
+
+Data
+    The official "CIFAR-10 python version" (`cifar-10-python.tar.gz`, 163 MiB, 50,000
+    train / 10,000 test images) or any archive/folder in the same format (e.g. a smaller
+    subset). `load_cifar10` reads the `.tar.gz` in memory (no extraction) or a
+    `cifar-10-batches-py` folder. The pickles are read with a restricted unpickler that
+    only rebuilds byte arrays, so numpy is not needed and a tampered file cannot run code.
+
+    Where it is looked for when a config gives no `data_path`: `default_data_dir()`, i.e.
+    `$PSGD_PLAYGROUND_DATA_DIR` when set, else `~/.cache/psgd-playground/data`; in it
+    `cifar-10-python.tar.gz`, else a `cifar-10-batches-py` folder. `download()` (the CLI's
+    `psgd-playground data download`) fetches the official archive there and checks its md5.
+
+Task
+    The train/test subsets are class-balanced and fixed (seed `SUBSET_SEED`, independent of
+    the run seed, so every run of a config sees the same images); the run seed sets the
+    model initialisation, the batch order and the augmentation draws. Images stay on the
+    device as uint8 and are normalised (CIFAR mean/std) per batch, which keeps 50,000
+    images at 150 MiB. `next_batch()` takes the next mini-batch of a per-epoch shuffle and
+    augments it (random crop with 4-pixel zero padding in normalised space, i.e. mean
+    colour, and a random horizontal flip); `loss()` is then a pure function of that batch
+    and the parameters, so optimizers may call it several times per step (Newton fitting,
+    finite differences). BatchNorm runs in training mode there (batch statistics; its
+    running statistics are updated on every call); `evaluate()` uses eval mode.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import hashlib
+import io
+import itertools
+import math
+import os
+import pickle
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.error import URLError
+from urllib.request import urlopen
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from server.tasks.base import DTYPES, Task, TaskConfig
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+BATCHES_DIR = "cifar-10-batches-py"
+#: archive names recognised inside a data folder, in order of preference.
+ARCHIVE_NAMES = (ARCHIVE_NAME, "cifar-10-subset-python.tar.gz")
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+DATA_DIR_ENV = "PSGD_PLAYGROUND_DATA_DIR"
+
+CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+NUM_CLASSES = len(CLASSES)
+#: per-channel mean and std of the CIFAR-10 training images (pixel values in [0, 1]).
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+#: seed of the train/test subset selection (fixed: the data are part of the task).
+SUBSET_SEED = 0
+_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------
+# Locating, downloading and verifying the data
+
+
+def default_data_dir() -> Path:
+    """`$PSGD_PLAYGROUND_DATA_DIR` when set, else `~/.cache/psgd-playground/data`."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "psgd-playground" / "data"
+
+
+def default_data_path() -> Path:
+    """Where a config without `data_path` reads from (see the module docstring)."""
+    data_dir = default_data_dir()
+    for candidate in (data_dir / ARCHIVE_NAME, data_dir / BATCHES_DIR):
+        if candidate.exists():
+            return candidate
+    return data_dir / ARCHIVE_NAME
+
+
+def _missing_message(path: Path) -> str:
+    return (
+        f"CIFAR-10 data not found at {path}. Download it with `psgd-playground data "
+        f"download` (saves {ARCHIVE_NAME} to {default_data_dir()}; set {DATA_DIR_ENV} to "
+        f"choose another folder), or pass --data-dir / the path of {ARCHIVE_NAME} or of a "
+        f"{BATCHES_DIR} folder."
+    )
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_md5(path: str | os.PathLike[str], expected: str) -> None:
+    """Raise ValueError when the md5 of the file at `path` is not `expected`."""
+    actual = _md5_of(Path(path))
+    if actual != expected.lower():
+        raise ValueError(f"md5 mismatch for {path}: expected {expected}, got {actual}")
+
+
+def download(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    md5: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Fetch the official CIFAR-10 archive into `data_dir` and return its path.
+
+    Skips the download when a file with the right md5 is already there (a wrong one is
+    replaced). The archive is streamed to a temporary file in `data_dir`, checked against
+    `md5` (default `CIFAR10_MD5`) and only then renamed to `cifar-10-python.tar.gz`; on a
+    mismatch the temporary file is deleted and ValueError raised. `progress(done, total)`
+    is called after each chunk (total is None when the server sends no length).
+    """
+    url = CIFAR10_URL if url is None else url
+    md5 = CIFAR10_MD5 if md5 is None else md5
+    target_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    target = target_dir / ARCHIVE_NAME
+    if target.is_file():
+        try:
+            verify_md5(target, md5)
+            return target
+        except ValueError:
+            pass  # a partial or corrupted earlier file: fetch it again
+    target_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", suffix=".part", dir=target_dir)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.md5(usedforsecurity=False)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urlopen(url, timeout=60) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length else None
+                    done = 0
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+            except (URLError, TimeoutError) as e:
+                raise OSError(
+                    f"could not download CIFAR-10 from {url}: {e}. Download it by hand and "
+                    f"put {ARCHIVE_NAME} in {target_dir}, or pass its path."
+                ) from e
+        actual = digest.hexdigest()
+        if actual != md5.lower():
+            raise ValueError(
+                f"md5 mismatch for the archive downloaded from {url}: expected {md5}, got "
+                f"{actual}; the file was deleted. Try again, or download it by hand."
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the pickles without numpy
+
+
+class _ArrayStub:
+    """Stands in for a numpy array while unpickling; keeps shape, dtype and raw bytes."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.dtype: _DTypeStub | None = None
+        self.fortran = False
+        self.raw = b""
+
+    def __setstate__(self, state: tuple) -> None:
+        if len(state) == 5:  # (version, shape, dtype, is_fortran, raw)
+            state = state[1:]
+        shape, dtype, fortran, raw = state
+        if isinstance(raw, str):  # Python 2 str read with encoding="latin1"
+            raw = raw.encode("latin1")
+        if not isinstance(dtype, _DTypeStub) or not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError("unsupported array state")
+        self.shape, self.dtype, self.fortran, self.raw = tuple(shape), dtype, bool(fortran), raw
+
+
+class _DTypeStub:
+    """Stands in for `numpy.dtype`: only plain little-endian integer types are accepted."""
+
+    _TORCH: ClassVar[dict[str, torch.dtype]] = {
+        "u1": torch.uint8,
+        "i1": torch.int8,
+        "i2": torch.int16,
+        "i4": torch.int32,
+        "i8": torch.int64,
+    }
+
+    def __init__(self, spec: str | bytes, align: bool = False, copy: bool = False) -> None:
+        self.spec = spec.decode("latin1") if isinstance(spec, bytes) else str(spec)
+        self.order = "|"
+
+    def __setstate__(self, state: tuple) -> None:
+        order = state[1]
+        self.order = order.decode("latin1") if isinstance(order, bytes) else str(order)
+
+    def torch_dtype(self) -> torch.dtype:
+        spec = self.spec.lstrip("<|=")
+        if self.order == ">" or self.spec.startswith(">") or spec not in self._TORCH:
+            raise ValueError(f"unsupported array dtype {self.order}{self.spec}")
+        return self._TORCH[spec]
+
+
+_NDARRAY = object()
+
+
+def _reconstruct(cls: object, shape: object, typecode: object) -> _ArrayStub:
+    if cls is not _NDARRAY:
+        raise pickle.UnpicklingError("only plain numpy arrays are supported")
+    return _ArrayStub()
+
+
+def _frombuffer(buf: Any, dtype: _DTypeStub, shape: tuple, order: str) -> _ArrayStub:
+    stub = _ArrayStub()
+    stub.__setstate__((tuple(shape), dtype, order == "F", bytes(buf)))
+    return stub
+
+
+def _scalar(dtype: _DTypeStub, raw: bytes | str) -> int:
+    if isinstance(raw, str):
+        raw = raw.encode("latin1")
+    signed = dtype.torch_dtype() is not torch.uint8
+    return int.from_bytes(raw, "little", signed=signed)
+
+
+_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): codecs.encode,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _DTypeStub,
+    **{(m, "_reconstruct"): _reconstruct for m in _NUMPY_MODULES},
+    **{(m, "scalar"): _scalar for m in _NUMPY_MODULES},
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
+
+
+def _array_to_tensor(value: Any, what: str) -> Tensor:
+    if isinstance(value, _ArrayStub):
+        assert value.dtype is not None
+        dtype = value.dtype.torch_dtype()
+        flat = torch.frombuffer(bytearray(value.raw), dtype=dtype)
+        if value.fortran:
+            dims = len(value.shape)
+            return flat.reshape(value.shape[::-1]).permute(*reversed(range(dims))).contiguous()
+        return flat.reshape(value.shape)
+    if isinstance(value, (list, tuple)):
+        return torch.tensor(value, dtype=torch.int64)
+    raise ValueError(f"{what}: expected an array or a list, got {type(value).__name__}")
+
+
+def _parse_batch(raw: bytes, name: str) -> tuple[Tensor, Tensor]:
+    """One pickled batch → (uint8 N×3×32×32, int64 N)."""
+    try:
+        batch = _Unpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:
+        raise ValueError(f"{name}: not a CIFAR-10 python batch ({e})") from e
+    if not isinstance(batch, dict):
+        raise ValueError(f"{name}: expected a pickled dict, got {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{name}: missing 'data' or 'labels' (keys: {sorted(batch)})")
+    try:
+        data = _array_to_tensor(batch["data"], f"{name} data")
+        labels = _array_to_tensor(batch["labels"], f"{name} labels").to(torch.int64)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{name}: {e}") from e
+    if data.dtype != torch.uint8 or data.dim() != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(
+            f"{name}: 'data' must be uint8 N×3072, got {data.dtype} {tuple(data.shape)}"
+        )
+    if labels.dim() != 1 or labels.numel() != data.shape[0]:
+        raise ValueError(f"{name}: {labels.numel()} labels for {data.shape[0]} images")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(f"{name}: labels outside 0..{NUM_CLASSES - 1}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    """The batch files of an archive or a folder, by name (only those that exist)."""
+    wanted = (*TRAIN_BATCHES, TEST_BATCH)
+    found: dict[str, bytes] = {}
+    if path.is_dir():
+        for name in wanted:
+            if (path / name).is_file():
+                found[name] = (path / name).read_bytes()
+        return found
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:  # sequential: one pass through the gzip stream
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and name in wanted and name not in found:
+                    f = archive.extractfile(member)
+                    if f is not None:
+                        found[name] = f.read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable CIFAR-10 .tar.gz archive ({e})") from e
+    return found
+
+
+def _resolve_source(path: Path) -> Path:
+    """The archive or batches folder that `path` points to (directly or as its parent)."""
+    if not path.exists():
+        raise FileNotFoundError(_missing_message(path))
+    if not path.is_dir():
+        return path
+    if (path / TEST_BATCH).is_file() or (path / TRAIN_BATCHES[0]).is_file():
+        return path
+    if (path / BATCHES_DIR).is_dir():
+        return path / BATCHES_DIR
+    for name in ARCHIVE_NAMES:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(_missing_message(path / ARCHIVE_NAME))
+
+
+def load_cifar10(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Read CIFAR-10 from a `.tar.gz` archive or a folder.
+
+    `path` may be the archive, the `cifar-10-batches-py` folder, or a folder holding one
+    of those. Returns `(train_x, train_y, test_x, test_y)`: uint8 N×3×32×32 images and
+    int64 labels in 0..9, train batches concatenated in order 1..5. Raises
+    FileNotFoundError (with how to get the data) when nothing is there, ValueError when
+    the contents are not CIFAR-10 python batches.
+    """
+    source = _resolve_source(Path(path).expanduser())
+    members = _read_members(source)
+    missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if n not in members]
+    if missing:
+        raise ValueError(
+            f"{source}: not a complete CIFAR-10 python dataset; missing {', '.join(missing)}"
+        )
+    train = [_parse_batch(members.pop(n), n) for n in TRAIN_BATCHES]
+    test_x, test_y = _parse_batch(members.pop(TEST_BATCH), TEST_BATCH)
+    train_x = torch.cat([x for x, _ in train])
+    train_y = torch.cat([y for _, y in train])
+    return train_x, train_y, test_x, test_y
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cached(source: str, mtime_ns: int, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return load_cifar10(source)
+
+
+def _load_shared(path: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`load_cifar10` memoised on (path, mtime, size) for repeated builds in one process.
+
+    Holds one dataset (≤ 184 MB for the full CIFAR-10); callers must not modify the result.
+    """
+    source = _resolve_source(path.expanduser()).resolve()
+    stat = source.stat()
+    return _load_cached(str(source), stat.st_mtime_ns, stat.st_size)
+
+
+def select_subset(labels: Tensor, n: int, seed: int, num_classes: int = NUM_CLASSES) -> Tensor:
+    """Indices of a class-balanced random subset of `n` examples, sorted ascending.
+
+    Each class gets `n // num_classes` examples; the remainder goes one each to classes
+    0, 1, … . Which examples of a class are taken is drawn from a generator seeded with
+    `seed`. Raises ValueError when a class has fewer examples than its share.
+    """
+    if n < 0:
+        raise ValueError(f"subset size must be >= 0, got {n}")
+    labels = labels.reshape(-1).cpu()
+    generator = torch.Generator().manual_seed(seed)
+    base, extra = divmod(n, num_classes)
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        want = base + (1 if c < extra else 0)
+        if want > members.numel():
+            raise ValueError(
+                f"cannot take {n} class-balanced examples: class {c} has {members.numel()} "
+                f"examples, {want} needed"
+            )
+        perm = torch.randperm(members.numel(), generator=generator)
+        chosen.append(members[perm[:want]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+
+
+class SmallCNN(nn.Sequential):
+    """Three conv-BN-ReLU-maxpool stages (32, 64, 128 channels) and a linear layer.
+
+    ~114k parameters, ~10 MFLOP-MACs per image: a few seconds per 1,000 images on a CPU.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        layers: list[nn.Module] = []
+        channels = (3, 32, 64, 128)
+        for c_in, c_out in itertools.pairwise(channels):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * 4 * 4, num_classes)]
+        super().__init__(*layers)
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for 32×32 inputs: 3×3 stem, no max-pool, 64/128/256/512 channels (11.2M)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        c_in = 64
+        for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)]
+            c_in = c_out
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.layers(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"small_cnn": SmallCNN, "resnet18": ResNet18}
+
+
+# ---------------------------------------------------------------------------------------
+# Augmentation
+
+
+def augment_batch(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+    """Random crop (zero padding of `padding` pixels) and random horizontal flip.
+
+    `x` is B×C×H×W on any device; the draws come from `generator` (a CPU generator, so
+    the result for a seed does not depend on the device).
+    """
+    b, _, h, w = x.shape
+    shifts = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    flips = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = shifts[0, :, None] + torch.arange(h, device=x.device)  # B×H
+    cols = shifts[1, :, None] + torch.arange(w, device=x.device)  # B×W
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    # Advanced indices separated by a slice put the indexed dims first: B×H×W×C.
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------------------------------
+# Config and task
+
+
+class CifarConfig(TaskConfig):
+    """CIFAR-10 classification on a class-balanced subset (budget in epochs)."""
+
+    name: Literal["cifar10"] = Field("cifar10", description="task name")
+    data_path: str | None = Field(
+        None,
+        description=(
+            "cifar-10-python.tar.gz, a cifar-10-batches-py folder, or a folder holding "
+            f"either; None = ${DATA_DIR_ENV} or ~/.cache/psgd-playground/data"
+        ),
+    )
+    train_size: int = Field(
+        10000, ge=100, le=50000, description="training images (class-balanced subset)"
+    )
+    test_size: int = Field(
+        2000, ge=100, le=10000, description="test images (class-balanced subset)"
+    )
+    model: Literal["small_cnn", "resnet18"] = Field(
+        "small_cnn",
+        description="small_cnn (~0.1M params, fast on CPU) or resnet18 (11.2M, for GPUs)",
+    )
+    batch_size: int = Field(128, ge=2, le=4096, description="mini-batch size")
+    augment: bool = Field(
+        True, description="random crop (4-pixel padding) and horizontal flip of train batches"
+    )
+
+    def build(self, device: torch.device, seed: int) -> CifarTask:
+        return CifarTask(self, torch.device(device), seed)
+
+
+class CifarTask(Task):
+    """A built CIFAR-10 task; see the module docstring."""
+
+    budget_unit: ClassVar[str] = "epochs"
+    target_metric: ClassVar[tuple[str, bool]] = ("test_accuracy", False)
+    eval_chunk: ClassVar[int] = 500
+
+    def __init__(self, config: CifarConfig, device: torch.device, seed: int) -> None:
+        self.config = config
+        self.device = device
+        self.dtype = DTYPES[config.dtype]
+        path = Path(config.data_path) if config.data_path else default_data_path()
+        train_x, train_y, test_x, test_y = _load_shared(path)
+        train_idx = select_subset(train_y, config.train_size, SUBSET_SEED)
+        test_idx = select_subset(test_y, config.test_size, SUBSET_SEED)
+        self.train_x = train_x[train_idx].to(device)
+        self.train_y = train_y[train_idx].to(device)
+        self.test_x = test_x[test_idx].to(device)
+        self.test_y = test_y[test_idx].to(device)
+        # Train metrics in evaluate(): a fixed class-balanced part of the train subset, as
+        # large as the test subset (no augmentation, eval mode).
+        n_eval = min(config.train_size, config.test_size)
+        eval_idx = select_subset(self.train_y, n_eval, SUBSET_SEED).to(device)
+        self._train_eval_x, self._train_eval_y = self.train_x[eval_idx], self.train_y[eval_idx]
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(MEAN, dtype=self.dtype, device=device).reshape(shape)
+        self._std = torch.tensor(STD, dtype=self.dtype, device=device).reshape(shape)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MODELS[config.model]()
+        self.model = model.to(device=device, dtype=self.dtype).train()
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._generator = torch.Generator().manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.int64)
+        self._cursor = 0
+        self.epoch = 0  # epochs started so far
+        self._x: Tensor | None = None
+        self._y: Tensor | None = None
+
+    # -- Task interface ------------------------------------------------------------------
+
+    @property
+    def params(self) -> list[Tensor]:
+        return self._params
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.config.train_size / self.config.batch_size)
+
+    def next_batch(self) -> None:
+        n = self.train_x.shape[0]
+        if self._cursor >= self._order.numel():
+            self._order = torch.randperm(n, generator=self._generator)
+            self._cursor = 0
+            self.epoch += 1
+        idx = self._order[self._cursor : self._cursor + self.config.batch_size]
+        self._cursor += idx.numel()
+        idx = idx.to(self.device)
+        x = self._normalize(self.train_x[idx])
+        if self.config.augment:
+            x = augment_batch(x, self._generator)
+        self._x, self._y = x, self.train_y[idx]
+
+    def loss(self) -> Tensor:
+        if self._x is None:
+            self.next_batch()
+        assert self._x is not None and self._y is not None
+        self.model.train()
+        return F.cross_entropy(self.model(self._x), self._y)
+
+    def evaluate(self) -> dict[str, float]:
+        train_loss, train_acc = self._metrics(self._train_eval_x, self._train_eval_y)
+        test_loss, test_acc = self._metrics(self.test_x, self.test_y)
+        return {
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "num_params": sum(p.numel() for p in self._params),
+            "model": self.config.model,
+            "train_size": self.config.train_size,
+            "test_size": self.config.test_size,
+            "batch_size": self.config.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "augment": self.config.augment,
+            "classes": list(CLASSES),
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _normalize(self, x: Tensor) -> Tensor:
+        return (x.to(self.dtype) / 255.0 - self._mean) / self._std
+
+    @torch.no_grad()
+    def _metrics(self, images: Tensor, labels: Tensor) -> tuple[float, float]:
+        was_training = self.model.training
+        self.model.eval()
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        try:
+            for start in range(0, images.shape[0], self.eval_chunk):
+                x = self._normalize(images[start : start + self.eval_chunk])
+                y = labels[start : start + self.eval_chunk]
+                logits = self.model(x)
+                total_loss += F.cross_entropy(logits, y, reduction="sum").double()
+                correct += (logits.argmax(1) == y).sum()
+        finally:
+            self.model.train(was_training)
+        n = max(images.shape[0], 1)
+        return float(total_loss) / n, int(correct) / n
+
+
+CIFAR_CONFIGS = (CifarConfig,)

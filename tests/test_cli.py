@@ -1,0 +1,394 @@
+"""The `psgd-playground` command line, called in-process through `main(argv)`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pydantic")
+pytest.importorskip("plotly")
+
+from playground import figures
+from playground.cli import main
+from playground.cli_output import Progress, RunRecord
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar-10-subset-python.tar.gz"
+
+
+def _strict_json(path: Path) -> object:
+    """Parse a JSON file, refusing NaN/Infinity (which strict JSON readers reject)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def _assert_one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> str:
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("psgd-playground: error: "), lines[0]
+    assert "Traceback" not in captured.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_issue_example_writes_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "results"
+    argv = ["run", "--task", "rosenbrock", "--optimizer", "psgd-dense", "--optimizer", "adam"]
+    code = main([*argv, "--steps", "50", "--seeds", "3", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+
+    summary = _strict_json(out / "summary.json")
+    assert [(r["optimizer"], r["seed"]) for r in summary] == [
+        (name, seed) for name in ("psgd-dense", "adam") for seed in range(3)
+    ]
+    assert all(r["status"] == "succeeded" for r in summary)
+    first = summary[0]
+    assert first["optimizer_config"]["fitting"] == "newton"  # the rosenbrock preset
+    assert first["task"]["name"] == "rosenbrock"
+    assert first["environment"]["torch"]
+    assert first["summary"]["steps"] == 50
+
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(rows[0]) >= {"run", "optimizer", "seed", "step", "loss", "grad_norm", "lr"}
+    for run in range(1, 7):
+        assert sum(row["run"] == str(run) for row in rows) == 50
+    assert len(list((out / "events").glob("*.jsonl"))) == 6
+    lines = (out / "events" / "4-adam-seed0.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "started"
+    assert json.loads(lines[-1])["type"] == "status"
+    assert _strict_json(out / "spec.json")["seeds"] == [0, 1, 2]
+
+    for plot in ("loss.html", "trajectory.html"):
+        html = (out / plot).read_text(encoding="utf-8")
+        assert "<script src=" not in html and '<script type="text/javascript" src=' not in html
+        figure_script = html[html.rindex("<script") :]  # after the embedded plotly.js
+        assert "Plotly.newPlot" in figure_script
+        assert "cdn." not in figure_script
+
+    table = captured.out
+    assert "final loss" in table and "best loss" in table and "time (s)" in table
+    assert sum(" succeeded " in line for line in table.splitlines()) == 6
+    assert "psgd-dense  final loss" in table and "adam" in table
+    # Not a terminal: one progress line per finished job on stderr.
+    assert captured.err.count("succeeded at step 50") == 6
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_spec_file_with_flags_overriding(
+    suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    doc = {
+        "task": {"name": "quadratic", "dim": 4},
+        "optimizers": [{"name": "sgd"}, {"name": "adam", "lr": 0.02}],
+        "seeds": [0, 1],
+        "steps": 500,
+    }
+    spec = tmp_path / f"spec{suffix}"
+    if suffix == ".json":
+        spec.write_text(json.dumps(doc))
+    else:
+        import yaml
+
+        spec.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "--spec",
+            str(spec),
+            "--steps",
+            "20",
+            "--set",
+            "sgd.lr=0.05",
+            "--out",
+            str(out),
+            "--plot",
+            "none",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    runs = _strict_json(out / "summary.json")
+    assert [(r["optimizer"], r["seed"]) for r in runs] == [
+        ("sgd", 0),
+        ("sgd", 1),
+        ("adam", 0),
+        ("adam", 1),
+    ]
+    assert {r["summary"]["steps"] for r in runs} == {20}  # the flag beat the file's 500
+    assert runs[0]["optimizer_config"]["lr"] == 0.05
+    assert runs[2]["optimizer_config"]["lr"] == 0.02  # kept from the file
+    assert runs[0]["task"]["dim"] == 4
+    assert not (out / "loss.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["run", "--task", "nope", "--optimizer", "adam"], ["unknown task 'nope'", "rosenbrock"]),
+        (["run", "--task", "rosenbrock", "--optimizer", "adm"], ["did you mean 'adam'"]),
+        (
+            ["run", "--task", "rosenbrock", "--task-option", "colour=1", "--optimizer", "adam"],
+            ["task rosenbrock: colour: unknown field", "dim"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--task-option", "dim", "--optimizer", "adam"],
+            ["--task-option 'dim'"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.lr=-1"],
+            ["optimizer adam: lr: Input should be greater than 0 (got -1)"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.lr"],
+            ["expected NAME.KEY=VALUE"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "lr=0.1"],
+            ["expected NAME.KEY=VALUE"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "sgd.lr=0.1"],
+            ["'sgd' is not among the chosen optimizers (adam)"],
+        ),
+        (
+            ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.betas=1"],
+            ["optimizer adam: betas: unknown field", "beta1"],
+        ),
+        (["run", "--task", "rosenbrock", "--optimizer", "adam", "--steps", "0"], ["--steps"]),
+        (["run", "--task", "rosenbrock", "--optimizer", "adam", "--bogus"], ["--bogus"]),
+        (["run", "--task", "rosenbrock", "--optimizer", "adam", "--plot", "svg"], ["--plot"]),
+        (["run", "--task", "rosenbrock"], ["no optimizer"]),
+        (["run", "--optimizer", "adam"], ["no task"]),
+        (["run", "--spec", "/nonexistent/spec.json"], ["cannot read spec file"]),
+        (["optimizers", "nope"], ["unknown optimizer 'nope'"]),
+        (["tasks", "nope"], ["unknown task 'nope'"]),
+        ([], ["choose a command"]),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(
+    argv: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]
+):
+    _assert_one_line_error(capsys, main(argv), *needles)
+
+
+def test_unreadable_spec_files_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{not json")
+    _assert_one_line_error(capsys, main(["run", "--spec", str(bad_json)]), "invalid JSON")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("task: [unclosed\n  - x: {")
+    _assert_one_line_error(capsys, main(["run", "--spec", str(bad_yaml)]), "invalid YAML")
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"task": "rosenbrock", "optimizers": ["adam"], "colour": 1}))
+    _assert_one_line_error(capsys, main(["run", "--spec", str(extra)]), "spec: colour")
+
+
+def test_diverging_run_shows_in_table_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    out = tmp_path / "out"
+    argv = ["run", "--task", "quadratic", "--optimizer", "sgd", "--set", "sgd.lr=10"]
+    code = main([*argv, "--steps", "50", "--out", str(out), "--plot", "none"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in captured.err
+    row = next(line for line in captured.out.splitlines() if line.strip().startswith("1 "))
+    assert "diverged" in row
+    assert "diverged 1/1" in captured.out
+    runs = _strict_json(out / "summary.json")  # final loss inf is written as null
+    assert runs[0]["status"] == "diverged"
+    assert runs[0]["summary"]["final_loss"] is None
+
+
+def test_eval_metric_column_and_eval_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "out"
+    argv = ["run", "--task", "xor", "--task-option", "sequence_length=8", "--optimizer", "adam"]
+    code = main([*argv, "--steps", "10", "--out", str(out), "--plot", "html"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "final accuracy" in captured.out
+    with open(out / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and "accuracy" in rows[0]
+    assert (out / "loss.html").exists()
+    assert not (out / "trajectory.html").exists()  # not a 2-D landscape
+
+
+def test_png_without_kaleido_warns_and_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is not None:
+        pytest.skip("kaleido is installed")
+    out = tmp_path / "out"
+    argv = ["run", "--task", "beale", "--optimizer", "adam", "--steps", "5", "--plot", "png"]
+    code = main([*argv, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "kaleido" in warnings[0]
+    assert not (out / "loss.png").exists()
+
+
+def test_ctrl_c_cancels_the_current_job_and_keeps_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    default = signal.getsignal(signal.SIGINT)
+
+    def interrupt_once_running() -> None:
+        deadline = time.monotonic() + 30
+        while signal.getsignal(signal.SIGINT) is default and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt_once_running, daemon=True)
+    thread.start()
+    out = tmp_path / "out"
+    argv = ["run", "--task", "quadratic", "--optimizer", "sgd", "--seeds", "2"]
+    code = main(
+        [*argv, "--steps", "1000000", "--max-seconds", "30", "--out", str(out), "--plot", "none"]
+    )
+    thread.join()
+    captured = capsys.readouterr()
+    assert code == 130
+    assert signal.getsignal(signal.SIGINT) is default  # handler restored
+    runs = _strict_json(out / "summary.json")
+    assert [r["status"] for r in runs] == ["cancelled"]  # the second seed never started
+    assert "1 of 2 jobs not started" in captured.out
+    assert (out / "metrics.csv").exists()
+
+
+def test_optimizer_help_lists_hyperparameters(capsys: pytest.CaptureFixture[str]):
+    assert main(["optimizers", "psgd-kron"]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if line.strip().startswith("preconditioner_lr"))
+    assert "float" in line and "0.1" in line and "(0, 2]" in line
+    assert "--set psgd-kron.KEY=VALUE" in text
+
+    assert main(["optimizers", "adam", "--task", "rosenbrock"]) == 0
+    lr = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("lr "))
+    assert "0.01" in lr  # the rosenbrock preset, not the schema default 0.001
+
+    assert main(["optimizers"]) == 0
+    names = capsys.readouterr().out
+    assert "psgd-kron" in names and "lbfgs" in names
+
+
+def test_tasks_list_and_options(capsys: pytest.CaptureFixture[str]):
+    assert main(["tasks"]) == 0
+    assert "rosenbrock" in capsys.readouterr().out
+    assert main(["tasks", "quadratic"]) == 0
+    text = capsys.readouterr().out
+    assert "condition_number" in text and "--task-option" in text
+
+
+def test_data_check_shared_archive(capsys: pytest.CaptureFixture[str]):
+    if not CIFAR_SUBSET.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CIFAR_SUBSET} is missing")
+        pytest.skip(f"{CIFAR_SUBSET} is missing")
+    assert main(["data", "check", str(CIFAR_SUBSET)]) == 0
+    text = capsys.readouterr().out
+    assert "10000 train and 2000 test images" in text
+    assert "not the official archive" in text
+    airplane = next(line for line in text.splitlines() if line.strip().startswith("airplane"))
+    assert airplane.split()[1:] == ["1000", "200"]
+
+
+def test_data_check_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    code = main(["data", "check", str(tmp_path / "missing.tar.gz")])
+    _assert_one_line_error(capsys, code, "not found")
+
+
+def test_console_script_bad_flag_has_no_traceback():
+    script = Path(sys.executable).parent / "psgd-playground"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "playground.cli"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [*cmd, "run", "--task", "rosenbrock", "--steps", "ten"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "psgd-playground: error: argument --steps: expected a positive integer, got 'ten'"
+    ]
+
+
+def test_progress_redraws_one_line_per_job_on_a_terminal():
+    from server.events import Metrics, Started, Status
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = Progress(2, stream=stream)
+
+    class Job:
+        seed = 1
+
+    progress.start(RunRecord(index=2, label="adam", job=Job()))
+    progress.event(Started(total_steps=500, meta={}))
+    for step in range(1, 501):  # fast: throttled to ≤ 10 redraws per second
+        progress.event(
+            Metrics(step=step, loss=1.0 / step, grad_norm=1, lr=0.1, step_time=0, elapsed=0)
+        )
+    progress.finish(Status(step=500, status="succeeded", summary={"final_loss": 0.002}))
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert text.count("\r") <= 5
+    assert "[2/2] adam seed=1 |########################| 500/500 loss 2.00e-03" in text
+
+
+def test_figures_accept_event_dicts():
+    def run(scale: float) -> list[dict]:
+        events: list[dict] = [{"type": "started", "total_steps": 3, "meta": {}}]
+        for step in (1, 2, 3):
+            events.append({"type": "metrics", "step": step, "loss": scale / step})
+            events.append({"type": "trajectory", "step": step, "point": [step, scale]})
+        return events
+
+    fig = figures.loss_figure([("adam", run(1.0)), ("adam", run(2.0)), ("sgd", run(3.0))])
+    assert fig.layout.yaxis.type == "log"
+    mean = next(t for t in fig.data if t.name == "adam (mean of 2 seeds)")
+    assert list(mean.y) == [1.5, 0.75, 0.5]
+    assert any(t.fill == "toself" for t in fig.data)  # the min–max band
+    assert figures.optimizer_color("adam#2") == figures.optimizer_color("adam")
+
+    negative = [{"type": "metrics", "step": 1, "loss": -2.0}]
+    assert figures.loss_figure([("sgd", negative)]).layout.yaxis.type == "linear"
+
+    xs, ys = figures.landscape_grid([[0, 1], [0, 2]], n=3)
+    contour = (xs, ys, [[x + y for x in xs] for y in ys])
+    traj = figures.trajectory_figure(
+        [("adam", run(1.0))], contour=contour, task={"known_minima": [[1, 1]]}
+    )
+    assert traj.data[0].type == "contour"
+    assert any(t.name == "known minima" for t in traj.data)

@@ -1,0 +1,233 @@
+"""The optimizer registry and the job runner on toy tasks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from server.events import Evaluation, Metrics, Spectrum, Started, Status, Trajectory
+from server.optimizers import REGISTRY, TASK_PRESETS, catalogue, optimizer_config
+from server.runner import ComparisonSpec, JobSpec, Limits, run_job
+
+
+def _run(spec: dict, **kwargs: object) -> tuple[list, Status]:
+    events: list = []
+    status = run_job(JobSpec.model_validate(spec), events.append, **kwargs)
+    return events, status
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registry_entry_runs_five_steps_on_a_toy_task(name: str) -> None:
+    events, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": name}, "steps": 5, "device": "cpu"}
+    )
+    assert status.status == "succeeded", status.message
+    losses = [e.loss for e in events if isinstance(e, Metrics)]
+    assert len(losses) == 5
+    assert all(math.isfinite(x) for x in losses)
+
+
+def test_every_schema_field_has_a_default_and_a_description() -> None:
+    for entry in catalogue():
+        properties = entry["schema"]["properties"]
+        for field, schema in properties.items():
+            if field == "name":
+                continue
+            assert "default" in schema, (entry["name"], field)
+            assert schema.get("description"), (entry["name"], field)
+
+
+def test_task_preset_fills_unspecified_hyperparameters_and_user_values_win() -> None:
+    config = optimizer_config({"name": "psgd-lra"}, "xor")
+    assert config.preconditioner_init_scale == 1.0
+    assert config.fitting == "newton"
+    assert config.step_kind == "newton"
+    config = optimizer_config({"name": "psgd-lra", "lr": 0.05}, "xor")
+    assert config.lr == 0.05
+    assert optimizer_config({"name": "psgd-lra"}).fitting == "whiten"
+    assert set(TASK_PRESETS["rosenbrock"]) <= set(REGISTRY)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "adam", "lr": -1},
+        {"name": "adam", "bogus": 1},
+        {"name": "nope"},
+        {"name": "psgd-kron", "preconditioner_lr": 5},
+        {"name": "psgd-lra", "rank": -1},
+    ],
+)
+def test_invalid_optimizer_specs_are_rejected(spec: dict) -> None:
+    with pytest.raises(ValidationError):
+        optimizer_config(spec, "rosenbrock")
+
+
+def test_event_sequence_is_started_then_steps_then_one_final_status() -> None:
+    events, status = _run(
+        {
+            "task": {"name": "rosenbrock"},
+            "optimizer": {"name": "psgd-dense"},
+            "steps": 20,
+            "snapshot_every": 5,
+            "device": "cpu",
+        }
+    )
+    assert isinstance(events[0], Started)
+    assert events[-1] is status and status.status == "succeeded"
+    assert [e for e in events if isinstance(e, Status)] == [status]
+    meta = events[0].meta
+    assert meta["environment"]["seed"] == 0 and "torch" in meta["environment"]
+    assert [e.step for e in events if isinstance(e, Metrics)] == list(range(1, 21))
+    spectra = [e for e in events if isinstance(e, Spectrum)]
+    assert [e.step for e in spectra] == [0, 5, 10, 15, 20]
+    assert spectra[-1].spectra["all"] and len(spectra[-1].inverse_hessian) == 2
+    points = [e for e in events if isinstance(e, Trajectory)]
+    assert all(len(e.point) == 2 for e in points)
+    assert status.summary["steps"] == 20
+    assert status.summary["best_loss"] <= status.summary["final_loss"] + 1e-12
+
+
+def test_dense_newton_preconditioner_tracks_the_inverse_absolute_hessian() -> None:
+    events, _ = _run(
+        {
+            "task": {"name": "quadratic", "dim": 4, "condition_number": 10, "dtype": "float64"},
+            "optimizer": {"name": "psgd-dense"},
+            "steps": 300,
+            "device": "cpu",
+        }
+    )
+    last = [e for e in events if isinstance(e, Spectrum)][-1]
+    fitted, exact = last.spectra["all"], last.inverse_hessian
+    assert all(abs(f / e - 1) < 0.25 for f, e in zip(fitted, exact)), (fitted, exact)
+
+
+def test_runs_are_deterministic_for_a_seed() -> None:
+    spec = {
+        "task": {"name": "quadratic", "dim": 6, "noise": 0.1},
+        "optimizer": {"name": "psgd-kron", "fitting": "whiten", "lr": 0.01},
+        "steps": 30,
+        "seed": 3,
+        "device": "cpu",
+    }
+    first = [e.loss for e in _run(spec)[0] if isinstance(e, Metrics)]
+    second = [e.loss for e in _run(spec)[0] if isinstance(e, Metrics)]
+    other = [e.loss for e in _run({**spec, "seed": 4})[0] if isinstance(e, Metrics)]
+    assert first == second
+    assert first != other
+
+
+def test_diverging_run_ends_as_diverged_with_the_step() -> None:
+    _, status = _run(
+        {
+            "task": {"name": "quadratic", "dim": 4, "condition_number": 100},
+            "optimizer": {"name": "sgd", "lr": 10.0},
+            "steps": 200,
+            "device": "cpu",
+        }
+    )
+    assert status.status == "diverged"
+    assert 0 < status.step < 200
+    assert str(status.step) in status.message
+
+
+def test_cancellation_is_checked_between_steps() -> None:
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    events, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 100},
+        should_stop=stop,
+    )
+    assert status.status == "cancelled"
+    assert status.step == 3
+    assert len([e for e in events if isinstance(e, Metrics)]) == 3
+
+
+def test_limits_end_runaway_jobs_as_failed() -> None:
+    _, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 100},
+        limits=Limits(max_steps=50),
+    )
+    assert status.status == "failed" and "limit" in status.message
+    _, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 10**6},
+        limits=Limits(max_seconds=0.2),
+    )
+    assert status.status == "failed" and "time limit" in status.message
+    assert status.step > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_job_errors_become_failed_status_not_exceptions() -> None:
+    _, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "device": "cuda"}
+    )
+    assert status.status == "failed" and "CUDA" in status.message
+
+
+def test_time_to_target_is_the_first_step_reaching_it() -> None:
+    events, status = _run(
+        {
+            "task": {"name": "rosenbrock"},
+            "optimizer": {"name": "psgd-dense"},
+            "steps": 300,
+            "target": 1e-3,
+        }
+    )
+    losses = [e.loss for e in events if isinstance(e, Metrics)]
+    first = next(i + 1 for i, loss in enumerate(losses) if loss <= 1e-3)
+    assert status.summary["target_step"] == first
+    assert status.summary["target_seconds"] > 0
+
+
+def test_high_dimensional_tasks_get_a_pca_trajectory() -> None:
+    events, _ = _run(
+        {
+            "task": {"name": "rosenbrock", "dim": 10},
+            "optimizer": {"name": "adam"},
+            "steps": 40,
+            "snapshot_every": 10,
+        }
+    )
+    paths = [e for e in events if isinstance(e, Trajectory)]
+    assert [e.step for e in paths] == [0, 10, 20, 30, 40]
+    last = paths[-1]
+    assert len(last.path) == 5 and all(len(p) == 2 for p in last.path)
+    assert last.path_steps == [0, 10, 20, 30, 40]
+    assert 0.5 < sum(last.explained_variance) <= 1 + 1e-9
+
+
+def test_xor_task_reports_evaluation_and_solved_step() -> None:
+    events, status = _run(
+        {
+            "task": {"name": "xor", "sequence_length": 8, "batch_size": 32},
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "steps": 20,
+            "snapshot_every": 10,
+        }
+    )
+    assert status.status == "succeeded"
+    assert any(isinstance(e, Evaluation) for e in events)
+    assert "solved_step" in status.summary
+
+
+def test_comparison_expands_optimizers_times_seeds() -> None:
+    comparison = ComparisonSpec(
+        task={"name": "rosenbrock"},
+        optimizers=[{"name": "psgd-dense"}, {"name": "adam", "lr": 0.02}],
+        seeds=[0, 1, 2],
+        steps=10,
+    )
+    jobs = comparison.jobs()
+    assert [(j.optimizer.name, j.seed) for j in jobs] == [
+        (name, seed) for name in ("psgd-dense", "adam") for seed in (0, 1, 2)
+    ]
+    assert jobs[0].optimizer.fitting == "newton"  # the task preset applied
+    assert jobs[3].optimizer.lr == 0.02
