@@ -472,11 +472,8 @@ class PSGDOptimizer(torch.optim.Optimizer):
         )
 
     def _is_preconditioner_key(self, key: str) -> bool:
-        return (
-            key == "L"
-            or key in self.preconditioner_keys
-            or key.rstrip("0123456789") in self.preconditioner_keys
-        )
+        """State keys of the preconditioner: "L", the family's keys, numbered factors ("Q0")."""
+        return key == "L" or key.rstrip("0123456789") in self.preconditioner_keys
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
