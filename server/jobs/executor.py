@@ -1,0 +1,449 @@
+"""Executors: run submitted jobs outside the server and report their events.
+
+An executor takes (job_id, spec dict) pairs, runs each job to its end and calls back
+`on_event(job_id, event_dict)` for every event, the final status included, and
+`on_exit(job_id, error)` exactly once per job after its last event. `error` is None when the
+job sent its own final status, else a message ("cancelled before start", "worker process
+exited with code -9 before finishing", ...). Callbacks run on the executor's own thread,
+never on the caller's (so never on an asyncio loop), one at a time.
+
+`LocalExecutor` runs each job in a fresh spawned interpreter, so a crash, a hang or an
+out-of-memory kill ends that job only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from server.events import Status
+from server.jobs.worker import run_worker
+from server.runner import Limits
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = Limits()
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+ExitCallback = Callable[[str, str | None], None]
+
+CANCEL_GRACE = 1.0  # seconds a running job has to stop by itself before it is terminated
+KILL_GRACE = 0.5  # seconds after terminate() before kill()
+_READ_BATCH = 256  # events read from one job before looking at the others
+
+
+def cancelled_status(message: str, step: int = 0) -> dict[str, Any]:
+    """The final status event the executor emits for a job whose worker could not send one."""
+    return Status(step=step, status="cancelled", message=message).model_dump()
+
+
+class Executor(ABC):
+    """Runs jobs and reports their events; see the module docstring for the contract."""
+
+    @abstractmethod
+    def start(self, on_event: EventCallback, on_exit: ExitCallback) -> None:
+        """Begin running submitted jobs, reporting through the two callbacks."""
+
+    @abstractmethod
+    def submit(self, job_id: str, spec: dict[str, Any]) -> None:
+        """Queue a job (FIFO). The spec is validated where the job runs."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; True if it was queued or running here."""
+
+    @abstractmethod
+    def running(self) -> list[str]:
+        """Ids of the jobs running now."""
+
+    @abstractmethod
+    def queued(self) -> list[str]:
+        """Ids of the jobs waiting for a slot, in the order they will start."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop accepting jobs, cancel every queued and running one, and join the threads."""
+
+
+def default_concurrency() -> int:
+    """One job per CUDA GPU, else one per two CPU cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _visible_gpus() -> list[str]:
+    """The GPU ids a worker may be pinned to, honouring the server's CUDA_VISIBLE_DEVICES."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [part.strip() for part in visible.split(",") if part.strip()]
+        return ids[:count]
+    return [str(i) for i in range(count)]
+
+
+@dataclass(eq=False)
+class _Job:
+    id: str
+    spec: dict[str, Any]
+    stop: Any  # a shared byte (lock-free, so a killed worker can't leave it locked)
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    pid: int | None = None
+    gpu: str | None = None
+    cancel_reason: str | None = None  # set once a cancel was requested
+    deadline: float | None = None  # when to escalate to terminate() / kill()
+    terminated: bool = False
+    final: bool = False  # the worker sent its final status
+    step: int = 0  # step of the last event seen
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class LocalExecutor(Executor):
+    """Runs each job in its own spawned worker process, `concurrency` at a time.
+
+    One thread does all the bookkeeping: it starts queued jobs when a slot is free,
+    forwards each worker's events from its pipe, notices exited workers, escalates
+    cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE)
+    and calls the callbacks. Each worker has its own pipe and stop flag, so a worker
+    killed mid-write cannot corrupt or lock another job's channel.
+    """
+
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        memory_limit_mb: int | None = None,
+    ) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency or default_concurrency()
+        self.limits = limits
+        self.memory_limit_mb = memory_limit_mb
+        self.threads_per_job = max(1, (os.cpu_count() or 1) // self.concurrency)
+        self._gpus = _visible_gpus()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}  # queued or running, not yet reported as exited
+        self._waiting: deque[str] = deque()
+        self._running: dict[str, _Job] = {}
+        self._unstarted_cancels: deque[_Job] = deque()  # cancelled while queued, to report
+        self._closed = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._on_event: EventCallback = lambda job_id, event: None
+        self._on_exit: ExitCallback = lambda job_id, error: None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # --- public API -----------------------------------------------------------------
+
+    def start(self, on_event: EventCallback, on_exit: ExitCallback) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is shut down")
+            if self._thread is not None:
+                raise RuntimeError("executor already started")
+            self._on_event, self._on_exit = on_event, on_exit
+            self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
+            self._thread.start()
+
+    def submit(self, job_id: str, spec: dict[str, Any]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is shut down")
+            if job_id in self._jobs:
+                raise ValueError(f"job {job_id} is already queued or running")
+            self._jobs[job_id] = _Job(job_id, spec, self._ctx.RawValue("b", 0))
+            self._waiting.append(job_id)
+        self._wake()
+
+    def cancel(self, job_id: str, wait: bool = False) -> bool:
+        """Cancel a job without blocking; with `wait`, return once its on_exit was called.
+
+        A queued job is dropped and reported cancelled (status, then on_exit) by the
+        executor's thread. A running job is asked to stop; a worker still alive after
+        CANCEL_GRACE is terminated, then killed, and a cancelled status is reported for it.
+        Either way on_exit follows within about a second (≤ CANCEL_GRACE + KILL_GRACE).
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return False
+            self._request_cancel(job, "")
+        self._wake()
+        if wait and self._thread is not None and threading.current_thread() is not self._thread:
+            job.done.wait(CANCEL_GRACE + KILL_GRACE + 1.0)
+        return True
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def queued(self) -> list[str]:
+        with self._lock:
+            return list(self._waiting)
+
+    def pid(self, job_id: str) -> int | None:
+        """The worker process id of a running job (None if queued or unknown)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return job.pid if job is not None else None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed and self._stopping:
+                return
+            self._closed = True
+            jobs = list(self._jobs.values())
+            for job in jobs:
+                self._request_cancel(job, "executor shutting down")
+            thread = self._thread
+        self._wake()
+        if thread is not None:
+            deadline = time.monotonic() + CANCEL_GRACE + KILL_GRACE + 2.0
+            for job in jobs:
+                job.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._stopping = True
+        self._wake()
+        if thread is not None:
+            thread.join(timeout=5.0)
+        with self._lock:  # whatever the thread could not finish
+            leftovers = list(self._running.values())
+            self._running.clear()
+            self._jobs.clear()
+            self._waiting.clear()
+        for job in leftovers:
+            if job.process is not None:
+                job.process.kill()
+                job.process.join(timeout=1.0)
+            if job.conn is not None:
+                job.conn.close()
+        if thread is None or not thread.is_alive():
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    # --- bookkeeping thread -----------------------------------------------------------
+
+    def _request_cancel(self, job: _Job, reason: str) -> None:
+        """Under the lock: drop a queued job, or flag a running one to stop."""
+        if job.cancel_reason is not None:
+            return
+        job.cancel_reason = reason
+        if job.id in self._waiting:  # stays in self._jobs until it is reported
+            self._waiting.remove(job.id)
+            self._unstarted_cancels.append(job)
+        else:
+            job.stop.value = 1
+            job.deadline = time.monotonic() + CANCEL_GRACE
+
+    def _wake(self) -> None:
+        # A full pipe means a wake-up is pending anyway; a closed one, that we are shut down.
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._iterate():
+                    return
+            except Exception:  # keep serving the other jobs
+                log.exception("job executor: unexpected error")
+                time.sleep(0.1)
+
+    def _iterate(self) -> bool:
+        with self._lock:
+            if self._stopping:
+                return False
+            unstarted = list(self._unstarted_cancels)
+            self._unstarted_cancels.clear()
+            starts = []
+            while self._waiting and len(self._running) < self.concurrency:
+                job = self._jobs[self._waiting.popleft()]
+                job.gpu = self._pick_gpu()
+                self._running[job.id] = job
+                starts.append(job)
+        for job in unstarted:
+            message = "cancelled before start"
+            if job.cancel_reason:
+                message += f" ({job.cancel_reason})"
+            self._emit(job, cancelled_status(message))
+            self._finish(job, "cancelled before start")
+        for job in starts:
+            self._launch(job)
+
+        with self._lock:
+            active = [job for job in self._running.values() if job.process is not None]
+        channels: list[Any] = [self._wake_r]
+        by_sentinel: dict[int, _Job] = {}
+        by_conn: dict[int, _Job] = {}
+        deadlines = []
+        for job in active:
+            by_sentinel[job.process.sentinel] = job
+            channels.append(job.process.sentinel)
+            if job.conn is not None:
+                by_conn[id(job.conn)] = job
+                channels.append(job.conn)
+            if job.deadline is not None:
+                deadlines.append(job.deadline)
+        timeout = 1.0
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
+        ready = wait(channels, timeout)
+
+        exited = []
+        for item in ready:
+            if item is self._wake_r:
+                self._drain_wake()
+            elif isinstance(item, int):
+                exited.append(by_sentinel[item])
+            else:
+                self._read(by_conn[id(item)], _READ_BATCH)
+        for job in exited:
+            self._reap(job)
+        now = time.monotonic()
+        for job in active:
+            if job.deadline is not None and job.deadline <= now and job not in exited:
+                self._escalate(job, now)
+        return True
+
+    def _pick_gpu(self) -> str | None:
+        """Under the lock: the visible GPU running the fewest jobs, if any."""
+        if not self._gpus:
+            return None
+        load = dict.fromkeys(self._gpus, 0)
+        for job in self._running.values():
+            if job.gpu in load:
+                load[job.gpu] += 1
+        return min(self._gpus, key=lambda gpu: load[gpu])
+
+    def _launch(self, job: _Job) -> None:
+        receiver, sender = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=run_worker,
+            args=(
+                job.spec,
+                sender,
+                job.stop,
+                self.threads_per_job,
+                self.limits,
+                self.memory_limit_mb,
+                job.gpu,
+            ),
+            name=f"job-{job.id}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        except Exception as error:
+            receiver.close()
+            log.exception("job %s: could not start its worker", job.id)
+            self._finish(job, f"could not start the worker process: {error}")
+            return
+        finally:
+            sender.close()  # the worker holds the only write end: EOF means it has gone
+        with self._lock:
+            job.process, job.conn, job.pid = process, receiver, process.pid
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except OSError:
+            pass
+
+    def _read(self, job: _Job, limit: int | None) -> None:
+        """Forward up to `limit` pending events of a job; close its pipe at end of file."""
+        count = 0
+        while job.conn is not None and (limit is None or count < limit):
+            try:
+                if not job.conn.poll():
+                    return
+                event = job.conn.recv()
+            except (EOFError, OSError):
+                job.conn.close()
+                job.conn = None
+                return
+            except Exception:  # an undecodable message: this job's channel is unusable
+                log.exception("job %s: bad message from its worker", job.id)
+                job.conn.close()
+                job.conn = None
+                return
+            count += 1
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "status":
+                job.final = True
+            if isinstance(event.get("step"), int):
+                job.step = event["step"]
+            self._emit(job, event)
+
+    def _reap(self, job: _Job) -> None:
+        """The worker has exited: forward what it left in the pipe, then report its end."""
+        self._read(job, None)  # its writes are complete: this ends at end of file
+        if job.conn is not None:  # some other process still holds the write end
+            job.conn.close()
+            job.conn = None
+        assert job.process is not None
+        job.process.join(timeout=1.0)
+        code = job.process.exitcode
+        job.process.close()
+        if job.final:
+            error = None
+        elif job.cancel_reason is not None:
+            how = "terminated" if job.terminated else f"exited with code {code}"
+            error = f"worker process {how} after a cancel request"
+            message = f"cancelled ({job.cancel_reason})" if job.cancel_reason else "cancelled"
+            message += f"; its worker was {how}"
+            self._emit(job, cancelled_status(message, job.step))
+        else:
+            error = f"worker process exited with code {code} before finishing"
+        self._finish(job, error)
+
+    def _escalate(self, job: _Job, now: float) -> None:
+        """A cancelled job's grace period is over: terminate it, later kill it."""
+        assert job.process is not None
+        if not job.terminated:
+            log.warning("job %s: no exit %.1f s after cancel; terminating", job.id, CANCEL_GRACE)
+            job.terminated = True
+            job.deadline = now + KILL_GRACE
+            job.process.terminate()
+        else:
+            job.deadline = now + KILL_GRACE
+            job.process.kill()
+
+    def _emit(self, job: _Job, event: dict[str, Any]) -> None:
+        try:
+            self._on_event(job.id, event)
+        except Exception:
+            log.exception("job %s: on_event callback failed", job.id)
+
+    def _finish(self, job: _Job, error: str | None) -> None:
+        with self._lock:
+            self._running.pop(job.id, None)
+            self._jobs.pop(job.id, None)
+        try:
+            self._on_exit(job.id, error)
+        except Exception:
+            log.exception("job %s: on_exit callback failed", job.id)
+        finally:
+            job.done.set()

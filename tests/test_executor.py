@@ -1,0 +1,229 @@
+"""LocalExecutor: worker processes, FIFO queueing, cancellation, crashes and bad specs.
+
+Every worker is a fresh spawned interpreter that imports torch (~2 s), so the tests use
+few processes and tiny Rosenbrock runs; a "long" job is 10⁶ steps that always gets cancelled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from server.jobs.executor import LocalExecutor
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 30.0  # generous: worker start-up on a loaded 2-core machine
+
+
+def spec(steps: int, optimizer: str = "adam") -> dict[str, Any]:
+    return {
+        "task": {"name": "rosenbrock"},
+        "optimizer": {"name": optimizer},
+        "steps": steps,
+        "device": "cpu",
+    }
+
+
+LONG = spec(10**6)
+
+
+class Recorder:
+    """Collects callbacks (with arrival times and threads) and lets a test wait on them."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.events: list[tuple[str, dict[str, Any], float]] = []
+        self.exits: dict[str, tuple[str | None, float]] = {}
+        self.threads: set[str] = set()
+        self.double_exits: list[str] = []
+
+    def on_event(self, job_id: str, event: dict[str, Any]) -> None:
+        with self.cond:
+            self.events.append((job_id, event, time.monotonic()))
+            self.threads.add(threading.current_thread().name)
+            self.cond.notify_all()
+
+    def on_exit(self, job_id: str, error: str | None) -> None:
+        with self.cond:
+            if job_id in self.exits:
+                self.double_exits.append(job_id)
+            self.exits[job_id] = (error, time.monotonic())
+            self.threads.add(threading.current_thread().name)
+            self.cond.notify_all()
+
+    def of(self, job_id: str) -> list[dict[str, Any]]:
+        with self.cond:
+            return [event for jid, event, _ in self.events if jid == job_id]
+
+    def first_event_time(self, job_id: str) -> float:
+        with self.cond:
+            return min(t for jid, _, t in self.events if jid == job_id)
+
+    def wait_for(self, predicate: Callable[[], bool], what: str) -> None:
+        with self.cond:
+            assert self.cond.wait_for(predicate, WAIT), f"timed out waiting for {what}"
+
+    def wait_exit(self, job_id: str) -> str | None:
+        self.wait_for(lambda: job_id in self.exits, f"{job_id} to exit")
+        return self.exits[job_id][0]
+
+    def wait_metrics(self, job_id: str) -> None:
+        self.wait_for(
+            lambda: any(jid == job_id and e["type"] == "metrics" for jid, e, _ in self.events),
+            f"{job_id} to report metrics",
+        )
+
+
+def _our_workers() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name.startswith("job-")]
+
+
+@pytest.fixture
+def make_executor() -> Iterator[Callable[..., tuple[LocalExecutor, Recorder]]]:
+    made: list[tuple[LocalExecutor, Recorder]] = []
+
+    def make(**kwargs: Any) -> tuple[LocalExecutor, Recorder]:
+        executor, recorder = LocalExecutor(**kwargs), Recorder()
+        executor.start(recorder.on_event, recorder.on_exit)
+        made.append((executor, recorder))
+        return executor, recorder
+
+    yield make
+    for executor, recorder in made:
+        executor.shutdown()
+        assert not recorder.double_exits, "on_exit called twice for a job"
+    assert not _our_workers(), "worker processes left behind"
+
+
+def _final_statuses(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [event for event in events if event["type"] == "status"]
+
+
+def test_a_job_runs_to_succeeded_with_its_events_in_order(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("a", spec(200))
+    assert rec.wait_exit("a") is None
+    events = rec.of("a")
+    assert events[0]["type"] == "started"
+    assert events[0]["total_steps"] == 200
+    assert events[-1]["type"] == "status"
+    assert events[-1]["status"] == "succeeded", events[-1]["message"]
+    assert len(_final_statuses(events)) == 1
+    metric_steps = [event["step"] for event in events if event["type"] == "metrics"]
+    assert metric_steps == list(range(1, 201))
+    steps = [event["step"] for event in events]
+    assert steps == sorted(steps)
+    assert executor.running() == [] and executor.queued() == []
+    assert threading.current_thread().name not in rec.threads  # callbacks: executor thread
+
+
+def test_concurrency_one_queues_the_second_job_until_the_first_ends(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("first", spec(150))
+    executor.submit("second", spec(150))
+    assert "second" in executor.queued()
+    assert "second" not in executor.running()
+    assert rec.wait_exit("first") is None
+    assert rec.wait_exit("second") is None
+    assert rec.first_event_time("second") >= rec.exits["first"][1]
+    for job_id in ("first", "second"):
+        assert rec.of(job_id)[-1]["status"] == "succeeded"
+
+
+def test_cancelling_a_running_job_ends_it_within_about_a_second(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("long", LONG)
+    rec.wait_metrics("long")
+    assert executor.running() == ["long"]
+    began = time.monotonic()
+    assert executor.cancel("long") is True  # returns at once; on_exit follows
+    error = rec.wait_exit("long")
+    latency = rec.exits["long"][1] - began
+    print(f"cancel latency (cancel() → on_exit): {latency * 1000:.1f} ms")
+    assert latency < 1.5
+    assert error is None  # the worker stopped itself and sent its own final status
+    statuses = _final_statuses(rec.of("long"))
+    assert [s["status"] for s in statuses] == ["cancelled"]
+    assert rec.of("long")[-1] is statuses[0]
+    assert executor.cancel("long") is False  # no longer here
+    assert executor.cancel("unknown") is False
+    assert executor.running() == []
+
+
+def test_cancelling_a_queued_job_reports_it_cancelled_before_start(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("long", LONG)
+    executor.submit("waiting", spec(50))
+    assert executor.queued()[-1] == "waiting"
+    assert executor.cancel("waiting", wait=True) is True
+    assert rec.exits["waiting"][0] == "cancelled before start"  # reported before cancel returned
+    events = rec.of("waiting")
+    assert len(events) == 1
+    assert events[0] == {
+        "type": "status",
+        "status": "cancelled",
+        "step": 0,
+        "message": "cancelled before start",
+        "summary": {},
+    }
+    assert "waiting" not in executor.queued()
+    # Cancelled while its interpreter is still starting (importing torch takes seconds
+    # here): terminated after the grace second, and the executor reports the status.
+    assert executor.cancel("long") is True
+    assert rec.wait_exit("long") in (None, "worker process terminated after a cancel request")
+    assert [s["status"] for s in _final_statuses(rec.of("long"))] == ["cancelled"]
+    assert executor.running() == [] and executor.queued() == []
+
+
+def test_a_killed_worker_is_reported_and_the_executor_keeps_working(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("doomed", LONG)
+    rec.wait_metrics("doomed")
+    pid = executor.pid("doomed")
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    error = rec.wait_exit("doomed")
+    assert error == "worker process exited with code -9 before finishing"
+    assert _final_statuses(rec.of("doomed")) == []  # the service writes the failure
+    assert executor.pid("doomed") is None
+    executor.submit("next", spec(50))
+    assert rec.wait_exit("next") is None
+    assert rec.of("next")[-1]["status"] == "succeeded"
+
+
+def test_an_invalid_spec_becomes_a_failed_status_not_an_exception(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    executor.submit("bad", {"task": {"name": "rosenbrock"}, "optimizer": {"name": "nope"}})
+    assert rec.wait_exit("bad") is None
+    events = rec.of("bad")
+    assert len(events) == 1
+    assert events[0]["type"] == "status"
+    assert events[0]["status"] == "failed"
+    assert events[0]["message"].startswith("invalid job spec: ")
+    assert "'nope'" in events[0]["message"]
+
+
+def test_submit_and_start_rules_without_running_anything() -> None:
+    with pytest.raises(ValueError):
+        LocalExecutor(concurrency=0)
+    executor = LocalExecutor(concurrency=1)
+    executor.submit("a", spec(10))
+    with pytest.raises(ValueError):
+        executor.submit("a", spec(10))
+    assert executor.queued() == ["a"] and executor.running() == []
+    assert executor.pid("a") is None
+    executor.shutdown()
+    executor.shutdown()  # idempotent
+    with pytest.raises(RuntimeError):
+        executor.submit("b", spec(10))
+    with pytest.raises(RuntimeError):
+        executor.start(lambda job_id, event: None, lambda job_id, error: None)
+    assert not _our_workers()
