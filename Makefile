@@ -25,7 +25,7 @@ venv: $(STAMP)
 $(STAMP): $(STAMP_DEPS)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,server,bench]'
+	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,server,ui,bench]'
 	@touch $@
 
 test: venv
@@ -41,7 +41,7 @@ format: venv
 	$(RUFF) format .
 
 serve: venv
-	$(VPY) -m psgd.demo
+	$(VENV)/bin/psgd-playground serve
 
 bench: venv
 	$(VPY) benchmarks/step_time.py $(BENCH_ARGS)

@@ -4,6 +4,7 @@
         --steps 500 --seeds 3 --out results/
     psgd-playground optimizers psgd-kron      # the hyperparameters `--set` accepts
     psgd-playground data check ../shared/data/cifar-10-subset-python.tar.gz
+    psgd-playground serve --port 8000         # the HTTP API on 127.0.0.1
 
 Every user error (bad flag, unknown name, out-of-range value, unreadable file) is one line
 `psgd-playground: error: ...` on stderr and exit code 2. `run` exits 0 when every job
@@ -118,6 +119,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r.status.status == "succeeded" for r in done) else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from server.settings import Settings
+
+    flags = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:
+        raise UsageError(validation_message(e, "settings")) from e
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
+        _warn(f"serving on {settings.host} without a token: anyone who reaches it can run jobs")
+    import uvicorn
+
+    from playground.app import create_app
+
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"{PROG}: serving the UI on {url}/ui and the API on {url}/api", flush=True)
+    print(f"{PROG}: jobs in {settings.db_path}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=3,  # open event streams must not hold the shutdown
+    )
+    return 0
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -196,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     optimizers.add_argument("name", nargs="?", help="an optimizer name")
     optimizers.add_argument("--task", help="show the defaults with this task's preset applied")
     optimizers.set_defaults(handler=info.cmd_optimizers)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API (settings from PSGD_PLAYGROUND_* variables; see README)",
+        description="Serve the job API; flags override the PSGD_PLAYGROUND_* variables.",
+        allow_abbrev=False,
+    )
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--data-dir", help="folder of the job database (default ~/.local/share/psgd-playground)"
+    )
+    serve.set_defaults(handler=cmd_serve)
 
     data = commands.add_parser("data", help="download or check CIFAR-10")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")

@@ -33,6 +33,9 @@ OPTIMIZER_COLORS: dict[str, str] = {
 _FALLBACK = ("#bcbd22", "#9467bd", "#17becf", "#393b79", "#637939", "#843c39")
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
+#: Fixed `layout.uirevision` of every figure: zoom and hidden traces survive live updates.
+UIREVISION = "psgd-playground"
+
 EventLike = Any  # a `server.events` model or its `model_dump()` dict
 Runs = Iterable[tuple[str, Sequence[EventLike]]]
 
@@ -165,6 +168,7 @@ def loss_figure(runs: Runs, *, title: str | None = None, max_points: int = 2000)
         template="plotly_white",
         hovermode="x unified",
         legend={"title": {"text": "optimizer"}},
+        uirevision=UIREVISION,
     )
     return fig
 
@@ -186,6 +190,16 @@ def path_points(events: Sequence[EventLike]) -> list[list[float]]:
     return [list(p) for e in _of_type(events, "trajectory") if (p := _get(e, "point")) is not None]
 
 
+def pca_path(events: Sequence[EventLike]) -> tuple[list[list[float]], list[int]]:
+    """The latest PCA projection of a high-dimensional run's path, and its steps."""
+    for e in reversed(_of_type(events, "trajectory")):
+        path = _get(e, "path")
+        if path:
+            steps = _get(e, "path_steps") or list(range(len(path)))
+            return [list(p[:2]) + [0.0] * (2 - len(p[:2])) for p in path], list(steps)
+    return [], []
+
+
 def trajectory_figure(
     runs: Runs,
     *,
@@ -202,6 +216,12 @@ def trajectory_figure(
     """
     fig = go.Figure()
     task = task or {}
+    runs = list(runs)
+    pca = not any(path_points(events) for _, events in runs) and any(
+        pca_path(events)[0] for _, events in runs
+    )
+    if pca:
+        contour, task = None, {}
     if contour is not None:
         xs, ys, zs = contour
         flat = [float(v) for row in zs for v in row if math.isfinite(v)]
@@ -237,7 +257,11 @@ def trajectory_figure(
             )
         )
     for label, events in runs:
-        points = path_points(events)
+        if pca:
+            points, steps = pca_path(events)
+        else:
+            points = path_points(events)
+            steps = [_get(e, "step") for e in _of_type(events, "trajectory") if _get(e, "point")]
         if not points:
             continue
         color = optimizer_color(label)
@@ -251,9 +275,7 @@ def trajectory_figure(
                 line={"color": color, "width": 2, "dash": _dash(label)},
                 name=label,
                 legendgroup=label,
-                customdata=[
-                    _get(e, "step") for e in _of_type(events, "trajectory") if _get(e, "point")
-                ],
+                customdata=steps,
                 hovertemplate=f"{label}<br>step %{{customdata}}<br>"
                 "(%{x:.4g}, %{y:.4g})<extra></extra>",
             )
@@ -271,11 +293,15 @@ def trajectory_figure(
                     hovertemplate=f"{label} {what}<br>(%{{x:.4g}}, %{{y:.4g}})<extra></extra>",
                 )
             )
+    what = "PCA of the parameter path · " if pca else ""
     layout: dict[str, Any] = {
-        "title": {"text": f"{title or 'Trajectories'}<br><sup>● start · ✕ end · ★ minimum</sup>"},
-        "xaxis_title": "x",
-        "yaxis_title": "y",
+        "title": {
+            "text": f"{title or 'Trajectories'}<br><sup>{what}● start · ✕ end · ★ minimum</sup>"
+        },
+        "xaxis_title": "PC 1" if pca else "x",
+        "yaxis_title": "PC 2" if pca else "y",
         "template": "plotly_white",
+        "uirevision": UIREVISION,
         "xaxis": {"constrain": "domain"},
         "yaxis": {"scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
@@ -284,4 +310,212 @@ def trajectory_figure(
     if domain:
         layout["xaxis"]["range"], layout["yaxis"]["range"] = list(domain[0]), list(domain[1])
     fig.update_layout(**layout)
+    return fig
+
+
+# ---------------------------------------------------------------------- UI figures
+def empty_figure(message: str, *, title: str = "") -> go.Figure:
+    """A blank figure that says what it will show (the empty state of a plot)."""
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title},
+        template="plotly_white",
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=[
+            {
+                "text": message,
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"size": 14, "color": "#666"},
+            }
+        ],
+        uirevision=UIREVISION,
+    )
+    return fig
+
+
+def _eigenvalues(event: EventLike) -> list[float]:
+    values = [v for vs in (_get(event, "spectra") or {}).values() for v in vs]
+    return sorted(float(v) for v in values if v is not None and math.isfinite(v) and v > 0)
+
+
+def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
+    """Preconditioner spectra: left, the range (min–max band) and median of P's eigenvalues
+    vs step per run; right, the latest snapshot's sorted eigenvalues, beside the exact |H|⁻¹
+    eigenvalues at that run's point when the task reports them (small problems).
+
+    `runs`: (label, events) per run drawn (e.g. the first seed of each optimizer).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("P over steps", "latest: P and exact |H|⁻¹"),
+        horizontal_spacing=0.12,
+    )
+    drawn = 0
+    for label, events in runs:
+        color = optimizer_color(label)
+        snapshots = [
+            (int(_get(e, "step")), _eigenvalues(e), e) for e in _of_type(events, "spectrum")
+        ]
+        with_p = [(s, vs) for s, vs, _ in snapshots if vs]
+        if with_p:
+            steps = [s for s, _ in with_p]
+            lows, highs = [vs[0] for _, vs in with_p], [vs[-1] for _, vs in with_p]
+            fig.add_trace(
+                go.Scatter(
+                    x=[*steps, *reversed(steps)],
+                    y=[*highs, *reversed(lows)],
+                    fill="toself",
+                    fillcolor=_rgba(color, 0.18),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    legendgroup=label,
+                    showlegend=False,
+                    name=f"{label} P range",
+                ),
+                row=1,
+                col=1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=[vs[len(vs) // 2] for _, vs in with_p],
+                    mode="lines",
+                    line={"color": color, "width": 2},
+                    legendgroup=label,
+                    name=f"{label}: P (median, band min–max)",
+                    hovertemplate=f"{label}<br>step %{{x}}<br>λ %{{y:.3g}}<extra></extra>",
+                ),
+                row=1,
+                col=1,
+            )
+            latest = with_p[-1][1]
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(1, len(latest) + 1)),
+                    y=latest,
+                    mode="lines+markers",
+                    marker={"color": color, "size": 6},
+                    line={"color": color},
+                    legendgroup=label,
+                    name=f"{label}: P at step {with_p[-1][0]}",
+                ),
+                row=1,
+                col=2,
+            )
+            drawn += 1
+        exact = [
+            (s, sorted(v for v in (_get(e, "inverse_hessian") or []) if v and v > 0))
+            for s, _, e in snapshots
+        ]
+        exact = [(s, vs) for s, vs in exact if vs]
+        if exact:
+            step, values = exact[-1]
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(1, len(values) + 1)),
+                    y=values,
+                    mode="lines+markers",
+                    marker={"color": color, "symbol": "diamond-open", "size": 9},
+                    line={"color": color, "dash": "dot"},
+                    legendgroup=label,
+                    name=f"{label}: |H|⁻¹ (exact) at step {step}",
+                ),
+                row=1,
+                col=2,
+            )
+            drawn += 1
+    subtitle = "log scales" if drawn else "no spectrum snapshots yet (baselines have no P)"
+    fig.update_layout(
+        title={"text": f"{title or 'Preconditioner spectrum'}<br><sup>{subtitle}</sup>"},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+        margin={"t": 90},
+        uirevision=UIREVISION,
+    )
+    fig.update_yaxes(type="log", exponentformat="power", title_text="eigenvalue (log scale)")
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="eigenvalue index (sorted)", row=1, col=2)
+    return fig
+
+
+def _distance_to_minimum(events: Sequence[EventLike], minima: Sequence[Sequence[float]]):
+    steps, distances = [], []
+    for e in _of_type(events, "trajectory"):
+        p = _get(e, "point")
+        if p is None:
+            continue
+        steps.append(int(_get(e, "step")))
+        distances.append(min(math.dist(p[:2], m[:2]) for m in minima))
+    return steps, distances
+
+
+def metrics_figure(
+    runs: Runs, *, task: Mapping[str, Any] | None = None, title: str | None = None
+) -> go.Figure:
+    """Task metrics vs step: evaluation metrics (accuracy, solved, …) averaged over the runs
+    of a label; for landscapes without evaluations, the distance of the first run of each
+    label to the nearest known minimum (log scale)."""
+    groups = _group(runs)
+    fig = go.Figure()
+    keys: list[str] = []
+    for label, group in groups.items():
+        per_key: dict[str, dict[int, list[float]]] = {}
+        for events in group:
+            for e in _of_type(events, "eval"):
+                for key, value in (_get(e, "metrics") or {}).items():
+                    if value is not None and math.isfinite(value):
+                        per_key.setdefault(key, {}).setdefault(int(_get(e, "step")), []).append(
+                            float(value)
+                        )
+        for index, (key, by_step) in enumerate(sorted(per_key.items())):
+            keys.append(key)
+            steps = sorted(by_step)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=[sum(by_step[s]) / len(by_step[s]) for s in steps],
+                    mode="lines+markers",
+                    marker={"size": 4},
+                    line={"color": optimizer_color(label), "dash": _DASHES[index % len(_DASHES)]},
+                    legendgroup=label,
+                    name=f"{label}: {key}",
+                )
+            )
+    minima = (task or {}).get("known_minima") or []
+    layout: dict[str, Any] = {"yaxis_title": "value (mean over seeds)"}
+    if not keys and minima:
+        for label, group in groups.items():
+            steps, distances = _distance_to_minimum(group[0], minima)
+            if steps:
+                keys.append("distance")
+                fig.add_trace(
+                    go.Scatter(
+                        x=steps,
+                        y=[max(d, 1e-12) for d in distances],
+                        mode="lines",
+                        line={"color": optimizer_color(label), "width": 2},
+                        name=f"{label}: distance to nearest minimum",
+                    )
+                )
+        layout = {
+            "yaxis_title": "distance to nearest minimum (log scale)",
+            "yaxis_type": "log",
+            "yaxis_exponentformat": "power",
+        }
+    subtitle = ", ".join(dict.fromkeys(keys)) if keys else "no evaluations yet"
+    fig.update_layout(
+        title={"text": f"{title or 'Task metrics'}<br><sup>{subtitle}</sup>"},
+        xaxis_title="step",
+        template="plotly_white",
+        uirevision=UIREVISION,
+        **layout,
+    )
     return fig

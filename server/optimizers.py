@@ -446,7 +446,9 @@ def optimizer_config(
     """
     if isinstance(spec, OptimizerConfig):
         return spec
-    preset = TASK_PRESETS.get(task_name or "", {}).get(spec.get("name", ""), {})
+    name = spec.get("name")
+    presets = TASK_PRESETS.get(task_name, {}) if isinstance(task_name, str) else {}
+    preset = presets.get(name, {}) if isinstance(name, str) else {}
     return _ADAPTER.validate_python({**preset, **spec})
 
 

@@ -445,10 +445,14 @@ def test_recover_marks_jobs_left_running_as_interrupted(db: Path) -> None:
 def test_recover_with_requeue_queues_jobs_left_running_again(db: Path) -> None:
     with JobStore(db) as s:
         jobs = _jobs_in_every_state(s)
+        s.append_event(jobs["running"], {"type": "started", "step": 0})
+        s.append_event(jobs["succeeded"], {"type": "started", "step": 0})
     with JobStore(db) as s:
         assert s.recover(requeue=True) == [jobs["running"]]
         requeued = s.get_job(jobs["running"])
         assert s.get_job(jobs["queued"])["status"] == "queued"  # type: ignore[index]
+        assert s.events([jobs["running"]]) == []  # the rerun's stream starts afresh
+        assert len(s.events([jobs["succeeded"]])) == 1
     assert requeued is not None
     assert requeued["status"] == "queued" and requeued["started"] is None
 

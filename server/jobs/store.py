@@ -241,8 +241,8 @@ class JobStore:
         """At server start, settle jobs a previous process left running.
 
         Their worker died with that process, so they become interrupted (or queued again
-        when `requeue`); their ids are returned. Queued jobs are left for the service to
-        resubmit.
+        when `requeue`, with their events dropped); their ids are returned. Queued jobs are
+        left for the service to resubmit.
         """
         with self._lock, self._transaction():
             ids = [
@@ -260,6 +260,12 @@ class JobStore:
             self._conn.executemany(
                 f"UPDATE jobs SET {sql} WHERE id = ?", [(*params, job_id) for job_id in ids]
             )
+            if requeue:  # a rerun starts from scratch: its stream must not replay the old run
+                self._conn.executemany(
+                    "DELETE FROM events WHERE job_id = ?", [(job_id,) for job_id in ids]
+                )
+                for job_id in ids:
+                    self._metric_counts.pop(job_id, None)
         return ids
 
     # ---- events ---------------------------------------------------------------------------

@@ -22,7 +22,10 @@ Task
     colour, and a random horizontal flip); `loss()` is then a pure function of that batch
     and the parameters, so optimizers may call it several times per step (Newton fitting,
     finite differences). BatchNorm runs in training mode there (batch statistics; its
-    running statistics are updated on every call); `evaluate()` uses eval mode.
+    running statistics are updated on every call). `evaluate()` runs in eval mode without
+    gradients, in chunks: test loss/accuracy on the test subset, train loss/accuracy on a
+    fixed class-balanced part of the train subset as large as the test subset (no
+    augmentation), so an evaluation costs about two test passes.
 """
 
 from __future__ import annotations
@@ -427,7 +430,9 @@ def select_subset(labels: Tensor, n: int, seed: int, num_classes: int = NUM_CLAS
 class SmallCNN(nn.Sequential):
     """Three conv-BN-ReLU-maxpool stages (32, 64, 128 channels) and a linear layer.
 
-    ~114k parameters, ~10 MFLOP-MACs per image: a few seconds per 1,000 images on a CPU.
+    ~114k parameters and ~10M multiply-adds per image: an epoch of 10,000 images takes
+    about 40 CPU-seconds (20-40 s on two cores), and AdamW reaches ~55 % test accuracy on
+    the 10k/2k subset in 5 epochs (`benchmarks/cifar_small.py`).
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES) -> None:

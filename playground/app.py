@@ -1,0 +1,47 @@
+"""The one-process app: the API (server.api) with the Gradio UI mounted at /ui.
+
+    from playground.app import create_app
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+The UI reaches the API over HTTP at `api_url` (default: this server's own
+http://<host>:<port>/api), like any other client. `/` redirects to `/ui/`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from server.settings import Settings
+
+
+def local_api_url(settings: Settings) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/api"
+
+
+def create_app(settings: Settings | None = None, api_url: str | None = None) -> FastAPI:
+    import gradio as gr
+
+    from playground.ui import build_ui
+    from server.api import create_app as create_api
+
+    settings = settings or Settings()
+    app = create_api(settings)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    blocks = build_ui(api_url or local_api_url(settings), settings.token)
+    return gr.mount_gradio_app(app, blocks, path="/ui", footer_links=[], ssr_mode=False)

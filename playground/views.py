@@ -1,0 +1,148 @@
+"""What the UI shows for one comparison: figures and the results table, from API data.
+
+Pure functions of a comparison (as `GET /api/comparisons/{id}` answers) and its events per
+job, except `landscape_contour`, which evaluates a 2-D landscape on a grid locally (the task
+math, not the job engine) and returns None when it cannot.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any
+
+import plotly.graph_objects as go
+
+from playground import figures
+
+RESULT_COLUMNS = [
+    "optimizer",
+    "seed",
+    "status",
+    "final loss",
+    "best loss",
+    "steps to target",
+    "seconds to target",
+    "seconds",
+]
+
+
+def run_labels(comparison: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """job id → (optimizer label, seed); a repeated optimizer name gets "#2", "#3", …"""
+    spec = comparison.get("spec") or {}
+    seeds = spec.get("seeds") or [0]
+    names = [o.get("name", "?") for o in spec.get("optimizers") or []]
+    labels, seen = [], {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    out = {}
+    for index, job_id in enumerate(comparison.get("job_ids") or []):
+        i = index // len(seeds)
+        out[job_id] = (labels[i] if i < len(labels) else job_id, seeds[index % len(seeds)])
+    return out
+
+
+def _task_meta(events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    for job_events in events.values():
+        for e in job_events:
+            if e.get("type") == "started":
+                return (e.get("meta") or {}).get("task") or {}
+    return {}
+
+
+@functools.lru_cache(maxsize=16)
+def _contour_cached(task_json: str) -> tuple[Any, Any, Any] | None:
+    try:
+        import torch
+
+        from server.tasks import TASKS, task_config
+    except ImportError:
+        return None
+    meta = json.loads(task_json)
+    cls = TASKS.get(meta.get("name"))
+    if cls is None or not meta.get("domain"):
+        return None
+    try:
+        config = task_config({k: v for k, v in meta.items() if k in cls.model_fields})
+        task = config.build(torch.device("cpu"), 0)
+        contour = getattr(task, "contour", None)
+        if contour is None:
+            return None
+        xs, ys = figures.landscape_grid(meta["domain"], n=81)
+        grid_y, grid_x = torch.meshgrid(
+            torch.tensor(ys, dtype=torch.float64),
+            torch.tensor(xs, dtype=torch.float64),
+            indexing="ij",
+        )
+        zs = contour(grid_x, grid_y)
+        return None if zs is None else (xs, ys, zs.double().tolist())
+    except Exception:  # the background is optional
+        return None
+
+
+def landscape_contour(task_meta: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    if not task_meta.get("domain"):
+        return None
+    return _contour_cached(json.dumps(task_meta, sort_keys=True, default=str))
+
+
+def build_figures(
+    comparison: dict[str, Any], events: dict[str, list[dict[str, Any]]]
+) -> dict[str, go.Figure]:
+    """The four live figures: loss, trajectory, spectrum, metrics."""
+    labels = run_labels(comparison)
+    runs = [(labels[j][0], events.get(j, [])) for j in comparison.get("job_ids", []) if j in labels]
+    firsts: dict[str, list[dict[str, Any]]] = {}
+    for label, job_events in runs:
+        firsts.setdefault(label, job_events)
+    task = _task_meta(events)
+    name = (comparison.get("spec") or {}).get("task", {}).get("name", "task")
+    return {
+        "loss": figures.loss_figure(runs, title=f"Loss on {name}"),
+        "trajectory": figures.trajectory_figure(
+            list(firsts.items()),
+            contour=landscape_contour(task),
+            task=task,
+            title="Trajectories (first seed of each)",
+        ),
+        "spectrum": figures.spectrum_figure(list(firsts.items())),
+        "metrics": figures.metrics_figure(runs, task=task),
+    }
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else str(value)
+    return "" if value is None else value
+
+
+def results_rows(comparison: dict[str, Any]) -> list[list[Any]]:
+    labels = run_labels(comparison)
+    rows = []
+    for job in comparison.get("jobs") or []:
+        label, seed = labels.get(job["id"], (job.get("label", "?"), 0))
+        s = job.get("summary") or {}
+        rows.append(
+            [
+                label,
+                seed,
+                job.get("status", "?"),
+                _number(s.get("final_loss")),
+                _number(s.get("best_loss")),
+                _number(s.get("target_step") or s.get("solved_step")),
+                _number(s.get("target_seconds")),
+                _number(s.get("seconds")),
+            ]
+        )
+    return rows
+
+
+def figures_html(figs: dict[str, go.Figure]) -> str:
+    """One self-contained HTML page of the figures (plotly.js inlined once: offline)."""
+    parts = []
+    for index, fig in enumerate(figs.values()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=index == 0))
+    body = "\n".join(parts)
+    return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{body}</body></html>"

@@ -1,0 +1,273 @@
+"""The FastAPI app: job and comparison endpoints over a JobService.
+
+    from server.api.app import create_app
+    app = create_app()                    # Settings() from PSGD_PLAYGROUND_* variables
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+The lifespan opens the job store under `settings.data_dir`, starts the executor and the
+service (which settles jobs a previous server left running) and stops them at shutdown.
+Errors always answer `{"detail": "<one line>"}`: 400 malformed JSON, 401 missing token,
+404 unknown id, 409 already ended, 413 body too large, 422 invalid field (named),
+429 queue full. An unexpected error is logged and answers 500; none is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.api.routes import _version, build_router
+from server.api.schemas import EVENT_TYPES, StreamMessage
+from server.jobs.broker import Broker
+from server.jobs.executor import Executor
+from server.jobs.service import (
+    Conflict,
+    InvalidSpec,
+    JobService,
+    NotFound,
+    QueueFull,
+    cuda_available,
+)
+from server.jobs.store import JobStore
+from server.runner import ComparisonSpec, JobSpec, Limits
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_STATUS_OF = {NotFound: 404, InvalidSpec: 422, Conflict: 409, QueueFull: 429}
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor `settings.executor` names, with the server's limits."""
+    if settings.executor != "local":
+        raise ValueError(f"executor {settings.executor!r} is not available yet; use 'local'")
+    from server.jobs.executor import LocalExecutor
+
+    return LocalExecutor(
+        concurrency=settings.concurrency,
+        limits=Limits(max_steps=settings.max_steps, max_seconds=settings.max_seconds),
+        memory_limit_mb=settings.memory_limit_mb,
+    )
+
+
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
+    """The API app. `executor` replaces the one `settings` names (tests pass a fake)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore(settings.db_path, settings.max_metric_points)
+        service = JobService(
+            store, executor or make_executor(settings), Broker(asyncio.get_running_loop()), settings
+        )
+        await run_in_threadpool(service.start)
+        app.state.service = service
+        log.info("job store %s; executor %s", settings.db_path, settings.executor)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+            store.close()
+
+    app = FastAPI(
+        title="PSGD Playground API",
+        version=_version(),
+        description="Run PSGD and baseline optimizers on tasks; follow jobs live over SSE.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(build_router(settings))
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    _add_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+# ---------------------------------------------------------------------- errors
+class BodyLimit:
+    """413 for a body over `limit` bytes: by Content-Length before reading, else counted as
+    it streams in (chunked uploads), so no handler ever holds more than `limit` bytes."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = StarletteHTTPException(413, f"request body larger than {self.limit} bytes")
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            response = JSONResponse({"detail": too_large.detail}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise too_large  # reaches the app's HTTPException handler
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def service_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_STATUS_OF[type(exc)])
+
+    for cls in _STATUS_OF:
+        app.add_exception_handler(cls, service_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        bad_json = [e for e in errors if e.get("type") == "json_invalid"]
+        if bad_json:
+            error = bad_json[0].get("ctx", {}).get("error", "JSON decode error")
+            where = bad_json[0]["loc"][-1]
+            return JSONResponse(
+                {"detail": f"body: malformed JSON ({error} at position {where})"}, 400
+            )
+        if any(e.get("loc") == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+            return JSONResponse(
+                {"detail": "body: expected JSON with Content-Type: application/json"}, 400
+            )
+        parts = []
+        for e in errors[:5]:
+            loc = ".".join(str(part) for part in e.get("loc", ())) or "request"
+            parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts)}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "body: malformed JSON (could not be parsed)"
+        elif exc.status_code == 405:  # Starlette lists one route's methods; the path has more
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse({"detail": str(detail)}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal server error ({type(exc).__name__})"}, 500)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+# ---------------------------------------------------------------------- OpenAPI
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, completed where the routes can't say it themselves.
+
+    * The bodies: routes take them as plain objects, so that the service validates them and
+      names the bad field its own way; their JobSpec / ComparisonSpec schemas are put back
+      here. A comparison's `task` and `optimizers` items get the task and optimizer unions
+      of JobSpec (ComparisonSpec types them loosely as objects), every union member gets
+      its `name` tag as required, and this server's step limit and devices are stated.
+    * The event streams: one event's schema (`itemSchema`, as FastAPI writes it).
+    * Optional parameters: not nullable (see `_not_nullable`).
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    settings: Settings = app.state.settings
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    (_, defs) = models_json_schema(
+        [(JobSpec, "validation"), (ComparisonSpec, "validation"), (StreamMessage, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs.get("$defs", {}))
+    job, comparison = (
+        components["JobSpec"]["properties"],
+        components["ComparisonSpec"]["properties"],
+    )
+    comparison["task"] = job["task"]
+    comparison["optimizers"]["items"] = job["optimizer"]
+    comparison["seeds"]["items"] = {
+        k: v for k, v in job["seed"].items() if k not in ("default", "title", "description")
+    }
+    for union in (job["task"], job["optimizer"]):
+        for ref in union["discriminator"]["mapping"].values():
+            member = components[ref.rsplit("/", 1)[-1]]
+            member["required"] = sorted({*member.get("required", []), "name"})
+    devices = ["auto", "cpu"]
+    if settings.device != "cpu" and cuda_available():
+        devices.append("cuda")
+    for spec in (job, comparison):
+        for option in spec["steps"].get("anyOf", []):
+            if option.get("type") == "integer":
+                option["maximum"] = settings.max_steps
+        spec["device"]["enum"] = devices
+    for path, name in (("/api/jobs", "JobSpec"), ("/api/comparisons", "ComparisonSpec")):
+        body = schema["paths"][path]["post"]["requestBody"]
+        body["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{name}"}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                _not_nullable(parameter)
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            if "text/event-stream" in content:
+                content["text/event-stream"] = {"itemSchema": _sse_item()}
+    app.openapi_schema = schema
+    return schema
+
+
+def _not_nullable(parameter: dict[str, Any]) -> None:
+    """An optional parameter is absent, never null: `int | None` documents as `int`
+    (else clients and fuzzers send the string "null")."""
+    schema = parameter["schema"]
+    options = [option for option in schema.get("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1 and len(schema["anyOf"]) == 2:
+        del schema["anyOf"]
+        schema.update(options[0])
+
+
+def _sse_item() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "event", "id"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": "#/components/schemas/StreamMessage"},
+            },
+            "event": {"type": "string", "enum": list(EVENT_TYPES)},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+        },
+    }

@@ -1,0 +1,401 @@
+"""The REST routes: thin wrappers over JobService; see server/api/app.py for the app.
+
+Blocking work (SQLite, cancelling a worker) happens in plain `def` handlers, which FastAPI
+runs in its thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from server import optimizers, tasks
+from server.api import schemas
+from server.api.schemas import json_safe
+from server.api.sse import event_stream
+from server.events import STATUSES
+from server.jobs.service import JobService
+from server.settings import Settings
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+JobStatus = Literal[STATUSES]  # type: ignore[valid-type]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
+Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
+MetricsFormat = Annotated[Literal["json", "csv"], Query(description="json or csv")]
+LastEventQuery = Annotated[
+    int | None, Query(ge=0, le=MAX_ID, description="resume after this event id")
+]
+LastEventHeader = Annotated[
+    int | None,
+    Header(alias="Last-Event-ID", ge=0, le=MAX_ID, description="resume after this event id"),
+]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": schemas.ErrorResponse, "description": description}
+
+
+NOT_FOUND = {404: _error("no such job or comparison")}
+INVALID = {422: _error("a parameter or a field of the body is invalid; the detail names it")}
+BODY = {
+    400: _error("the body is not valid JSON"),
+    413: _error("the body is larger than the server's max_request_bytes"),
+}
+QUEUE_FULL = {429: _error("too many jobs queued; retry later")}
+CONFLICT = {409: _error("the job has already ended")}
+SSE = {
+    200: {
+        "description": "server-sent events: `id: <event id>`, `event: <type>`, "
+        '`data: {"job_id", "id", "event"}`; ends after the final status of every job',
+        # the item schema (one event) is filled in by server.api.app._openapi
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+CSV_OR_JSON = {
+    200: {
+        "description": "metrics per step (json), or one CSV row per job and step (csv)",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def service_of(request: Request) -> JobService:
+    return request.app.state.service
+
+
+Service = Annotated[JobService, Depends(service_of)]
+_bearer = HTTPBearer(auto_error=False, description="the server's token (settings.token)")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """All /api routes; mutating ones need the bearer token when `settings.token` is set."""
+    token = settings.token
+
+    def require_token(credentials: Credentials) -> None:
+        if token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if credentials is None or not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                401,
+                "missing or wrong bearer token" if credentials else "missing bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    auth: dict[str, Any] = {}
+    if token is not None:
+        auth = {
+            "dependencies": [Depends(require_token)],
+            "responses": {401: _error("missing or wrong bearer token")},
+        }
+
+    def mutating(**responses: Any) -> dict[str, Any]:
+        merged: dict[int | str, Any] = {**auth.get("responses", {})}
+        for group in responses.values():
+            merged.update(group)
+        return {"dependencies": auth.get("dependencies", []), "responses": merged}
+
+    router = APIRouter(prefix="/api")
+
+    # ------------------------------------------------------------------ info
+    @router.get("/health", response_model=schemas.Health, tags=["info"])
+    def health(service: Service) -> dict[str, Any]:
+        running = len(service.executor.running())
+        _, queued = service.store.list_jobs(limit=0, status="queued")
+        return {
+            "version": _version(),
+            "executor": settings.executor,
+            "concurrency": getattr(service.executor, "concurrency", None),
+            "queued": queued,
+            "running": running,
+            "auth": token is not None,
+        }
+
+    @router.get("/tasks", response_model=list[schemas.CatalogueEntry], tags=["info"])
+    def list_tasks() -> list[dict[str, Any]]:
+        return tasks.catalogue()
+
+    @router.get("/optimizers", response_model=list[schemas.CatalogueEntry], tags=["info"])
+    def list_optimizers() -> list[dict[str, Any]]:
+        return optimizers.catalogue()
+
+    # ------------------------------------------------------------------ jobs
+    @router.post(
+        "/jobs",
+        status_code=201,
+        response_model=schemas.Job,
+        tags=["jobs"],
+        summary="Submit a job",
+        **mutating(a=BODY, b=INVALID, c=QUEUE_FULL),
+    )
+    def create_job(spec: dict[str, Any], service: Service) -> dict[str, Any]:
+        """Body: a JobSpec, e.g. `{"task": {"name": "rosenbrock"}, "optimizer":
+        {"name": "adam", "lr": 0.01}, "steps": 500, "seed": 0}`."""
+        return json_safe(service.create_job(spec))
+
+    @router.get("/jobs", response_model=schemas.Page[schemas.Job], tags=["jobs"], responses=INVALID)
+    def list_jobs(
+        service: Service,
+        offset: Offset = 0,
+        limit: Limit = 50,
+        status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+        comparison_id: Annotated[
+            str | None, Query(max_length=64, description="only its jobs")
+        ] = None,
+    ) -> dict[str, Any]:
+        items, total = service.store.list_jobs(offset, limit, status, comparison_id)
+        return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
+
+    @router.get(
+        "/jobs/{job_id}",
+        response_model=schemas.Job,
+        tags=["jobs"],
+        responses={**NOT_FOUND, **INVALID},
+    )
+    def get_job(job_id: str, service: Service) -> dict[str, Any]:
+        return json_safe(service.job(job_id))
+
+    @router.post(
+        "/jobs/{job_id}/cancel",
+        response_model=schemas.Job,
+        tags=["jobs"],
+        summary="Cancel a queued or running job",
+        **mutating(a=NOT_FOUND, b=CONFLICT, c=INVALID),
+    )
+    def cancel_job(job_id: str, service: Service) -> dict[str, Any]:
+        return json_safe(service.cancel_job(job_id))
+
+    @router.delete(
+        "/jobs/{job_id}",
+        status_code=204,
+        response_class=Response,
+        tags=["jobs"],
+        summary="Delete a job and its events (cancelling it first)",
+        **mutating(a=NOT_FOUND, b=INVALID),
+    )
+    def delete_job(job_id: str, service: Service) -> Response:
+        service.delete_job(job_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/jobs/{job_id}/events",
+        tags=["jobs"],
+        response_class=StreamingResponse,
+        summary="Stream a job's events (SSE)",
+        responses={**SSE, **NOT_FOUND, **INVALID},
+    )
+    def job_events(
+        job_id: str,
+        service: Service,
+        last_event_id: LastEventQuery = None,
+        last_event_id_header: LastEventHeader = None,
+    ) -> StreamingResponse:
+        service.job(job_id)
+        return _stream(service, [job_id], last_event_id_header, last_event_id)
+
+    @router.get(
+        "/jobs/{job_id}/metrics",
+        response_model=schemas.JobMetrics,
+        tags=["jobs"],
+        summary="A job's metrics per step, as JSON or CSV",
+        responses={**CSV_OR_JSON, **NOT_FOUND, **INVALID},
+    )
+    def job_metrics(job_id: str, service: Service, format: MetricsFormat = "json") -> Any:
+        metrics = _metrics(service, [service.job(job_id)])
+        return _csv_response(metrics, job_id) if format == "csv" else metrics[0]
+
+    # ------------------------------------------------------------------ comparisons
+    @router.post(
+        "/comparisons",
+        status_code=201,
+        response_model=schemas.ComparisonDetail,
+        tags=["comparisons"],
+        summary="Submit a comparison (optimizers × seeds on one task)",
+        **mutating(a=BODY, b=INVALID, c=QUEUE_FULL),
+    )
+    def create_comparison(spec: dict[str, Any], service: Service) -> dict[str, Any]:
+        """Body: a ComparisonSpec, e.g. `{"task": {"name": "rosenbrock"}, "optimizers":
+        [{"name": "psgd-dense"}, {"name": "adam"}], "seeds": [0, 1, 2], "steps": 500}`."""
+        return _detail(service, service.create_comparison(spec))
+
+    @router.get(
+        "/comparisons",
+        response_model=schemas.Page[schemas.Comparison],
+        tags=["comparisons"],
+        responses=INVALID,
+    )
+    def list_comparisons(service: Service, offset: Offset = 0, limit: Limit = 50) -> dict:
+        items, total = service.store.list_comparisons(offset, limit)
+        return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
+
+    @router.get(
+        "/comparisons/{comparison_id}",
+        response_model=schemas.ComparisonDetail,
+        tags=["comparisons"],
+        responses={**NOT_FOUND, **INVALID},
+    )
+    def get_comparison(comparison_id: str, service: Service) -> dict[str, Any]:
+        return _detail(service, service.comparison(comparison_id))
+
+    @router.post(
+        "/comparisons/{comparison_id}/cancel",
+        response_model=schemas.ComparisonDetail,
+        tags=["comparisons"],
+        summary="Cancel a comparison's queued and running jobs",
+        **mutating(a=NOT_FOUND, b=INVALID),
+    )
+    def cancel_comparison(comparison_id: str, service: Service) -> dict[str, Any]:
+        return _detail(service, service.cancel_comparison(comparison_id))
+
+    @router.delete(
+        "/comparisons/{comparison_id}",
+        status_code=204,
+        response_class=Response,
+        tags=["comparisons"],
+        summary="Delete a comparison with its jobs and events",
+        **mutating(a=NOT_FOUND, b=INVALID),
+    )
+    def delete_comparison(comparison_id: str, service: Service) -> Response:
+        service.delete_comparison(comparison_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/comparisons/{comparison_id}/events",
+        tags=["comparisons"],
+        response_class=StreamingResponse,
+        summary="Stream the events of a comparison's jobs (SSE)",
+        responses={**SSE, **NOT_FOUND, **INVALID},
+    )
+    def comparison_events(
+        comparison_id: str,
+        service: Service,
+        last_event_id: LastEventQuery = None,
+        last_event_id_header: LastEventHeader = None,
+    ) -> StreamingResponse:
+        job_ids = service.comparison(comparison_id)["job_ids"]
+        return _stream(service, job_ids, last_event_id_header, last_event_id)
+
+    @router.get(
+        "/comparisons/{comparison_id}/metrics",
+        response_model=schemas.ComparisonMetrics,
+        tags=["comparisons"],
+        summary="Every job's metrics per step, as JSON or CSV",
+        responses={**CSV_OR_JSON, **NOT_FOUND, **INVALID},
+    )
+    def comparison_metrics(
+        comparison_id: str, service: Service, format: MetricsFormat = "json"
+    ) -> Any:
+        comparison = service.comparison(comparison_id)
+        jobs = [job for job in map(service.store.get_job, comparison["job_ids"]) if job]
+        metrics = _metrics(service, jobs)
+        if format == "csv":
+            return _csv_response(metrics, comparison_id)
+        return {"comparison_id": comparison_id, "jobs": metrics}
+
+    def _stream(
+        service: JobService, job_ids: list[str], header: int | None, query: int | None
+    ) -> StreamingResponse:
+        after = header if header is not None else (query or 0)
+        return StreamingResponse(
+            event_stream(service, job_ids, after, settings.heartbeat_seconds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+# ---------------------------------------------------------------------- helpers
+def _detail(service: JobService, comparison: dict[str, Any]) -> dict[str, Any]:
+    jobs = [job for job in map(service.store.get_job, comparison["job_ids"]) if job]
+    return json_safe({**comparison, "jobs": jobs})
+
+
+_METRIC_FIELDS = ("loss", "grad_norm", "lr", "step_time", "elapsed")
+
+
+def _metrics(service: JobService, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each job's metrics and evaluation events, read from the store in pages."""
+    by_job = {
+        job["id"]: {
+            "job_id": job["id"],
+            "label": job["label"],
+            "status": job["status"],
+            "metrics": [],
+            "evaluations": [],
+        }
+        for job in jobs
+    }
+    after = 0
+    while by_job:
+        rows = service.store.events(list(by_job), after, 5000)
+        for row in rows:
+            event, into = row["event"], by_job[row["job_id"]]
+            if event.get("type") == "metrics":
+                point = {"step": event.get("step", 0)}
+                point.update({key: event.get(key) for key in _METRIC_FIELDS})
+                into["metrics"].append(point)
+            elif event.get("type") == "eval":
+                into["evaluations"].append(
+                    {
+                        "step": event.get("step", 0),
+                        "epoch": event.get("epoch"),
+                        "metrics": event.get("metrics") or {},
+                    }
+                )
+        if len(rows) < 5000:
+            break
+        after = rows[-1]["id"]
+    return json_safe(list(by_job.values()))
+
+
+def _csv_response(metrics: list[dict[str, Any]], name: str) -> Response:
+    """One row per job and step: the metrics, then `eval_<metric>` columns."""
+    eval_keys = sorted({key for job in metrics for e in job["evaluations"] for key in e["metrics"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["job_id", "label", "step", *_METRIC_FIELDS, *(f"eval_{k}" for k in eval_keys)])
+    for job in metrics:
+        rows: dict[int, dict[str, Any]] = {}
+        for point in job["metrics"]:
+            rows.setdefault(point["step"], {}).update(point)
+        for evaluation in job["evaluations"]:
+            values = {f"eval_{k}": v for k, v in evaluation["metrics"].items()}
+            rows.setdefault(evaluation["step"], {}).update(values)
+        for step in sorted(rows):
+            row = rows[step]
+            writer.writerow(
+                [
+                    job["job_id"],
+                    job["label"],
+                    step,
+                    *(_cell(row.get(k)) for k in _METRIC_FIELDS),
+                    *(_cell(row.get(f"eval_{k}")) for k in eval_keys),
+                ]
+            )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="metrics-{name}.csv"'},
+    )
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("psgd-playground")
+    except Exception:
+        return "unknown"

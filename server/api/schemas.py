@@ -1,0 +1,124 @@
+"""Response models of the API (requests are JobSpec / ComparisonSpec, see server.runner).
+
+Every error answers `{"detail": "<one line>"}` (`ErrorResponse`), whatever its status.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, Literal, TypeVar, get_args
+
+from pydantic import BaseModel, Field
+
+from server.events import STATUSES, Event
+
+JobStatus = Literal[STATUSES]  # type: ignore[valid-type]
+T = TypeVar("T")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what went wrong, naming the field or id at fault")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    executor: str
+    concurrency: int | None = Field(description="jobs run at once (None: unknown)")
+    queued: int
+    running: int
+    auth: bool = Field(description="whether mutating requests need a bearer token")
+
+
+class CatalogueEntry(BaseModel):
+    name: str
+    description: str
+    schema_: dict[str, Any] = Field(alias="schema", description="JSON schema of its options")
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
+
+
+class Job(BaseModel):
+    id: str
+    comparison_id: str | None
+    label: str = Field(description='"<optimizer> seed=<k>"')
+    status: JobStatus
+    message: str = Field(description="why it failed / diverged / was cancelled")
+    summary: dict[str, Any] = Field(description="final loss, best loss, time to target, …")
+    spec: dict[str, Any] = Field(description="the validated JobSpec, task preset applied")
+    created: float = Field(description="unix time")
+    started: float | None
+    finished: float | None
+
+
+class Comparison(BaseModel):
+    id: str
+    spec: dict[str, Any] = Field(description="the validated ComparisonSpec")
+    created: float
+    job_ids: list[str]
+    status: Literal["running", "succeeded", "finished"] = Field(
+        description="running while any job is queued or running; then succeeded if all did"
+    )
+
+
+class ComparisonDetail(Comparison):
+    jobs: list[Job]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class MetricPoint(BaseModel):
+    step: int
+    loss: float | None
+    grad_norm: float | None
+    lr: float | None
+    step_time: float | None
+    elapsed: float | None
+
+
+class EvalPoint(BaseModel):
+    step: int
+    epoch: float | None
+    metrics: dict[str, float | None]
+
+
+class JobMetrics(BaseModel):
+    job_id: str
+    label: str
+    status: JobStatus
+    metrics: list[MetricPoint] = Field(description="per step (thinned on long runs)")
+    evaluations: list[EvalPoint]
+
+
+class ComparisonMetrics(BaseModel):
+    comparison_id: str
+    jobs: list[JobMetrics]
+
+
+#: the `event:` names of a stream, one per event model
+EVENT_TYPES = tuple(cls.model_fields["type"].default for cls in get_args(get_args(Event)[0]))
+
+
+class StreamMessage(BaseModel):
+    """The `data` of one server-sent event."""
+
+    job_id: str
+    id: int = Field(description="the global event id, also the SSE `id`")
+    event: Event
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and ±inf replaced by None: JSON has no such numbers, and a
+    diverged run's losses are exactly that."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value

@@ -1,0 +1,75 @@
+"""Server settings: defaults, overridable by `PSGD_PLAYGROUND_*` environment variables.
+
+    PSGD_PLAYGROUND_PORT=9000 PSGD_PLAYGROUND_TOKEN=secret psgd-playground serve
+
+List values (`cors_origins`) are JSON in the environment, e.g.
+`PSGD_PLAYGROUND_CORS_ORIGINS='["http://localhost:5173"]'`. `data_dir` holds the job
+database (`jobs.sqlite`); note that `PSGD_PLAYGROUND_DATA_DIR` is also where CIFAR-10 is
+looked for (server/tasks/cifar.py), so one variable puts both in one folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PSGD_PLAYGROUND_"
+DB_NAME = "jobs.sqlite"
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "psgd-playground"
+
+
+class Settings(BaseSettings):
+    """Everything the API server reads at start; see README "API" for the table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to bind (loopback by default)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="folder of the job database"
+    )
+    executor: Literal["local", "ray"] = Field("local", description="where jobs run")
+    concurrency: int | None = Field(
+        None, ge=1, description="jobs run at once (default: GPUs, else CPU cores / 2)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="device for jobs whose spec says auto; cpu also forbids cuda jobs"
+    )
+    max_steps: int = Field(1_000_000, ge=1, description="steps limit of one job")
+    max_seconds: float = Field(6 * 3600, gt=0, description="wall-clock limit of one job")
+    max_queued: int = Field(100, ge=1, description="queued jobs before new ones get 429")
+    max_request_bytes: int = Field(1_000_000, ge=1, description="request body limit (413)")
+    max_metric_points: int = Field(2000, ge=1, description="metrics rows kept per job (≈)")
+    token: str | None = Field(
+        None, repr=False, description="when set, mutating requests need `Bearer <token>`"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    requeue_interrupted: bool = Field(
+        False, description="rerun jobs a stopped server left running, instead of interrupted"
+    )
+    memory_limit_mb: int | None = Field(
+        None, ge=1, description="address-space limit of each worker process"
+    )
+    heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+
+    @field_validator("executor")
+    @classmethod
+    def _executor_available(cls, value: str) -> str:
+        if value == "ray":
+            raise ValueError("executor 'ray' is not available yet; use 'local'")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _blank_token_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir.expanduser() / DB_NAME

@@ -1,0 +1,273 @@
+"""The UI in headless Chromium against a real server (uvicorn subprocess on 127.0.0.1).
+
+Needs playwright and /usr/bin/chromium (never `playwright install`); without them these
+tests skip, unless CI_REQUIRE_BROWSER=1 makes a missing browser a failure. Screenshots go
+to test-artifacts/ (git-ignored). The tests share one server and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
+OPTIMIZERS = ("psgd-dense", "adam", "lbfgs")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"CI_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("gradio")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, chromium):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PSGD_PLAYGROUND_DATA_DIR": str(tmp_path_factory.mktemp("ui-data")),
+        "PSGD_PLAYGROUND_PORT": str(port),
+        "PSGD_PLAYGROUND_CONCURRENCY": "3",
+        "PSGD_PLAYGROUND_DEVICE": "cpu",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    code = (
+        "import uvicorn; from playground.app import create_app; from server.settings import "
+        "Settings; s = Settings(); uvicorn.run(create_app(s), host='127.0.0.1', port=s.port, "
+        "log_level='warning', timeout_graceful_shutdown=2)"
+    )
+    log = open(tmp_path_factory.mktemp("ui-log") / "server.log", "w+")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        log.seek(0)
+        pytest.fail(f"server did not start:\n{log.read()[-3000:]}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def ui(chromium, request):
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    failed = getattr(request.node, "rep_call", None)
+    suffix = "-failed" if failed is not None and failed.failed else ""
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{suffix}.png"), full_page=True)
+    page.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # lets the page fixture see a failure
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report
+
+
+# ---------------------------------------------------------------------- helpers
+def traces(page, plot: str) -> dict[str, int]:
+    """name → number of points of each trace drawn in the plot with elem id `plot`."""
+    return page.evaluate(
+        """(id) => {
+            const d = document.querySelector('#' + id + ' .js-plotly-plot');
+            if (!d || !d.data) return {};
+            const out = {};
+            for (const t of d.data) out[t.name || t.type] = (t.x || t.z || []).length;
+            return out;
+        }""",
+        plot,
+    )
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def status(page) -> str:
+    return page.inner_text("#status")
+
+
+def open_ui(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#run")
+    wait_for(lambda: status(page) != "Loading…", 30, "the page to load")
+
+
+def choose(page, dropdown: str, option: str) -> None:
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def choose_preset(page, name: str, steps: str) -> None:
+    """Pick a preset and wait until the form holds it (its steps)."""
+    choose(page, "preset", name)
+    wait_for(lambda: page.locator("#steps input").input_value() == steps, 10, "the preset")
+
+
+def comparison_id(page) -> str:
+    match = re.search(r"omparison ([0-9a-f]{6,})", status(page))
+    assert match, status(page)
+    return match.group(1)
+
+
+def curves_have_points(page) -> bool:
+    drawn = traces(page, "loss-plot")
+    return all(drawn.get(name, 0) > 0 for name in OPTIMIZERS)
+
+
+# ---------------------------------------------------------------------- tests
+def test_rosenbrock_preset_runs_live(ui, server):
+    page = ui
+    open_ui(page, server)
+    assert page.url.endswith("/ui/")
+    choose_preset(page, PRESET, "300")
+    page.click("#run")
+    wait_for(lambda: "Submitted comparison" in status(page) or "on **" in status(page), 10)
+    wait_for(lambda: curves_have_points(page), 40, "a loss trace per optimizer")
+    wait_for(lambda: "succeeded" in status(page) and "running" not in status(page), 40, "the end")
+    wait_for(lambda: len(traces(page, "traj-plot")) >= 10, 10, "the trajectories")
+    path = traces(page, "traj-plot")
+    assert path["landscape"] > 0 and path["known minima"] == 1
+    assert all(path.get(name, 0) > 1 for name in OPTIMIZERS)
+    spectrum = traces(page, "spec-plot")
+    assert spectrum["psgd-dense: P (median, band min–max)"] > 1
+    assert any("|H|⁻¹ (exact)" in name for name in spectrum), spectrum
+    rows = page.inner_text("#results")
+    assert all(name in rows for name in OPTIMIZERS) and rows.count("succeeded") == 3
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    page.screenshot(path=str(docs / "ui.png"), type="png")
+
+
+def test_export_csv_of_the_comparison(ui, server):
+    page = ui
+    open_ui(page, server)
+    page.click("#history-open")  # the newest comparison is preselected
+    wait_for(lambda: "Opened comparison" in status(page) or "on **" in status(page), 10)
+    page.click("#export-csv")
+    link = page.locator("#export-file a").first
+    link.wait_for(timeout=10000)
+    href = link.get_attribute("href")
+    assert href and "comparison-" in href and href.endswith(".csv")
+    body = page.request.get(href).text()
+    assert body.splitlines()[0].count(",") >= 3 and "loss" in body.splitlines()[0]
+    assert "psgd-dense" in body
+
+
+def test_reload_mid_run_resumes_then_cancel(ui, server):
+    page = ui
+    open_ui(page, server)
+    choose_preset(page, PRESET, "300")
+    page.locator("#steps input").fill("100000")
+    page.click("#run")
+    wait_for(lambda: curves_have_points(page), 40, "live points")
+    running = comparison_id(page)
+    page.reload()
+    page.wait_for_selector("#run")
+    wait_for(lambda: running in status(page), 20, "the live view to resume")
+    before = traces(page, "loss-plot")
+    wait_for(lambda: curves_have_points(page), 20, "points after the reload")
+    wait_for(lambda: traces(page, "loss-plot") != before, 20, "new points after the reload")
+    page.click("#cancel")
+    wait_for(lambda: page.inner_text("#results").count("cancelled") == 3, 20, "cancellation")
+    assert httpx.get(f"{server}/api/comparisons/{running}").json()["status"] == "finished"
+
+
+def test_share_url_restores_the_form(ui, server, chromium):
+    page = ui
+    open_ui(page, server)
+    choose_preset(page, "Saddle escape", "200")
+    page.locator("#seeds textarea, #seeds input").first.fill("3, 4")
+    page.locator("#steps input").fill("123")
+    page.click("#share")
+    url = wait_for(
+        lambda: page.locator("#share-url textarea, #share-url input").first.input_value()
+    )
+    assert "?setup=" in url and url.startswith(server)
+    other = chromium.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        open_ui(other, url)
+        assert "Restored the shared setup" in status(other)
+        assert other.locator("#seeds textarea, #seeds input").first.input_value() == "3, 4"
+        assert other.locator("#steps input").input_value() == "123"
+        assert other.locator("#task input").input_value() == "saddle"
+        chosen = other.inner_text("#optimizers")
+        assert all(name in chosen for name in ("psgd-dense", "sgd", "adam"))
+    finally:
+        other.close()
+
+
+def test_reopen_a_comparison_from_history(ui, server):
+    page = ui
+    first = httpx.get(f"{server}/api/comparisons").json()["items"][-1]["id"]
+    open_ui(page, server)
+    choose(page, "history-pick", re.compile(first))
+    page.click("#history-open")
+    wait_for(lambda: first in status(page), 10, "the comparison to open")
+    wait_for(lambda: curves_have_points(page), 20, "its loss traces")
+    assert page.inner_text("#history").count(first) == 1
+    assert page.locator("#steps input").input_value() == "300"
