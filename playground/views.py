@@ -99,14 +99,18 @@ def build_figures(
         firsts.setdefault(label, job_events)
     task = _task_meta(events)
     name = (comparison.get("spec") or {}).get("task", {}).get("name", "task")
+    trajectory = figures.trajectory_figure(
+        list(firsts.items()),
+        contour=landscape_contour(task),
+        task=task,
+        title="Trajectories (first seed of each)",
+    )
+    trajectory.update_layout(
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0}
+    )
     return {
         "loss": figures.loss_figure(runs, title=f"Loss on {name}"),
-        "trajectory": figures.trajectory_figure(
-            list(firsts.items()),
-            contour=landscape_contour(task),
-            task=task,
-            title="Trajectories (first seed of each)",
-        ),
+        "trajectory": trajectory,
         "spectrum": figures.spectrum_figure(list(firsts.items())),
         "metrics": figures.metrics_figure(runs, task=task),
     }

@@ -154,7 +154,7 @@ def status(page) -> str:
 def open_ui(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("#run")
-    wait_for(lambda: status(page) != "Loading…", 30, "the page to load")
+    wait_for(lambda: "Loading…" not in status(page), 30, "the page to load")
 
 
 def choose(page, dropdown: str, option: str) -> None:
@@ -205,8 +205,10 @@ def test_rosenbrock_preset_runs_live(ui, server):
 
 def test_export_csv_of_the_comparison(ui, server):
     page = ui
+    newest = httpx.get(f"{server}/api/comparisons").json()["items"][0]["id"]
     open_ui(page, server)
-    page.click("#history-open")  # the newest comparison is preselected
+    choose(page, "history-pick", re.compile(newest))
+    page.click("#history-open")
     wait_for(lambda: "Opened comparison" in status(page) or "on **" in status(page), 10)
     page.click("#export-csv")
     link = page.locator("#export-file a").first
