@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+# Generous limits: a loaded 2-core CI machine makes page loads and polls slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -230,10 +231,10 @@ def test_reload_mid_run_resumes_then_cancel(ui, server):
     running = comparison_id(page)
     page.reload()
     page.wait_for_selector("#run")
-    wait_for(lambda: running in status(page), 20, "the live view to resume")
+    wait_for(lambda: running in status(page), 60, "the live view to resume")
     before = traces(page, "loss-plot")
-    wait_for(lambda: curves_have_points(page), 20, "points after the reload")
-    wait_for(lambda: traces(page, "loss-plot") != before, 20, "new points after the reload")
+    wait_for(lambda: curves_have_points(page), 60, "points after the reload")
+    wait_for(lambda: traces(page, "loss-plot") != before, 60, "new points after the reload")
     page.click("#cancel")
     wait_for(lambda: page.inner_text("#results").count("cancelled") == 3, 20, "cancellation")
     assert httpx.get(f"{server}/api/comparisons/{running}").json()["status"] == "finished"
