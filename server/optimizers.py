@@ -405,7 +405,8 @@ _LANDSCAPE_PRESETS: dict[str, dict[str, Any]] = {
 #: Hyperparameters that override the schema defaults per task; documented in README.
 #: The landscape presets follow the reference's Rosenbrock demo (Dense Newton, lr 1.0,
 #: μ_Q 0.5, momentum 0.9); XOR follows the seed paper (LRA Newton, init scale 1.0,
-#: lr 0.01, μ_Q 0.01, update norm clip 1.0), which solves T = 64.
+#: lr 0.01, μ_Q 0.01, update norm clip 1.0), which solves T = 64; CIFAR-10 uses the
+#: settings tuned on the small CNN with `benchmarks/cifar_small.py`.
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     **{
         name: _LANDSCAPE_PRESETS
@@ -432,7 +433,13 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "adam": {"lr": 1e-3},
         "sgd": {"lr": 0.05, "momentum": 0.9},
     },
-    "cifar10": {},
+    "cifar10": {
+        "psgd-kron": {"lr": 1e-3, "momentum": 0.9, "weight_decay": 0.01},
+        "sgd": {"lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4},
+        "sgd-nesterov": {"lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4},
+        "adamw": {"lr": 2e-3, "weight_decay": 0.05},
+        "adam": {"lr": 1e-3},
+    },
 }
 
 

@@ -1,0 +1,166 @@
+"""Steps to solve the delayed-XOR RNN (the seed paper's long-memory benchmark).
+
+What it measures
+    For each seed: build `server.tasks.xor` (the reference §5.2 spec: vanilla tanh RNN with
+    30 units, batch 128, a fresh batch every step), train it with one optimizer, and report
+    the first step whose training-batch loss is below 0.1 (the reference's "solved"), or
+    "not solved" after --steps. The loss is printed every --log-every steps.
+
+Optimizers (--optimizer)
+    lra       psgd.LRA, Newton fitting, rank 10, lr 0.01, preconditioner lr 0.01, init scale
+              1.0, update-norm clip 1.0, update probability 1.0: the task's PSGD preset
+              (reference §9: solves T = 64 in 12k–24k steps).
+    lra-auto  the same with the automatic init scale (reference: stays at log 2 on T = 64).
+    adam      torch.optim.Adam lr 1e-3, gradient-norm clip 1.0 (reference: solves T = 32,
+              not T = 64 in 30k).
+    kron      psgd.Kron whitening, the reference demo settings: lr 1e-3, preconditioner lr
+              0.01, init scale 1.0, update probability 1.0.
+
+How to run
+    .venv/bin/python benchmarks/xor_delay.py --T 64 --seeds 0,1,2 --steps 30000
+    .venv/bin/python benchmarks/xor_delay.py --T 32 --optimizer adam --seeds 0
+    Flags: --T (default 64)  --seeds 0,1,2  --steps (cap, default 30000)
+    --optimizer lra|lra-auto|adam|kron  --log-every (default 1000)  --threads (default 1)
+    --hidden (default 30)  --batch (default 128)  --cell rnn|lstm.
+
+The reference timings (5–8 CPU-minutes per solved T = 64 run) were one thread per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psgd
+from server.tasks.xor import XorConfig, XorTask
+
+OPTIMIZERS = ("lra", "lra-auto", "adam", "kron")
+
+
+def make_stepper(name: str, task: XorTask, seed: int) -> Callable[[], float]:
+    """One training step on the task's current batch; returns that batch's loss."""
+    params = task.params
+    if name in ("lra", "lra-auto"):
+        opt = psgd.LRA(
+            params,
+            lr=0.01,
+            fitting="newton",
+            rank=10,
+            preconditioner_lr=0.01,
+            preconditioner_init_scale=1.0 if name == "lra" else None,
+            update_clip_norm=1.0,
+            preconditioner_update_probability=1.0,
+            seed=seed,
+        )
+
+        def step() -> float:
+            return float(opt.step(task.loss).detach())
+
+        return step
+    if name == "kron":
+        opt = psgd.Kron(
+            params,
+            lr=1e-3,
+            preconditioner_lr=0.01,
+            preconditioner_init_scale=1.0,
+            preconditioner_update_probability=1.0,
+            seed=seed,
+        )
+    elif name == "adam":
+        opt = torch.optim.Adam(params, lr=1e-3)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; one of {OPTIMIZERS}")
+
+    def first_order_step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss()
+        loss.backward()
+        if name == "adam":
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return float(loss.detach())
+
+    return first_order_step
+
+
+def run(args: argparse.Namespace, seed: int) -> tuple[int | None, float, float]:
+    """Train one seed; returns (steps to solve or None, last loss, seconds)."""
+    torch.manual_seed(seed)
+    cfg = XorConfig(
+        sequence_length=args.T, hidden_size=args.hidden, batch_size=args.batch, cell=args.cell
+    )
+    task = cfg.build(torch.device("cpu"), seed)
+    step = make_stepper(args.optimizer, task, seed)
+    start = time.perf_counter()
+    loss, window = math.nan, []
+    for t in range(1, args.steps + 1):
+        loss = step()
+        window.append(loss)
+        if not math.isfinite(loss):
+            print(f"  seed {seed}: non-finite loss at step {t}", flush=True)
+            return None, loss, time.perf_counter() - start
+        if task.solved(loss):
+            elapsed = time.perf_counter() - start
+            acc = task.evaluate()["accuracy"]
+            print(
+                f"  seed {seed}: SOLVED at step {t} (loss {loss:.4f}, held-out acc {acc:.3f}, "
+                f"{elapsed:.0f} s, {t / elapsed:.1f} steps/s)",
+                flush=True,
+            )
+            return t, loss, elapsed
+        if t % args.log_every == 0:
+            elapsed = time.perf_counter() - start
+            mean = sum(window) / len(window)
+            window = []
+            print(
+                f"  seed {seed} step {t:6d}: loss {loss:.4f} (mean of last {args.log_every}: "
+                f"{mean:.4f}), {elapsed:.0f} s, {t / elapsed:.1f} steps/s",
+                flush=True,
+            )
+        task.next_batch()
+    elapsed = time.perf_counter() - start
+    print(f"  seed {seed}: not solved in {args.steps} steps (last loss {loss:.4f})", flush=True)
+    return None, loss, elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--T", type=int, default=64, help="sequence length")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=30000, help="step cap per seed")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lra")
+    parser.add_argument("--log-every", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--hidden", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--cell", choices=("rnn", "lstm"), default="rnn")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    print(
+        f"delayed XOR: T={args.T} optimizer={args.optimizer} cell={args.cell} "
+        f"hidden={args.hidden} batch={args.batch} cap={args.steps} threads={args.threads}",
+        flush=True,
+    )
+    results = []
+    for seed in seeds:
+        results.append((seed, *run(args, seed)))
+    print("\nseed  steps-to-solve  last-loss  seconds  steps/s")
+    for seed, solved_at, loss, secs in results:
+        done = solved_at if solved_at is not None else args.steps
+        shown = str(solved_at) if solved_at is not None else f"- (>{args.steps})"
+        print(f"{seed:4d}  {shown:>14}  {loss:9.4f}  {secs:7.0f}  {done / secs:7.1f}")
+    solved = [r[1] for r in results if r[1] is not None]
+    print(f"solved {len(solved)}/{len(results)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
