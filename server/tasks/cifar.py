@@ -17,12 +17,14 @@ Task
     the run seed, so every run of a config sees the same images); the run seed sets the
     model initialisation, the batch order and the augmentation draws. Images stay on the
     device as uint8 and are normalised (CIFAR mean/std) per batch, which keeps 50,000
-    images at 150 MiB. `next_batch()` takes the next mini-batch of a per-epoch shuffle and
-    augments it (random crop with 4-pixel zero padding in normalised space, i.e. mean
-    colour, and a random horizontal flip); `loss()` is then a pure function of that batch
-    and the parameters, so optimizers may call it several times per step (Newton fitting,
-    finite differences). BatchNorm runs in training mode there (batch statistics; its
-    running statistics are updated on every call). `evaluate()` runs in eval mode without
+    images at 150 MiB. `next_batch()` takes the next mini-batch of a per-epoch shuffle (an
+    epoch is `ceil(train_size / batch_size)` steps; its last batch is topped up with the
+    epoch's first images, so every batch is full) and augments it (random crop with
+    4-pixel zero padding in normalised space, i.e. mean colour, and a random horizontal
+    flip); `loss()` is then a pure function of that batch and the parameters, so
+    optimizers may call it several times per step (Newton fitting, finite differences).
+    BatchNorm runs in training mode there (batch statistics; its running statistics are
+    updated on every call). `evaluate()` runs in eval mode without
     gradients, in chunks: test loss/accuracy on the test subset, train loss/accuracy on a
     fixed class-balanced part of the train subset as large as the test subset (no
     augmentation), so an evaluation costs about two test passes.
@@ -41,9 +43,9 @@ import pickle
 import tarfile
 import tempfile
 from collections.abc import Callable
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.error import URLError
 from urllib.request import urlopen
 
 import torch
@@ -171,7 +173,7 @@ def download(
                         done += len(chunk)
                         if progress is not None:
                             progress(done, total)
-            except (URLError, TimeoutError) as e:
+            except (OSError, HTTPException) as e:  # URLError, timeouts, resets
                 raise OSError(
                     f"could not download CIFAR-10 from {url}: {e}. Download it by hand and "
                     f"put {ARCHIVE_NAME} in {target_dir}, or pass its path."
@@ -607,8 +609,14 @@ class CifarTask(Task):
             self._order = torch.randperm(n, generator=self._generator)
             self._cursor = 0
             self.epoch += 1
-        idx = self._order[self._cursor : self._cursor + self.config.batch_size]
+        size = min(self.config.batch_size, n)
+        idx = self._order[self._cursor : self._cursor + size]
         self._cursor += idx.numel()
+        if idx.numel() < size:
+            # Top the epoch's last batch up with its first images: a tiny last batch (16
+            # of 10,000 at batch 128) gives a noisy, full-size SGD step and poor BatchNorm
+            # statistics right before the end-of-epoch evaluation.
+            idx = torch.cat([idx, self._order[: size - idx.numel()]])
         idx = idx.to(self.device)
         x = self._normalize(self.train_x[idx])
         if self.config.augment:
