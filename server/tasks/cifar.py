@@ -306,11 +306,11 @@ def _parse_batch(raw: bytes, name: str) -> tuple[Tensor, Tensor]:
         raise ValueError(f"{name}: expected a pickled dict, got {type(batch).__name__}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{name}: missing 'data' or 'labels' (keys: {sorted(batch)})")
+        raise ValueError(f"{name}: missing 'data' or 'labels' (keys: {sorted(map(str, batch))})")
     try:
         data = _array_to_tensor(batch["data"], f"{name} data")
         labels = _array_to_tensor(batch["labels"], f"{name} labels").to(torch.int64)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, TypeError) as e:
         raise ValueError(f"{name}: {e}") from e
     if data.dtype != torch.uint8 or data.dim() != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(
