@@ -36,24 +36,26 @@ Results (10,000/2,000-image subset, seed 0, 2 threads on a shared 2-core CPU)
     =====================================  ====  ====  ====  ====  ====
     sgd    lr 0.05                         23.8  28.8  33.0  35.1  35.9
     sgd    lr 0.02                         37.1  43.5  48.9  50.8  53.9
-    sgd    lr 0.01 (preset)                SGD01
+    sgd    lr 0.01 (preset)                46.9  52.0  58.4  59.0  58.6
     adamw  lr 2e-3 (preset)                43.8  52.1  54.6  55.3  62.0
-    adamw  lr 4e-3                         ADAMW4
-    kron   lr 1e-3, p 0.1 (preset)         46.1  56.5  61.3  63.5  65.5
+    adamw  lr 4e-3                         39.1  48.5  49.2  53.4  59.6
+    kron   lr 1e-3, p 0.1 (preset)         47.5  54.6  61.6  63.7  65.4
     kron   lr 1e-3, p anneal (= 1.0)       49.8  56.9  62.9  64.1  63.3
-    kron   lr 3e-3, p 0.1                  KRON3P
+    kron   lr 3e-3, p 0.1                  40.5  49.5  57.9  61.4  61.8
     kron   lr 3e-3, p anneal (= 1.0)       42.9  52.8  59.2  60.3  62.6
     =====================================  ====  ====  ====  ====  ====
 
-    SGD and AdamW runs are bit-reproducible; Kron's own random stream (probe vectors,
-    update draws) was unseeded in these runs and repeats of the same Kron setting ended
-    within about 1 point (p 0.1: 65.5 and 64.5; p 1.0: 63.3 and 63.5). The script now
-    seeds it from --seed, as the playground's runner does.
+    Every run is reproducible for its seed (SGD and AdamW repeats were bit-identical; the
+    script seeds psgd's own random stream from --seed, as the playground's runner does).
+    The two "anneal" rows come from runs before that seeding; unseeded repeats of one
+    Kron setting differed by up to 1 point (p 0.1 ended at 65.5 and 64.5, p 1.0 at 63.3
+    and 63.5).
 
-    Time: with other jobs on the machine (load 4-8 on 2 cores) five epochs took 3-7 min
-    (AdamW 3.0 min at load ~4, SGD 2.9 min, Kron p 0.1 5.0 min, Kron p 1.0 4.7 min);
-    in a quiet spell a Kron p = 1.0 epoch took 7.3-7.9 s (14.6-15.8 s CPU), i.e. under a
-    minute for five epochs. Evaluation (2 × 2,000 images) adds ~5-15 % per epoch.
+    Time: with other jobs on the machine (load 4-8 on 2 cores) five epochs took 2.5-5 min
+    (at load ~4: SGD 2.9 min, AdamW 3.0 min, Kron p 0.1 2.5 min, Kron p 1.0 4.7 min); in
+    a quiet spell a Kron p 1.0 epoch took 7.3-7.9 s, i.e. under a minute for five
+    epochs. Interleaved per-step timing under load: SGD 1.04x, Kron p 0.1 1.22x, Kron
+    p 1.0 1.28x AdamW's step time. Evaluation (2 x 2,000 images) adds 5-15 % per epoch.
 """
 
 from __future__ import annotations

@@ -434,9 +434,14 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "sgd": {"lr": 0.05, "momentum": 0.9},
     },
     "cifar10": {
-        "psgd-kron": {"lr": 1e-3, "momentum": 0.9, "weight_decay": 0.01},
-        "sgd": {"lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4},
-        "sgd-nesterov": {"lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4},
+        "psgd-kron": {
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "preconditioner_update_probability": 0.1,
+        },
+        "sgd": {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4},
+        "sgd-nesterov": {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4},
         "adamw": {"lr": 2e-3, "weight_decay": 0.05},
         "adam": {"lr": 1e-3},
     },
