@@ -72,6 +72,21 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _band(steps: list, lows: list, highs: list, color: str, label: str, what: str) -> go.Scatter:
+    """A filled band between two curves, grouped with (and hidden behind) its line."""
+    return go.Scatter(
+        x=[*steps, *reversed(steps)],
+        y=[*highs, *reversed(lows)],
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line={"width": 0},
+        hoverinfo="skip",
+        legendgroup=label,
+        showlegend=False,
+        name=f"{label} {what}",
+    )
+
+
 def _group(runs: Runs) -> dict[str, list[Sequence[EventLike]]]:
     groups: dict[str, list[Sequence[EventLike]]] = {}
     for label, events in runs:
@@ -129,19 +144,7 @@ def loss_figure(runs: Runs, *, title: str | None = None, max_points: int = 2000)
     for label, (steps, means, lows, highs, n) in series.items():
         color = optimizer_color(label)
         if n > 1 and steps:
-            fig.add_trace(
-                go.Scatter(
-                    x=[*steps, *reversed(steps)],
-                    y=clip([*highs, *reversed(lows)]),
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.18),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    legendgroup=label,
-                    showlegend=False,
-                    name=f"{label} min–max",
-                )
-            )
+            fig.add_trace(_band(steps, clip(lows), clip(highs), color, label, "min–max"))
         fig.add_trace(
             go.Scatter(
                 x=steps,
@@ -369,17 +372,7 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
             steps = [s for s, _ in with_p]
             lows, highs = [vs[0] for _, vs in with_p], [vs[-1] for _, vs in with_p]
             fig.add_trace(
-                go.Scatter(
-                    x=[*steps, *reversed(steps)],
-                    y=[*highs, *reversed(lows)],
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.18),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    legendgroup=label,
-                    showlegend=False,
-                    name=f"{label} P range",
-                ),
+                _band(steps, lows, highs, color, label, "P range"),
                 row=1,
                 col=1,
             )
