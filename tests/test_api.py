@@ -104,6 +104,55 @@ def test_health_and_catalogues(client: TestClient) -> None:
     assert "lr" in optimizers["adam"]["schema"]["properties"]
 
 
+def test_tasks_list_their_optimizer_presets(client: TestClient) -> None:
+    tasks = {t["name"]: t for t in client.get("/api/tasks").json()}
+    assert tasks["rosenbrock"]["presets"]["adam"] == {"lr": 0.01}
+    assert tasks["xor"]["presets"]["psgd-lra"]["fitting"] == "newton"
+    assert "psgd-dense" not in tasks["cifar10"]["presets"]
+
+
+def test_contour_samples_a_2d_landscape_on_a_grid(client: TestClient) -> None:
+    response = client.get("/api/tasks/rosenbrock/contour", params={"resolution": 21})
+    assert response.status_code == 200, response.text
+    contour = response.json()
+    assert contour["domain"] == [[-2.0, 2.0], [-1.0, 3.0]] and contour["known_minima"] == [[1, 1]]
+    xs, ys, zs = contour["x"], contour["y"], contour["z"]
+    assert len(xs) == len(ys) == len(zs) == 21 and all(len(row) == 21 for row in zs)
+    assert xs[0] == -2.0 and ys[-1] == 3.0 and xs[10] == pytest.approx(0.0, abs=1e-9)
+    i, j = (min(range(21), key=lambda k: abs(axis[k] - 1.0)) for axis in (ys, xs))
+    assert zs[i][j] == pytest.approx(0.0, abs=1e-4)
+    assert zs[0][0] == pytest.approx(100 * (-1 - 4) ** 2 + 9)
+    wide = client.get(
+        "/api/tasks/rosenbrock/contour", params={"options": '{"start": [4, 0]}', "resolution": 11}
+    ).json()
+    assert wide["domain"][0][1] > 4  # the domain covers the start
+    quadratic = '/api/tasks/quadratic/contour?options={"dim": 2}&resolution=11'
+    seeds = [client.get(f"{quadratic}&seed={seed}").json()["z"] for seed in (0, 1)]
+    assert seeds[0] != seeds[1]  # the rotation is drawn from the seed
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "detail"),
+    [
+        ("/api/tasks/nope/contour", 404, "unknown task 'nope'"),
+        ("/api/tasks/xor/contour", 422, "task: xor has no contour map"),
+        ('/api/tasks/rosenbrock/contour?options={"dim": 4}', 422, "options.dim: rosenbrock"),
+        ('/api/tasks/rosenbrock/contour?options={"dim": 3}', 422, "options"),
+        ('/api/tasks/beale/contour?options={"lr": 1}', 422, "options.lr: Extra inputs"),
+        ("/api/tasks/beale/contour?options=[1]", 422, "options: must be a JSON object"),
+        ("/api/tasks/beale/contour?options={", 422, "options: not JSON"),
+        ("/api/tasks/beale/contour?resolution=202", 422, "query.resolution"),
+        ("/api/tasks/beale/contour?seed=-1", 422, "query.seed"),
+    ],
+)
+def test_contour_refuses_what_has_no_map(
+    client: TestClient, url: str, status: int, detail: str
+) -> None:
+    response = client.get(url)
+    assert response.status_code == status
+    assert response.json()["detail"].startswith(detail), response.json()
+
+
 # ---------------------------------------------------------------------- jobs
 def test_job_runs_and_streams_to_its_end(client: TestClient) -> None:
     response = client.post("/api/jobs", json=JOB)

@@ -8,7 +8,8 @@ schemathesis concludes.
 
 Configured: the two job-submitting operations may answer 422 to a body their schema
 allows, since some rules are not expressible in JSON Schema (a Rosenbrock `dim` must be
-even, `start` must have `dim` values, optimizers × seeds must fit the queue).
+even, `start` must have `dim` values, optimizers × seeds must fit the queue); the contour
+map may answer 404 or 422 to any task name and options (its `options` are a JSON string).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409",
 include-path = "/api/comparisons"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/api/tasks/{name}/contour"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "422"]
 """
 
 pytestmark = pytest.mark.timeout(240)
@@ -104,7 +110,7 @@ def test_schemathesis_finds_no_failures(server, tmp_path: Path) -> None:
     )
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    assert "Operations:       17 selected / 17 total" in report, report
+    assert "Operations:       18 selected / 18 total" in report, report
     server_errors = sorted({status for status in statuses if status >= 500})
     assert not server_errors, f"5xx answers: {server_errors}\n{report}"
     assert len(statuses) > 500  # it did exercise the API

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server import optimizers, tasks
 from server.api import schemas
+from server.api.contour import landscape_contour
 from server.api.schemas import json_safe
 from server.api.sse import event_stream
 from server.events import STATUSES
@@ -119,9 +120,30 @@ def build_router(settings: Settings) -> APIRouter:
             "auth": token is not None,
         }
 
-    @router.get("/tasks", response_model=list[schemas.CatalogueEntry], tags=["info"])
+    @router.get("/tasks", response_model=list[schemas.TaskEntry], tags=["info"])
     def list_tasks() -> list[dict[str, Any]]:
-        return tasks.catalogue()
+        return [
+            {**entry, "presets": optimizers.TASK_PRESETS.get(entry["name"], {})}
+            for entry in tasks.catalogue()
+        ]
+
+    @router.get(
+        "/tasks/{name}/contour",
+        response_model=schemas.Contour,
+        tags=["info"],
+        summary="A 2-D landscape's objective on a grid (for contour maps)",
+        responses={404: _error("no such task"), **INVALID},
+    )
+    def task_contour(
+        name: str,
+        options: Annotated[
+            str, Query(max_length=10_000, description='the task\'s fields as JSON, e.g. {"dim": 2}')
+        ] = "{}",
+        seed: Annotated[int, Query(ge=0, le=MAX_ID, description="seed the task is built with")] = 0,
+        resolution: Annotated[int, Query(ge=11, le=201, description="grid points per axis")] = 81,
+    ) -> dict[str, Any]:
+        """422 for a task that is not a 2-D landscape (XOR, CIFAR, a Rosenbrock of dim 4)."""
+        return json_safe(landscape_contour(name, options, seed, resolution))
 
     @router.get("/optimizers", response_model=list[schemas.CatalogueEntry], tags=["info"])
     def list_optimizers() -> list[dict[str, Any]]:

@@ -38,6 +38,22 @@ class CatalogueEntry(BaseModel):
     model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
 
+class TaskEntry(CatalogueEntry):
+    presets: dict[str, dict[str, Any]] = Field(
+        description="per optimizer, the hyperparameters this task's preset sets "
+        "(over the schema defaults; a job's own values win)"
+    )
+
+
+class Contour(BaseModel):
+    task: str
+    x: list[float | None] = Field(description="grid x coordinates, ascending")
+    y: list[float | None] = Field(description="grid y coordinates, ascending")
+    z: list[list[float | None]] = Field(description="z[i][j]: the objective at (x[j], y[i])")
+    domain: list[list[float]] = Field(description="[[x0, x1], [y0, y1]], covering the start")
+    known_minima: list[list[float]]
+
+
 class Job(BaseModel):
     id: str
     comparison_id: str | None
