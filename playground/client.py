@@ -59,6 +59,13 @@ class ApiClient:
     def optimizers(self) -> list[dict[str, Any]]:
         return self._json("GET", "/optimizers")
 
+    def contour(
+        self, task: str, options: dict[str, Any], seed: int = 0, resolution: int = 81
+    ) -> dict[str, Any]:
+        """A 2-D landscape on a grid: `{"x", "y", "z", "domain", "known_minima"}`."""
+        params = {"options": json.dumps(options), "seed": seed, "resolution": resolution}
+        return self._json("GET", f"/tasks/{task}/contour", params=params)
+
     # ------------------------------------------------------------------ comparisons
     def submit_comparison(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/comparisons", json=spec)

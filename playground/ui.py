@@ -1,13 +1,17 @@
 """The Gradio Blocks of the playground: setup on the left, live figures on the right.
 
 `build_ui(api_url)` talks to the backend only through `ApiClient(api_url)`, so the same UI
-works against this process's API or a remote one. Live figures come from a shared
-`live.Follower` per comparison (an SSE reader thread) and are redrawn by a 1 s timer only
-when new events arrived; every figure keeps a fixed `uirevision`, so zoom survives.
+works against this process's API or a remote one. The task's options and each optimizer's
+hyperparameters are forms rendered (`gr.render`) from the catalogue schemas; a `form seed`
+state (setup + generation) says what they start with, and Run reads them back. Live figures
+come from a shared `live.Follower` per comparison (an SSE reader thread) and are redrawn by a
+1 s timer only when new events arrived; every figure keeps a fixed `uirevision`, so zoom
+survives.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -19,9 +23,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from playground import figures, live, views
+from playground import figures, forms, live, views
 from playground.client import ApiClient, ApiError
 from playground.presets import PRESETS, comparison_spec, decode_setup, encode_setup
+from playground.widgets import section_inputs
 
 DEFAULT_PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
 EMPTY = {
@@ -32,91 +37,77 @@ EMPTY = {
 }
 HISTORY_COLUMNS = ["id", "created", "task", "optimizers", "seeds", "status"]
 SHARE_JS = "(q) => q ? window.location.origin + window.location.pathname + q : ''"
+PLOTS = {"loss-plot": "loss", "traj-plot": "trajectories", "spec-plot": "spectrum",
+         "metrics-plot": "metrics"}  # fmt: skip
+# Plotly.js renders each figure to PNG in the browser: offline, no kaleido on the server.
+PNG_JS = f"""async (name) => {{
+    for (const [id, what] of Object.entries({json.dumps(PLOTS)})) {{
+        const plot = document.querySelector('#' + id + ' .js-plotly-plot');
+        if (plot && window.Plotly) {{
+            await window.Plotly.downloadImage(
+                plot, {{format: 'png', scale: 2, filename: what + '-' + (name || 'playground')}});
+        }}
+    }}
+}}"""
 
 
 def _empty_figures() -> list[Any]:
     return [figures.empty_figure(text, title=name.title()) for name, text in EMPTY.items()]
 
 
-def _schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: prop["default"]
-        for key, prop in (schema.get("properties") or {}).items()
-        if key != "name" and "default" in prop
-    }
-
-
 class Playground:
-    """The callbacks, around one API client and its cached catalogues."""
+    """The callbacks, around one API client and its cached catalogues and contour maps."""
 
     def __init__(self, api_url: str, token: str | None = None) -> None:
         self.client = ApiClient(api_url, token)
         self._tasks: dict[str, dict[str, Any]] = {}
-        self._optimizers: list[str] = []
+        self._optimizers: dict[str, dict[str, Any]] = {}
+        self._contours: dict[str, tuple[Any, Any, Any] | None] = {}
+        self._generations = itertools.count(1)
 
     # ------------------------------------------------------------------ catalogues
-    def catalogues(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    def catalogues(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         if not self._tasks:
+            self._optimizers = {o["name"]: o for o in self.client.optimizers()}
             self._tasks = {t["name"]: t for t in self.client.tasks()}
-            self._optimizers = [o["name"] for o in self.client.optimizers()]
         return self._tasks, self._optimizers
 
-    def task_defaults(self, name: str) -> str:
-        task = self.catalogues()[0].get(name)
-        return json.dumps(_schema_defaults(task["schema"]) if task else {}, indent=1)
+    def contour(self, comparison: dict[str, Any], events: dict[str, list]) -> Any:
+        """The landscape under the trajectories, from the API (cached); None unless 2-D."""
+        if not views.task_meta(events).get("domain"):
+            return None
+        spec = comparison.get("spec") or {}
+        task = dict(spec.get("task") or {})
+        name, seed = task.pop("name", ""), (spec.get("seeds") or [0])[0]
+        key = json.dumps([name, task, seed], sort_keys=True)
+        if key not in self._contours:
+            if len(self._contours) >= 32:  # a few maps per session are plenty; keep memory flat
+                self._contours.pop(next(iter(self._contours)))
+            try:
+                self._contours[key] = views.contour_grid(self.client.contour(name, task, seed))
+            except ApiError:
+                self._contours[key] = None  # the map is only a background
+        return self._contours[key]
 
     # ------------------------------------------------------------------ the form
-    @staticmethod
-    def read_setup(
-        task: str,
-        task_opts: str,
-        optimizers: list[str],
-        hyper: str,
-        seeds: str,
-        steps: float | None,
-        epochs: float | None,
-        device: str,
-        target: float | None,
-    ) -> dict[str, Any]:
-        try:
-            options = json.loads(task_opts or "{}")
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"Task options: not JSON ({e.msg}, line {e.lineno})") from e
-        try:
-            hyperparameters = json.loads(hyper or "{}")
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"Hyperparameters: not JSON ({e.msg}, line {e.lineno})") from e
-        if not isinstance(options, dict) or not isinstance(hyperparameters, dict):
-            raise gr.Error("Task options and hyperparameters must be JSON objects {...}")
-        try:
-            seed_list = [int(s) for s in str(seeds).replace(",", " ").split()] or [0]
-        except ValueError as e:
-            raise gr.Error(f"Seeds: whole numbers separated by commas ({e})") from e
-        if not optimizers:
-            raise gr.Error("Optimizers: pick at least one")
+    def form_seed(self, setup: dict[str, Any]) -> dict[str, Any]:
+        """What the schema forms start with; a new generation replaces typed values."""
         return {
-            "task": {**options, "name": task},
-            "optimizers": list(optimizers),
-            "hyperparameters": {k: v for k, v in hyperparameters.items() if k in optimizers},
-            "seeds": seed_list,
-            "steps": int(steps) if steps and not epochs else None,
-            "epochs": int(epochs) if epochs else None,
-            "device": device or "auto",
-            "target": float(target) if target else None,
+            "generation": next(self._generations),
+            "task": dict(setup.get("task") or {"name": "rosenbrock"}),
+            "hyperparameters": dict(setup.get("hyperparameters") or {}),
         }
+
+    def sections(self, seed: dict[str, Any], chosen: list[str]) -> list[forms.Section]:
+        tasks, optimizers = self.catalogues()
+        return forms.sections(tasks, optimizers, seed["task"], chosen, seed["hyperparameters"])
 
     def form_values(self, setup: dict[str, Any]) -> list[Any]:
         tasks, optimizers = self.catalogues()
-        task = dict(setup.get("task") or {"name": "rosenbrock"})
-        name = task.pop("name", "rosenbrock")
-        options = {**json.loads(self.task_defaults(name)), **task}
-        chosen = list(setup.get("optimizers") or [])
-        hyper = {n: (setup.get("hyperparameters") or {}).get(n, {}) for n in chosen}
         return [
-            gr.update(choices=list(tasks), value=name),
-            json.dumps(options, indent=1),
-            gr.update(choices=optimizers, value=chosen),
-            json.dumps(hyper, indent=1),
+            gr.update(choices=list(tasks), value=(setup.get("task") or {}).get("name")),
+            gr.update(choices=list(optimizers), value=list(setup.get("optimizers") or [])),
+            self.form_seed(setup),
             ", ".join(str(s) for s in setup.get("seeds") or [0]),
             setup.get("steps"),
             setup.get("epochs"),
@@ -126,32 +117,64 @@ class Playground:
 
     def load_preset(self, name: str) -> list[Any]:
         if name not in PRESETS:
-            return [gr.skip()] * 9
+            return [gr.skip()] * 8
         return self.form_values(PRESETS[name])
 
-    def on_task(self, name: str) -> str:
-        return self.task_defaults(name)
+    def on_task(self, name: str) -> dict[str, Any]:
+        """A new task: its options and its optimizer presets, nothing carried over."""
+        return self.form_seed({"task": {"name": name}})
 
     @staticmethod
-    def on_optimizers(chosen: list[str], hyper: str) -> str:
+    def read_setup(
+        form: list[forms.Section],
+        seeds: str,
+        steps: float | None,
+        epochs: float | None,
+        device: str,
+        target: float | None,
+        raws: tuple[Any, ...],
+    ) -> dict[str, Any]:
+        """The setup the inputs describe; FormError naming the field when one is invalid."""
+        options, hyperparameters = forms.read_sections(form, raws)
         try:
-            current = json.loads(hyper or "{}")
-        except json.JSONDecodeError:
-            return gr.skip()
-        if not isinstance(current, dict):
-            current = {}
-        return json.dumps({n: current.get(n, {}) for n in chosen or []}, indent=1)
+            seed_list = [int(s) for s in str(seeds).replace(",", " ").split()] or [0]
+        except ValueError as e:
+            raise forms.FormError(f"seeds: whole numbers separated by commas ({e})") from e
+        optimizers = [section.name for section in form if section.scope == "optimizer"]
+        if not optimizers:
+            raise forms.FormError("optimizers: pick at least one")
+        return {
+            "task": {**options, "name": form[0].name},
+            "optimizers": optimizers,
+            "hyperparameters": hyperparameters,
+            "seeds": seed_list,
+            "steps": int(steps) if steps and not epochs else None,
+            "epochs": int(epochs) if epochs else None,
+            "device": device or "auto",
+            "target": float(target) if target else None,
+        }
 
     # ------------------------------------------------------------------ actions
-    def run(self, *form: Any) -> tuple[Any, ...]:
-        spec = comparison_spec(self.read_setup(*form))
+    def run(
+        self, form: list[forms.Section], generation: int, seed: Any, *values: Any
+    ) -> tuple[Any, ...]:
+        """Submit the comparison; a refused setup is explained beside the form instead."""
+        skip = (gr.skip(),) * 3
+        if not seed or seed["generation"] != generation:
+            return (*skip, "The form was still loading: press **Run** again.")
         try:
-            comparison = self.client.submit_comparison(spec)
+            setup = self.read_setup(form, *values[:5], raws=values[5:])
+        except forms.FormError as e:
+            return (*skip, f"**Not run** — {e}")
+        try:
+            comparison = self.client.submit_comparison(comparison_spec(setup))
         except ApiError as e:
-            raise gr.Error(f"The server refused the setup — {e.detail}") from e
+            detail = forms.explain(e.detail, setup["task"]["name"], setup["optimizers"])
+            return (*skip, f"**The server refused the setup** — {detail}")
         live.follow(self.client, comparison["id"])
         jobs = len(comparison.get("job_ids") or [])
-        return comparison["id"], -1, f"Submitted comparison `{comparison['id']}` ({jobs} jobs)"
+        status = f"Submitted comparison `{comparison['id']}` ({jobs} jobs)"
+        return comparison["id"], -1, status, ""
 
     def cancel(self, comparison_id: str | None) -> str:
         if not comparison_id:
@@ -162,9 +185,13 @@ class Playground:
             return f"Cancel failed: {e.detail}"
         return f"Cancelled comparison `{comparison_id}`"
 
-    def share(self, *form: Any) -> str:
-        setup = {k: v for k, v in self.read_setup(*form).items() if v is not None}
-        return f"?setup={encode_setup(setup)}"
+    def share(self, form: list[forms.Section], *values: Any) -> tuple[str, str]:
+        try:
+            setup = self.read_setup(form, *values[:5], raws=values[5:])
+        except forms.FormError as e:
+            return "", f"**No share link** — {e}"
+        shared = {k: v for k, v in setup.items() if v is not None}
+        return f"?setup={encode_setup(shared)}", ""
 
     def tick(self, comparison_id: str | None, rendered: Any) -> tuple[Any, ...]:
         """Redraw when new events arrived; otherwise leave every output as it is."""
@@ -184,7 +211,7 @@ class Playground:
         key = [version, finished, statuses]
         if rendered == key:
             return skip
-        figs = views.build_figures(comparison, events)
+        figs = views.build_figures(comparison, events, self.contour(comparison, events))
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
         task = comparison["spec"]["task"]["name"]
         status = (
@@ -249,9 +276,9 @@ class Playground:
             raise gr.Error("Export: run or open a comparison first")
         comparison = self.client.comparison(comparison_id)
         _, events = live.follow(self.client, comparison_id).snapshot()
-        html = views.figures_html(views.build_figures(comparison, events))
+        figs = views.build_figures(comparison, events, self.contour(comparison, events))
         path = Path(tempfile.mkdtemp(prefix="psgd-export-")) / f"figures-{comparison_id}.html"
-        path.write_text(html)
+        path.write_text(views.figures_html(figs))
         return str(path)
 
     def on_load(self, request: gr.Request) -> tuple[Any, ...]:
@@ -278,9 +305,11 @@ class Playground:
 
 def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
     pg = Playground(api_url, token)
+    editable = {"interactive": True}  # inputs of listeners that the form's render attaches
     with gr.Blocks(title="PSGD Playground", analytics_enabled=False) as demo:
         comparison_id = gr.State(None)
         rendered = gr.State(-1)
+        form_seed = gr.State(None)
         with gr.Row():
             gr.Markdown("## PSGD Playground")
             preset = gr.Dropdown(
@@ -292,33 +321,30 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 task = gr.Dropdown(label="Task", allow_custom_value=True, elem_id="task")
-                task_opts = gr.Code(
-                    label="Task options (JSON, from the task's schema)",
-                    language="json",
-                    elem_id="task-options",
-                )
                 optimizers = gr.Dropdown(
-                    label="Optimizers", multiselect=True, allow_custom_value=True,
-                    elem_id="optimizers",
+                    label="Optimizers (each gets a form below)", multiselect=True,
+                    allow_custom_value=True, elem_id="optimizers",
                 )  # fmt: skip
-                hyper = gr.Code(
-                    label="Hyperparameters per optimizer (JSON; unset = the task's preset)",
-                    language="json",
-                    elem_id="hyperparameters",
-                )
-                seeds = gr.Textbox(label="Seeds (comma-separated)", elem_id="seeds")
+                schema_forms = gr.Column(elem_id="schema-forms")
+                form_error = gr.Markdown("", elem_id="form-error")
+                seeds = gr.Textbox(label="Seeds (comma-separated)", elem_id="seeds", **editable)
                 with gr.Row():
-                    steps = gr.Number(label="Steps", precision=0, elem_id="steps")
-                    epochs = gr.Number(label="Epochs (overrides steps)", precision=0)
+                    steps = gr.Number(label="Steps", precision=0, elem_id="steps", **editable)
+                    epochs = gr.Number(label="Epochs (overrides steps)", precision=0, **editable)
                 with gr.Row():
-                    device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
-                    target = gr.Number(label="Target loss (optional)")
+                    device = gr.Radio(
+                        ["auto", "cpu", "cuda"], value="auto", label="Device", **editable
+                    )
+                    target = gr.Number(label="Target loss (optional)", **editable)
                 share_btn = gr.Button("Share link", elem_id="share")
                 share_box = gr.Textbox(label="Share URL", elem_id="share-url", buttons=["copy"])
                 with gr.Row():
-                    csv_btn = gr.Button("Export CSV", elem_id="export-csv")
-                    html_btn = gr.Button("Export figures (HTML)", elem_id="export-html")
+                    small = {"size": "sm", "min_width": 0}
+                    csv_btn = gr.Button("Export CSV", elem_id="export-csv", **small)
+                    html_btn = gr.Button("Figures HTML", elem_id="export-html", **small)
+                    png_btn = gr.Button("Figures PNG", elem_id="export-png", **small)
                 export_file = gr.File(label="Download", elem_id="export-file")
+                png_name = gr.Textbox(visible=False)
             with gr.Column(scale=3):
                 initial = _empty_figures()
                 with gr.Row():
@@ -340,22 +366,53 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 refresh_btn = gr.Button("Refresh", scale=0, elem_id="history-refresh")
             history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, elem_id="history")
 
-        form = [task, task_opts, optimizers, hyper, seeds, steps, epochs, device, target]
+        form = [task, optimizers, form_seed, seeds, steps, epochs, device, target]
+        settings = [seeds, steps, epochs, device, target]
         plots = [loss_plot, traj_plot, spec_plot, metr_plot]
         timer = gr.Timer(1.0)
 
+        with schema_forms:
+
+            @gr.render(
+                inputs=[optimizers, form_seed], triggers=[form_seed.change, optimizers.input]
+            )
+            def render_forms(chosen: list[str] | None, seed: dict[str, Any] | None) -> None:
+                """The task's and each optimizer's form; Run and Share read them."""
+                if not seed:
+                    gr.Markdown("Loading the forms…")
+                    return
+                generation = seed["generation"]
+                sections = pg.sections(seed, list(chosen or []))
+                inputs = []
+                for index, section in enumerate(sections):
+                    inputs += section_inputs(section, generation, open=index == 0)
+
+                def run(*values: Any) -> tuple[Any, ...]:
+                    return pg.run(sections, generation, *values)
+
+                def share(*values: Any) -> tuple[str, str]:
+                    return pg.share(sections, *values)
+
+                submits = [box.submit for box in [*settings, *inputs] if hasattr(box, "submit")]
+                gr.on(
+                    [run_btn.click, *submits],
+                    run,
+                    [form_seed, *settings, *inputs],
+                    [comparison_id, rendered, status, form_error],
+                ).then(pg.history, None, [history, pick])
+                share_btn.click(share, [*settings, *inputs], [share_box, form_error]).then(
+                    None, share_box, share_box, js=SHARE_JS
+                )
+
         demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick])
         preset.input(pg.load_preset, preset, form)
-        task.input(pg.on_task, task, task_opts)
-        optimizers.input(pg.on_optimizers, [optimizers, hyper], hyper)
-        run_event = run_btn.click(pg.run, form, [comparison_id, rendered, status])
-        for box in (seeds, steps, epochs, target):
-            box.submit(pg.run, form, [comparison_id, rendered, status])
-        run_event.then(pg.history, None, [history, pick])
+        task.input(pg.on_task, task, form_seed)
         cancel_btn.click(pg.cancel, comparison_id, status)
-        share_btn.click(pg.share, form, share_box).then(None, share_box, share_box, js=SHARE_JS)
         csv_btn.click(pg.export_csv, comparison_id, export_file)
         html_btn.click(pg.export_html, comparison_id, export_file)
+        png_btn.click(lambda cid: cid or "", comparison_id, png_name).then(
+            None, png_name, None, js=PNG_JS
+        )
         refresh_btn.click(pg.history, None, [history, pick])
         open_btn.click(
             pg.open_comparison, pick, [*form, comparison_id, rendered, status]

@@ -1,14 +1,11 @@
 """What the UI shows for one comparison: figures and the results table, from API data.
 
-Pure functions of a comparison (as `GET /api/comparisons/{id}` answers) and its events per
-job, except `landscape_contour`, which evaluates a 2-D landscape on a grid locally (the task
-math, not the job engine) and returns None when it cannot.
+Pure functions of a comparison (as `GET /api/comparisons/{id}` answers), its events per
+job and, for 2-D landscapes, the contour map the API samples (`contour_grid`).
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from typing import Any
 
@@ -44,7 +41,7 @@ def run_labels(comparison: dict[str, Any]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _task_meta(events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def task_meta(events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for job_events in events.values():
         for e in job_events:
             if e.get("type") == "started":
@@ -52,56 +49,29 @@ def _task_meta(events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return {}
 
 
-@functools.lru_cache(maxsize=16)
-def _contour_cached(task_json: str) -> tuple[Any, Any, Any] | None:
-    try:
-        import torch
-
-        from server.tasks import TASKS, task_config
-    except ImportError:
-        return None
-    meta = json.loads(task_json)
-    cls = TASKS.get(meta.get("name"))
-    if cls is None or not meta.get("domain"):
-        return None
-    try:
-        config = task_config({k: v for k, v in meta.items() if k in cls.model_fields})
-        task = config.build(torch.device("cpu"), 0)
-        contour = getattr(task, "contour", None)
-        if contour is None:
-            return None
-        xs, ys = figures.landscape_grid(meta["domain"], n=81)
-        grid_y, grid_x = torch.meshgrid(
-            torch.tensor(ys, dtype=torch.float64),
-            torch.tensor(xs, dtype=torch.float64),
-            indexing="ij",
-        )
-        zs = contour(grid_x, grid_y)
-        return None if zs is None else (xs, ys, zs.double().tolist())
-    except Exception:  # the background is optional
-        return None
-
-
-def landscape_contour(task_meta: dict[str, Any]) -> tuple[Any, Any, Any] | None:
-    if not task_meta.get("domain"):
-        return None
-    return _contour_cached(json.dumps(task_meta, sort_keys=True, default=str))
+def contour_grid(answer: dict[str, Any]) -> tuple[list, list, list[list[float]]]:
+    """(xs, ys, zs) of a `GET /api/tasks/{name}/contour` answer, nulls (overflow) as NaN."""
+    zs = [[math.nan if v is None else v for v in row] for row in answer["z"]]
+    return answer["x"], answer["y"], zs
 
 
 def build_figures(
-    comparison: dict[str, Any], events: dict[str, list[dict[str, Any]]]
+    comparison: dict[str, Any],
+    events: dict[str, list[dict[str, Any]]],
+    contour: tuple[Any, Any, Any] | None = None,
 ) -> dict[str, go.Figure]:
-    """The four live figures: loss, trajectory, spectrum, metrics."""
+    """The four live figures: loss, trajectory (over `contour`, see `contour_grid`),
+    spectrum, metrics."""
     labels = run_labels(comparison)
     runs = [(labels[j][0], events.get(j, [])) for j in comparison.get("job_ids", []) if j in labels]
     firsts: dict[str, list[dict[str, Any]]] = {}
     for label, job_events in runs:
         firsts.setdefault(label, job_events)
-    task = _task_meta(events)
+    task = task_meta(events)
     name = (comparison.get("spec") or {}).get("task", {}).get("name", "task")
     trajectory = figures.trajectory_figure(
         list(firsts.items()),
-        contour=landscape_contour(task),
+        contour=contour,
         task=task,
         title="Trajectories (first seed of each)",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 pytest.importorskip("plotly")
@@ -118,12 +120,20 @@ def test_views_label_runs_and_fill_the_results_table():
     assert "plotly" in views.figures_html(figs)
 
 
-def test_landscape_contour_from_the_task_facts():
-    pytest.importorskip("torch")
-    task = {"name": "rosenbrock", "dim": 2, "domain": [[-2.0, 2.0], [-1.0, 3.0]]}
-    xs, ys, zs = views.landscape_contour(task)
-    assert len(xs) == len(ys) == len(zs) == 81
-    assert views.landscape_contour({"name": "xor"}) is None
+def test_contour_answers_become_the_trajectory_background():
+    answer = {"x": [0.0, 1.0], "y": [0.0, 2.0], "z": [[1.0, None], [0.5, 2.0]]}
+    xs, ys, zs = views.contour_grid(answer)
+    assert (xs, ys) == ([0.0, 1.0], [0.0, 2.0]) and zs[0][0] == 1.0 and math.isnan(zs[0][1])
+    spec = {"task": {"name": "beale"}, "seeds": [0], "optimizers": [{"name": "sgd"}]}
+    comparison = {"spec": spec, "job_ids": ["a"], "jobs": []}
+    started = {"type": "started", "meta": {"task": {"domain": [[0, 1], [0, 2]]}}}
+    events = {"a": [started, *_run([1.0], points=[[0.5, 0.5]])]}
+    assert views.task_meta(events) == {"domain": [[0, 1], [0, 2]]}
+    drawn = views.build_figures(comparison, events, (xs, ys, zs))["trajectory"]
+    assert drawn.data[0].name == "landscape" and drawn.data[0].z[0][1] is None
+    assert "landscape" not in [
+        t.name for t in views.build_figures(comparison, events)["trajectory"].data
+    ]
 
 
 def test_presets_share_round_trip_and_spec():

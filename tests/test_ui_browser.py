@@ -152,10 +152,32 @@ def status(page) -> str:
     return page.inner_text("#status")
 
 
-def open_ui(page, url: str) -> None:
-    page.goto(url)
+def open_ui(page, url: str, query: str = "") -> None:
+    page.goto(f"{url}/ui/{query}" if query else url)
     page.wait_for_selector("#run")
     wait_for(lambda: "Loading…" not in status(page), 30, "the page to load")
+    page.wait_for_selector("#form-task", timeout=30000)
+
+
+def replaced_forms(page, change) -> None:
+    """Do `change` (a preset, a task) and wait until the schema forms are rendered anew."""
+    generation = """() => {
+        const form = document.querySelector('#form-task');
+        return form && [...form.classList].find((n) => n.startsWith('form-generation-'));
+    }"""
+    old = page.evaluate(generation)
+    assert old, "the form has no generation class"
+    change()
+    page.wait_for_function(
+        f"(old) => {{ const now = ({generation})(); return now && now !== old; }}",
+        arg=old,
+        timeout=20000,
+    )
+
+
+def field(page, scope: str, key: str):
+    """The input of a schema form's field (open its accordion first to type into it)."""
+    return page.locator(f"#field-{scope}-{key} input, #field-{scope}-{key} textarea").first
 
 
 def choose(page, dropdown: str, option: str) -> None:
@@ -164,8 +186,8 @@ def choose(page, dropdown: str, option: str) -> None:
 
 
 def choose_preset(page, name: str, steps: str) -> None:
-    """Pick a preset and wait until the form holds it (its steps)."""
-    choose(page, "preset", name)
+    """Pick a preset and wait until the form holds it (its steps and its schema forms)."""
+    replaced_forms(page, lambda: choose(page, "preset", name))
     wait_for(lambda: page.locator("#steps input").input_value() == steps, 10, "the preset")
 
 
@@ -221,6 +243,27 @@ def test_export_csv_of_the_comparison(ui, server):
     assert "psgd-dense" in body
 
 
+def test_export_figures_as_png(ui, server):
+    page = ui
+    newest = httpx.get(f"{server}/api/comparisons").json()["items"][0]["id"]
+    open_ui(page, server, f"?comparison={newest}")
+    wait_for(lambda: curves_have_points(page), 30, "the figures")
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    with page.expect_download():
+        page.click("#export-png")
+    deadline = time.monotonic() + 20
+    while len(downloads) < 4 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)  # playwright delivers download events while it waits
+    names = sorted(d.suggested_filename for d in downloads)
+    assert names == [
+        f"{what}-{newest}.png" for what in ("loss", "metrics", "spectrum", "trajectories")
+    ]
+    for download in downloads:
+        data = Path(download.path()).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, download.suggested_filename
+
+
 def test_reload_mid_run_resumes_then_cancel(ui, server):
     page = ui
     open_ui(page, server)
@@ -246,6 +289,8 @@ def test_share_url_restores_the_form(ui, server, chromium):
     choose_preset(page, "Saddle escape", "200")
     page.locator("#seeds textarea, #seeds input").first.fill("3, 4")
     page.locator("#steps input").fill("123")
+    page.click("#form-adam")
+    field(page, "adam", "lr").fill("0.02")
     page.click("#share")
     url = wait_for(
         lambda: page.locator("#share-url textarea, #share-url input").first.input_value()
@@ -258,6 +303,8 @@ def test_share_url_restores_the_form(ui, server, chromium):
         assert other.locator("#seeds textarea, #seeds input").first.input_value() == "3, 4"
         assert other.locator("#steps input").input_value() == "123"
         assert other.locator("#task input").input_value() == "saddle"
+        assert field(other, "adam", "lr").input_value() == "0.02"
+        assert field(other, "sgd", "lr").input_value() == "0.001"  # the saddle's preset
         chosen = other.inner_text("#optimizers")
         assert all(name in chosen for name in ("psgd-dense", "sgd", "adam"))
     finally:
@@ -274,3 +321,65 @@ def test_reopen_a_comparison_from_history(ui, server):
     wait_for(lambda: curves_have_points(page), 20, "its loss traces")
     assert page.inner_text("#history").count(first) == 1
     assert page.locator("#steps input").input_value() == "300"
+    assert field(page, "adam", "lr").input_value() == "0.05"  # the preset's hyperparameter
+
+
+def test_schema_forms_set_the_task_options_and_hyperparameters(ui, server):
+    page = ui
+    open_ui(page, server)
+    replaced_forms(page, lambda: choose(page, "task", "quadratic"))
+    assert field(page, "task", "dim").input_value() == "10"  # the schema default
+    assert field(page, "adam", "lr").input_value() == "0.01"  # the quadratic's preset
+    field(page, "task", "dim").fill("4")
+    page.click("#form-adam")
+    field(page, "adam", "lr").fill("0.02")
+    page.locator("#steps input").fill("40")
+    before = httpx.get(f"{server}/api/comparisons").json()["total"]
+    page.click("#run")
+    wait_for(lambda: httpx.get(f"{server}/api/comparisons").json()["total"] > before, 15)
+    newest = httpx.get(f"{server}/api/comparisons").json()["items"][0]["id"]
+    jobs = httpx.get(f"{server}/api/comparisons/{newest}").json()["jobs"]
+    specs = {job["spec"]["optimizer"]["name"]: job["spec"] for job in jobs}
+    assert set(specs) == set(OPTIMIZERS)
+    assert all(spec["task"]["dim"] == 4 and spec["steps"] == 40 for spec in specs.values())
+    assert specs["adam"]["optimizer"]["lr"] == 0.02
+    assert specs["psgd-dense"]["optimizer"]["lr"] == 1.0  # untouched: the task's preset
+    wait_for(lambda: f"{newest} on quadratic — succeeded" in status(page), 60, "the run to end")
+
+
+def test_out_of_range_values_are_explained_beside_the_form(ui, server):
+    page = ui
+    before = httpx.get(f"{server}/api/comparisons").json()["total"]
+    open_ui(page, server)
+    page.click("#form-adam")
+    field(page, "adam", "lr").fill("0")
+    page.click("#run")
+    wait_for(lambda: "lr" in page.inner_text("#form-error"), 15, "the error")
+    error = page.inner_text("#form-error")
+    assert "adam · lr: Input should be greater than 0" in error, error
+    field(page, "adam", "lr").fill("0.05")
+    field(page, "task", "start").fill("1, x")
+    page.click("#run")
+    wait_for(lambda: "start" in page.inner_text("#form-error"), 15, "the second error")
+    assert "rosenbrock · start: numbers separated by commas" in page.inner_text("#form-error")
+    assert httpx.get(f"{server}/api/comparisons").json()["total"] == before
+
+
+def test_ill_conditioned_quadratic_preset_shows_the_exact_inverse_hessian(ui, server):
+    page = ui
+    open_ui(page, server)
+    choose_preset(page, "Ill-conditioned quadratic", "500")
+    assert field(page, "task", "dim").input_value() == "20"
+    page.locator("#steps input").fill("100")
+    page.click("#run")
+    wait_for(lambda: "on quadratic — succeeded (6 succeeded)" in status(page), 120, "six jobs")
+    wait_for(lambda: any("|H|⁻¹ (exact)" in n for n in traces(page, "spec-plot")), 10, "|H|⁻¹")
+    spectrum = traces(page, "spec-plot")
+    assert spectrum["psgd-dense: P (median, band min–max)"] > 1
+    exact = [n for n in spectrum if n.startswith("psgd-dense: |H|⁻¹ (exact)")]
+    assert len(exact) == 1 and spectrum[exact[0]] == 20  # one per eigenvalue
+    axis = page.evaluate(
+        "() => document.querySelector('#traj-plot .js-plotly-plot').layout.xaxis.title.text"
+    )
+    assert axis == "PC 1"  # 20-D: the PCA projection of the paths
+    assert all(traces(page, "traj-plot").get(name, 0) > 1 for name in ("psgd-dense", "adam", "sgd"))

@@ -1,0 +1,67 @@
+"""Gradio inputs for the schema forms: one component per `forms.Field`, one accordion per
+`forms.Section`.
+
+Bounds go into each input's info line, not into `gr.Number(minimum=, maximum=)`: Gradio's
+own range error does not say which field it means, while the API's 422 names it (the UI
+shows it beside the form). Component keys carry the form's generation, so a re-render
+after adding an optimizer keeps what the user typed, and loading a preset replaces it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from playground.forms import Field, Section, to_widget
+
+EMPTY_CHOICE = "empty"  # how a dropdown shows null (the schema's "empty = ..." cases)
+
+
+def field_input(field: Field, value: Any, key: tuple[Any, ...], elem_id: str) -> gr.Component:
+    """The input of one field, showing the spec value `value`."""
+    shown = to_widget(field, value)
+    common: dict[str, Any] = {"label": field.key, "info": field.info, "key": key}
+    common.update(elem_id=elem_id, interactive=True)  # Run's listener is attached later
+    if field.kind == "int":
+        return gr.Number(shown, precision=0, **common)
+    if field.kind == "float":
+        return gr.Number(shown, **common)
+    if field.kind == "bool":
+        return gr.Checkbox(bool(shown), **common)
+    if field.kind == "choice":
+        choices = [(c, c) for c in field.choices]
+        if field.nullable:
+            choices.insert(0, (EMPTY_CHOICE, ""))
+        return gr.Dropdown(choices, value=shown, **common)
+    hint = "numbers separated by commas" if field.kind == "list" else ""
+    if field.nullable:
+        hint = f"{hint}; empty = default" if hint else "empty = default"
+    return gr.Textbox(shown, placeholder=hint, max_lines=1, **common)
+
+
+def section_inputs(section: Section, generation: int, *, open: bool) -> list[gr.Component]:
+    """An accordion holding the section's description and inputs; returns the inputs."""
+    title = f"Task options: {section.name}" if section.scope == "task" else section.name
+    prefix = "task" if section.scope == "task" else section.name
+    inputs = []
+    with gr.Accordion(
+        title,
+        open=open,
+        elem_id=f"form-{prefix}",
+        elem_classes=[f"form-generation-{generation}"],  # tells scripts a form is new
+        key=(generation, "section", prefix),
+        preserved_by_key="open",
+    ):
+        if section.description:
+            gr.Markdown(section.description, elem_classes=["form-description"])
+        for field in section.fields:
+            inputs.append(
+                field_input(
+                    field,
+                    section.values.get(field.key),
+                    key=(generation, prefix, field.key),
+                    elem_id=f"field-{prefix}-{field.key}",
+                )
+            )
+    return inputs
