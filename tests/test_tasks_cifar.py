@@ -250,6 +250,22 @@ def test_default_data_path_honours_env(tmp_path: Path, monkeypatch: pytest.Monke
     assert cifar.default_data_path() == tmp_path / "cifar-10-batches-py"
 
 
+def test_default_data_path_falls_back_to_extra_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the Docker image's layout: an empty data volume, CIFAR-10 bundled in a read-only folder
+    volume, bundled = tmp_path / "data", tmp_path / "bundled"
+    volume.mkdir()
+    bundled.mkdir()
+    monkeypatch.setenv("PSGD_PLAYGROUND_DATA_DIR", str(volume))
+    monkeypatch.setenv("PSGD_PLAYGROUND_EXTRA_DATA_DIR", str(bundled))
+    assert cifar.default_data_path() == volume / "cifar-10-python.tar.gz"  # neither has it
+    (bundled / "cifar-10-python.tar.gz").touch()
+    assert cifar.default_data_path() == bundled / "cifar-10-python.tar.gz"
+    (volume / "cifar-10-batches-py").mkdir()  # the data folder wins when it has a copy
+    assert cifar.default_data_path() == volume / "cifar-10-batches-py"
+
+
 def test_task_step_loss_and_purity(data: tuple[torch.Tensor, ...]) -> None:
     task = _config().build(CPU, seed=0)
     assert task.budget_unit == "epochs" and task.target_metric == ("test_accuracy", False)

@@ -9,8 +9,11 @@ Data
 
     Where it is looked for when a config gives no `data_path`: `default_data_dir()`, i.e.
     `$PSGD_PLAYGROUND_DATA_DIR` when set, else `~/.cache/psgd-playground/data`; in it
-    `cifar-10-python.tar.gz`, else a `cifar-10-batches-py` folder. `download()` (the CLI's
-    `psgd-playground data download`) fetches the official archive there and checks its md5.
+    `cifar-10-python.tar.gz`, else a `cifar-10-batches-py` folder; then the same in
+    `$PSGD_PLAYGROUND_EXTRA_DATA_DIR` when set (a read-only copy, e.g. the one the Docker
+    image bundles, which a data volume mounted over the data folder does not hide).
+    `download()` (the CLI's `psgd-playground data download`) fetches the official archive
+    into the data folder and checks its md5.
 
 Task
     The train/test subsets are class-balanced and fixed (seed `SUBSET_SEED`, independent of
@@ -64,6 +67,7 @@ ARCHIVE_NAMES = (ARCHIVE_NAME, "cifar-10-subset-python.tar.gz")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 DATA_DIR_ENV = "PSGD_PLAYGROUND_DATA_DIR"
+EXTRA_DATA_DIR_ENV = "PSGD_PLAYGROUND_EXTRA_DATA_DIR"
 
 CLASSES = (
     "airplane",
@@ -100,11 +104,15 @@ def default_data_dir() -> Path:
 
 def default_data_path() -> Path:
     """Where a config without `data_path` reads from (see the module docstring)."""
-    data_dir = default_data_dir()
-    for candidate in (data_dir / ARCHIVE_NAME, data_dir / BATCHES_DIR):
-        if candidate.exists():
-            return candidate
-    return data_dir / ARCHIVE_NAME
+    folders = [default_data_dir()]
+    extra = os.environ.get(EXTRA_DATA_DIR_ENV)
+    if extra:
+        folders.append(Path(extra).expanduser())
+    for folder in folders:
+        for candidate in (folder / ARCHIVE_NAME, folder / BATCHES_DIR):
+            if candidate.exists():
+                return candidate
+    return folders[0] / ARCHIVE_NAME
 
 
 def _missing_message(path: Path) -> str:
