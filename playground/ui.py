@@ -3,7 +3,8 @@
 `build_ui(api_url)` talks to the backend only through `ApiClient(api_url)`, so the same UI
 works against this process's API or a remote one. The task's options and each optimizer's
 hyperparameters are forms rendered (`gr.render`) from the catalogue schemas; a `form seed`
-state (setup + generation) says what they start with, and Run reads them back. Live figures
+state (setup + generation) says what they start with (changing the optimizers carries the
+typed values into a new seed), and Run reads them back. Live figures
 come from a shared `live.Follower` per comparison (an SSE reader thread) and are redrawn by a
 1 s timer only when new events arrived; every figure keeps a fixed `uirevision`, so zoom
 survives.
@@ -91,7 +92,7 @@ class Playground:
 
     # ------------------------------------------------------------------ the form
     def form_seed(self, setup: dict[str, Any]) -> dict[str, Any]:
-        """What the schema forms start with; a new generation replaces typed values."""
+        """What the schema forms start with; each seed is a new generation of them."""
         return {
             "generation": next(self._generations),
             "task": dict(setup.get("task") or {"name": "rosenbrock"}),
@@ -119,6 +120,22 @@ class Playground:
         if name not in PRESETS:
             return [gr.skip()] * 8
         return self.form_values(PRESETS[name])
+
+    def carry(
+        self, form: list[forms.Section], seed: dict[str, Any], raws: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        """A form seed holding what the inputs show now, for a re-render with other
+        optimizers (one left out keeps its values in case it comes back)."""
+        try:
+            options, typed = forms.read_sections(form, raws)
+        except forms.FormError:  # an unreadable value: start from the last seed instead
+            return self.form_seed(seed)
+        hyperparameters = dict(seed["hyperparameters"])
+        for section in form[1:]:
+            hyperparameters[section.name] = typed.get(section.name, {})
+        return self.form_seed(
+            {"task": {**options, "name": form[0].name}, "hyperparameters": hyperparameters}
+        )
 
     def on_task(self, name: str) -> dict[str, Any]:
         """A new task: its options and its optimizer presets, nothing carried over."""
@@ -373,9 +390,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
 
         with schema_forms:
 
-            @gr.render(
-                inputs=[optimizers, form_seed], triggers=[form_seed.change, optimizers.input]
-            )
+            @gr.render(inputs=[optimizers, form_seed], triggers=[form_seed.change])
             def render_forms(chosen: list[str] | None, seed: dict[str, Any] | None) -> None:
                 """The task's and each optimizer's form; Run and Share read them."""
                 if not seed:
@@ -393,6 +408,9 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 def share(*values: Any) -> tuple[str, str]:
                     return pg.share(sections, *values)
 
+                def carry(*raws: Any) -> dict[str, Any]:
+                    return pg.carry(sections, seed, raws)
+
                 submits = [box.submit for box in [*settings, *inputs] if hasattr(box, "submit")]
                 gr.on(
                     [run_btn.click, *submits],
@@ -403,6 +421,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 share_btn.click(share, [*settings, *inputs], [share_box, form_error]).then(
                     None, share_box, share_box, js=SHARE_JS
                 )
+                optimizers.input(carry, inputs, form_seed)  # re-render, keeping typed values
 
         demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick])
         preset.input(pg.load_preset, preset, form)

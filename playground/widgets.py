@@ -3,8 +3,7 @@
 
 Bounds go into each input's info line, not into `gr.Number(minimum=, maximum=)`: Gradio's
 own range error does not say which field it means, while the API's 422 names it (the UI
-shows it beside the form). Component keys carry the form's generation, so a re-render
-after adding an optimizer keeps what the user typed, and loading a preset replaces it.
+shows it beside the form).
 """
 
 from __future__ import annotations
@@ -18,15 +17,16 @@ from playground.forms import Field, Section, to_widget
 EMPTY_CHOICE = "empty"  # how a dropdown shows null (the schema's "empty = ..." cases)
 
 
-def field_input(field: Field, value: Any, key: tuple[Any, ...], elem_id: str) -> gr.Component:
+def field_input(field: Field, value: Any, elem_id: str, key: tuple[Any, ...]) -> gr.Component:
     """The input of one field, showing the spec value `value`."""
     shown = to_widget(field, value)
-    common: dict[str, Any] = {"label": field.key, "info": field.info, "key": key}
-    common.update(elem_id=elem_id, interactive=True)  # Run's listener is attached later
-    if field.kind == "int":
-        return gr.Number(shown, precision=0, **common)
-    if field.kind == "float":
-        return gr.Number(shown, **common)
+    # interactive: Gradio infers it from listeners, and Run's are attached after rendering
+    common = {"label": field.key, "info": field.info, "elem_id": elem_id, "interactive": True}
+    # a key per form generation: without keys, Gradio 6.31 sent 0 from empty (null) numbers
+    common["key"] = key
+    if field.kind in ("int", "float"):
+        empty = {"placeholder": "empty = default"} if field.nullable else {}
+        return gr.Number(shown, precision=0 if field.kind == "int" else None, **empty, **common)
     if field.kind == "bool":
         return gr.Checkbox(bool(shown), **common)
     if field.kind == "choice":
@@ -50,8 +50,6 @@ def section_inputs(section: Section, generation: int, *, open: bool) -> list[gr.
         open=open,
         elem_id=f"form-{prefix}",
         elem_classes=[f"form-generation-{generation}"],  # tells scripts a form is new
-        key=(generation, "section", prefix),
-        preserved_by_key="open",
     ):
         if section.description:
             gr.Markdown(section.description, elem_classes=["form-description"])
@@ -60,8 +58,8 @@ def section_inputs(section: Section, generation: int, *, open: bool) -> list[gr.
                 field_input(
                     field,
                     section.values.get(field.key),
-                    key=(generation, prefix, field.key),
                     elem_id=f"field-{prefix}-{field.key}",
+                    key=(generation, prefix, field.key),
                 )
             )
     return inputs
