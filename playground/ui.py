@@ -46,7 +46,7 @@ PNG_JS = f"""async (name) => {{
         const plot = document.querySelector('#' + id + ' .js-plotly-plot');
         if (plot && window.Plotly) {{
             await window.Plotly.downloadImage(
-                plot, {{format: 'png', scale: 2, filename: what + '-' + (name || 'playground')}});
+                plot, {{format: 'png', scale: 2, filename: what + '-' + name}});
         }}
     }}
 }}"""
@@ -281,16 +281,21 @@ class Playground:
             choices.append((f"{c['id']} · {task} · {opts} · {c['status']}", c["id"]))
         return rows, gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def export_csv(self, comparison_id: str | None) -> str:
+    @staticmethod
+    def export_name(comparison_id: str | None) -> str:
+        """The comparison every export needs; without one the user is told, not handed blanks."""
         if not comparison_id:
             raise gr.Error("Export: run or open a comparison first")
+        return comparison_id
+
+    def export_csv(self, comparison_id: str | None) -> str:
+        comparison_id = self.export_name(comparison_id)
         path = Path(tempfile.mkdtemp(prefix="psgd-export-")) / f"comparison-{comparison_id}.csv"
         path.write_text(self.client.metrics_csv(comparison_id))
         return str(path)
 
     def export_html(self, comparison_id: str | None) -> str:
-        if not comparison_id:
-            raise gr.Error("Export: run or open a comparison first")
+        comparison_id = self.export_name(comparison_id)
         comparison = self.client.comparison(comparison_id)
         _, events = live.follow(self.client, comparison_id).snapshot()
         figs = views.build_figures(comparison, events, self.contour(comparison, events))
@@ -429,7 +434,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
         cancel_btn.click(pg.cancel, comparison_id, status)
         csv_btn.click(pg.export_csv, comparison_id, export_file)
         html_btn.click(pg.export_html, comparison_id, export_file)
-        png_btn.click(lambda cid: cid or "", comparison_id, png_name).then(
+        png_btn.click(pg.export_name, comparison_id, png_name).success(
             None, png_name, None, js=PNG_JS
         )
         refresh_btn.click(pg.history, None, [history, pick])

@@ -245,11 +245,16 @@ def test_export_csv_of_the_comparison(ui, server):
 
 def test_export_figures_as_png(ui, server):
     page = ui
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    open_ui(page, server)  # nothing run or opened yet: an error, not four blank PNGs
+    page.click("#export-png")
+    page.get_by_text("run or open a comparison first").first.wait_for(timeout=10000)
+    page.wait_for_timeout(1000)
+    assert downloads == []
     newest = httpx.get(f"{server}/api/comparisons").json()["items"][0]["id"]
     open_ui(page, server, f"?comparison={newest}")
     wait_for(lambda: curves_have_points(page), 30, "the figures")
-    downloads = []
-    page.on("download", lambda download: downloads.append(download))
     with page.expect_download():
         page.click("#export-png")
     deadline = time.monotonic() + 20
