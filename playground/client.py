@@ -79,9 +79,10 @@ class ApiClient:
     def cancel_comparison(self, comparison_id: str) -> dict[str, Any]:
         return self._json("POST", f"/comparisons/{comparison_id}/cancel")
 
-    def metrics_csv(self, comparison_id: str) -> str:
+    def metrics(self, comparison_id: str, fmt: str) -> str:
+        """Every job's metrics per step as the API writes them (`fmt` "json" or "csv")."""
         path = f"/comparisons/{comparison_id}/metrics"
-        return self._request("GET", path, params={"format": "csv"}).text
+        return self._request("GET", path, params={"format": fmt}).text
 
     # ------------------------------------------------------------------ jobs
     def job(self, job_id: str) -> dict[str, Any]:

@@ -288,10 +288,10 @@ class Playground:
             raise gr.Error("Export: run or open a comparison first")
         return comparison_id
 
-    def export_csv(self, comparison_id: str | None) -> str:
+    def export_metrics(self, comparison_id: str | None, fmt: str) -> str:
         comparison_id = self.export_name(comparison_id)
-        path = Path(tempfile.mkdtemp(prefix="psgd-export-")) / f"comparison-{comparison_id}.csv"
-        path.write_text(self.client.metrics_csv(comparison_id))
+        path = Path(tempfile.mkdtemp(prefix="psgd-export-")) / f"comparison-{comparison_id}.{fmt}"
+        path.write_text(self.client.metrics(comparison_id, fmt))
         return str(path)
 
     def export_html(self, comparison_id: str | None) -> str:
@@ -363,6 +363,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 with gr.Row():
                     small = {"size": "sm", "min_width": 0}
                     csv_btn = gr.Button("Export CSV", elem_id="export-csv", **small)
+                    json_btn = gr.Button("Export JSON", elem_id="export-json", **small)
                     html_btn = gr.Button("Figures HTML", elem_id="export-html", **small)
                     png_btn = gr.Button("Figures PNG", elem_id="export-png", **small)
                 export_file = gr.File(label="Download", elem_id="export-file")
@@ -432,7 +433,8 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
         preset.input(pg.load_preset, preset, form)
         task.input(pg.on_task, task, form_seed)
         cancel_btn.click(pg.cancel, comparison_id, status)
-        csv_btn.click(pg.export_csv, comparison_id, export_file)
+        csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)
+        json_btn.click(lambda cid: pg.export_metrics(cid, "json"), comparison_id, export_file)
         html_btn.click(pg.export_html, comparison_id, export_file)
         png_btn.click(pg.export_name, comparison_id, png_name).success(
             None, png_name, None, js=PNG_JS

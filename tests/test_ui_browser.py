@@ -241,6 +241,18 @@ def test_export_csv_of_the_comparison(ui, server):
     body = page.request.get(href).text()
     assert body.splitlines()[0].count(",") >= 3 and "loss" in body.splitlines()[0]
     assert "psgd-dense" in body
+    page.click("#export-json")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#export-file a')]"
+        ".some(a => a.getAttribute('href').endsWith('.json'))",
+        timeout=10000,
+    )
+    link = page.locator("#export-file a[href$='.json']").first
+    exported = page.request.get(link.get_attribute("href")).json()
+    assert exported["comparison_id"] == newest
+    jobs = exported["jobs"]
+    assert {job["label"].split()[0] for job in jobs} >= {"psgd-dense"}
+    assert all(job["metrics"] and job["metrics"][0]["loss"] is not None for job in jobs)
 
 
 def test_export_figures_as_png(ui, server):
