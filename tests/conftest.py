@@ -1,5 +1,6 @@
 """Shared test setup."""
 
+import pytest
 import torch
 
 # The math tests loop over tiny tensors, where extra threads only add overhead and make
@@ -17,3 +18,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep the call-phase report on the item, so fixtures (the browser page) see a failure.
+
+    Why here: pytest loads hooks from conftest files and plugins, not from test modules.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report
