@@ -137,8 +137,14 @@ class Playground:
             {"task": {**options, "name": form[0].name}, "hyperparameters": hyperparameters}
         )
 
-    def on_task(self, name: str) -> dict[str, Any]:
-        """A new task: its options and its optimizer presets, nothing carried over."""
+    def on_task(self, name: str, seed: dict[str, Any] | None) -> Any:
+        """A new task: its options and its optimizer presets, nothing carried over.
+
+        The dropdown can report the same pick twice (select, then blur); re-rendering for the
+        task already shown would wipe what was typed into its form meanwhile.
+        """
+        if seed and (seed.get("task") or {}).get("name") == name:
+            return gr.skip()
         return self.form_seed({"task": {"name": name}})
 
     @staticmethod
@@ -431,7 +437,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
 
         demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick])
         preset.input(pg.load_preset, preset, form)
-        task.input(pg.on_task, task, form_seed)
+        task.input(pg.on_task, [task, form_seed], form_seed)
         cancel_btn.click(pg.cancel, comparison_id, status)
         csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)
         json_btn.click(lambda cid: pg.export_metrics(cid, "json"), comparison_id, export_file)
