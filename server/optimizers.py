@@ -405,8 +405,9 @@ _LANDSCAPE_PRESETS: dict[str, dict[str, Any]] = {
 #: Hyperparameters that override the schema defaults per task; documented in README.
 #: The landscape presets follow the reference's Rosenbrock demo (Dense Newton, lr 1.0,
 #: μ_Q 0.5, momentum 0.9); XOR follows the seed paper (LRA Newton, init scale 1.0,
-#: lr 0.01, μ_Q 0.01, update norm clip 1.0), which solves T = 64; CIFAR-10 uses the
-#: settings tuned on the small CNN with `benchmarks/cifar_small.py`.
+#: lr 0.01, μ_Q 0.01, update norm clip 1.0), which the reference measured solving T = 64
+#: (here: 1 of 5 seeds, see README); CIFAR-10 uses the settings tuned on the small CNN with
+#: `benchmarks/cifar_small.py`.
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     **{
         name: _LANDSCAPE_PRESETS
