@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from server.jobs.service import InvalidSpec, NotFound
+from server.jobs.service import InvalidSpec, NotFound, validation_message
 from server.tasks import TASKS
 from server.tasks.landscapes import LANDSCAPE_CONFIGS
 
@@ -42,9 +42,7 @@ def landscape_contour(name: str, options: str, seed: int, resolution: int) -> di
     try:
         config = cls.model_validate({**fields, "name": name})
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in ("options", *first["loc"]))
-        raise InvalidSpec(f"{where}: {first['msg'].removeprefix('Value error, ')}") from error
+        raise InvalidSpec(validation_message(error, prefix="options")) from error
     if getattr(config, "dim", 2) != 2:
         raise InvalidSpec(f"options.dim: {name} with dim {config.dim} is not 2-D (no contour map)")
     task = config.build(torch.device("cpu"), seed)

@@ -131,7 +131,7 @@ class JobService:
         try:
             job = _strictly(JobSpec, spec)
         except ValidationError as e:
-            raise InvalidSpec(_message(e, tags_after={"task": task_name})) from e
+            raise InvalidSpec(validation_message(e, tags_after={"task": task_name})) from e
         return self._apply_server_limits(job)
 
     def validate_comparison(self, spec: dict[str, Any]) -> tuple[ComparisonSpec, list[JobSpec]]:
@@ -139,7 +139,7 @@ class JobService:
         try:
             comparison = _strictly(ComparisonSpec, spec)
         except ValidationError as e:
-            raise InvalidSpec(_message(e)) from e
+            raise InvalidSpec(validation_message(e)) from e
         task_name = _name(comparison.task, "task")
         shared = comparison.model_dump(exclude={"task", "optimizers", "seeds"})
         jobs = []
@@ -152,7 +152,7 @@ class JobService:
                 except ValidationError as e:
                     renames = {"optimizer": f"optimizers[{i}]", "seed": f"seeds[{j}]"}
                     raise InvalidSpec(
-                        _message(e, tags_after={"task": task_name}, renames=renames)
+                        validation_message(e, tags_after={"task": task_name}, renames=renames)
                     ) from e
                 jobs.append(self._apply_server_limits(job))
         if len(jobs) > self.settings.max_queued:
@@ -366,10 +366,10 @@ def _validate_optimizer(optimizer: dict[str, Any], task_name: str | None, where:
         )
     except ValidationError as e:
         name = optimizer.get("name")
-        raise InvalidSpec(_message(e, prefix=where, tag=name)) from e
+        raise InvalidSpec(validation_message(e, prefix=where, tag=name)) from e
 
 
-def _message(
+def validation_message(
     error: ValidationError,
     prefix: str = "",
     tag: Any = None,
