@@ -7,9 +7,9 @@ What it measures
     "not solved" after --steps. The loss is printed every --log-every steps.
 
 Optimizers (--optimizer)
-    lra       psgd.LRA, Newton fitting, rank 10, lr 0.01, preconditioner lr 0.01, init scale
-              1.0, update-norm clip 1.0, update probability 1.0: the task's PSGD preset
-              (reference §9: solves T = 64 in 12k–24k steps).
+    lra       psgd.LRA with the xor task's `psgd-lra` preset, read from the registry
+              (`server.optimizers.TASK_PRESETS`): Newton fitting, rank 10, init scale 1.0,
+              update-norm clip 1.0; --lr, --preconditioner-lr and --clip override it.
     lra-auto  the same with the automatic init scale (reference: stays at log 2 on T = 64).
     adam      torch.optim.Adam lr 1e-3, gradient-norm clip 1.0 (reference: solves T = 32,
               not T = 64 in 30k).
@@ -21,7 +21,8 @@ How to run
     .venv/bin/python benchmarks/xor_delay.py --T 32 --optimizer adam --seeds 0
     Flags: --T (default 64)  --seeds 0,1,2  --steps (cap, default 30000)
     --optimizer lra|lra-auto|adam|kron  --log-every (default 1000)  --threads (default 1)
-    --hidden (default 30)  --batch (default 128)  --cell rnn|lstm.
+    --hidden (default 30)  --batch (default 128)  --cell rnn|lstm
+    --lr, --preconditioner-lr, --clip (lra only; default: the preset's values).
 
 The reference timings (5–8 CPU-minutes per solved T = 64 run) were one thread per run.
 """
@@ -40,26 +41,26 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psgd
+from server.optimizers import TASK_PRESETS
 from server.tasks.xor import XorConfig, XorTask
 
 OPTIMIZERS = ("lra", "lra-auto", "adam", "kron")
 
 
-def make_stepper(name: str, task: XorTask, seed: int) -> Callable[[], float]:
+def lra_settings(overrides: dict[str, float | None]) -> dict[str, object]:
+    """The `psgd-lra` preset of the xor task (the registry's), with the given overrides."""
+    settings = dict(TASK_PRESETS["xor"]["psgd-lra"])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def make_stepper(
+    name: str, task: XorTask, seed: int, lra: dict[str, object]
+) -> Callable[[], float]:
     """One training step on the task's current batch; returns that batch's loss."""
     params = task.params
     if name in ("lra", "lra-auto"):
-        opt = psgd.LRA(
-            params,
-            lr=0.01,
-            fitting="newton",
-            rank=10,
-            preconditioner_lr=0.01,
-            preconditioner_init_scale=1.0 if name == "lra" else None,
-            update_clip_norm=1.0,
-            preconditioner_update_probability=1.0,
-            seed=seed,
-        )
+        opt = psgd.LRA(params, **lra, seed=seed)
 
         def step() -> float:
             return float(opt.step(task.loss).detach())
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, seed: int) -> tuple[int | None, float, float]:
         sequence_length=args.T, hidden_size=args.hidden, batch_size=args.batch, cell=args.cell
     )
     task = cfg.build(torch.device("cpu"), seed)
-    step = make_stepper(args.optimizer, task, seed)
+    step = make_stepper(args.optimizer, task, seed, args.lra)
     start = time.perf_counter()
     loss, window = math.nan, []
     for t in range(1, args.steps + 1):
@@ -137,12 +138,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--steps", type=int, default=30000, help="step cap per seed")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lra")
+    parser.add_argument("--lr", type=float, help="lra: parameter lr (default: the preset's)")
+    parser.add_argument(
+        "--preconditioner-lr", type=float, help="lra: preconditioner lr (default: the preset's)"
+    )
+    parser.add_argument("--clip", type=float, help="lra: update-norm clip (default: the preset's)")
     parser.add_argument("--log-every", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--hidden", type=int, default=30)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--cell", choices=("rnn", "lstm"), default="rnn")
     args = parser.parse_args(argv)
+    args.lra = lra_settings(
+        {"lr": args.lr, "preconditioner_lr": args.preconditioner_lr, "update_clip_norm": args.clip}
+    )
+    if args.optimizer == "lra-auto":
+        args.lra["preconditioner_init_scale"] = None
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     print(
@@ -150,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         f"hidden={args.hidden} batch={args.batch} cap={args.steps} threads={args.threads}",
         flush=True,
     )
+    if args.optimizer.startswith("lra"):
+        print(f"psgd.LRA settings: {args.lra}", flush=True)
     results = []
     for seed in seeds:
         results.append((seed, *run(args, seed)))
