@@ -19,9 +19,12 @@ Optimizers (--optimizer)
 How to run
     .venv/bin/python benchmarks/xor_delay.py --T 64 --seeds 0,1,2 --steps 30000
     .venv/bin/python benchmarks/xor_delay.py --T 32 --optimizer adam --seeds 0
+    .venv/bin/python benchmarks/xor_delay.py --T 64 --seeds 0-15 --steps 100000 --jobs 8 \
+        --device cuda          # the spec's cap on many seeds: a GPU machine
     Flags: --T (default 64)  --seeds 0,1,2  --steps (cap, default 30000)
     --optimizer lra|lra-auto|adam|kron  --log-every (default 1000)  --threads (default 1)
-    --hidden (default 30)  --batch (default 128)  --cell rnn|lstm
+    --hidden (default 30)  --batch (default 128)  --cell rnn|lstm  --device cpu|cuda|auto
+    --jobs (seeds run in that many processes at once, default 1)
     --lr, --preconditioner-lr, --clip (lra only; default: the preset's values).
 
 The reference timings (5–8 CPU-minutes per solved T = 64 run) were one thread per run.
@@ -31,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -94,11 +99,12 @@ def make_stepper(
 
 def run(args: argparse.Namespace, seed: int) -> tuple[int | None, float, float]:
     """Train one seed; returns (steps to solve or None, last loss, seconds)."""
+    torch.set_num_threads(args.threads)
     torch.manual_seed(seed)
     cfg = XorConfig(
         sequence_length=args.T, hidden_size=args.hidden, batch_size=args.batch, cell=args.cell
     )
-    task = cfg.build(torch.device("cpu"), seed)
+    task = cfg.build(torch.device(args.device), seed)
     step = make_stepper(args.optimizer, task, seed, args.lra)
     start = time.perf_counter()
     loss, window = math.nan, []
@@ -132,10 +138,26 @@ def run(args: argparse.Namespace, seed: int) -> tuple[int | None, float, float]:
     return None, loss, elapsed
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`"0,3,5-7"` → `[0, 3, 5, 6, 7]`; raises ValueError on anything else."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        start, stop = int(first), int(last if dash else first)
+        if stop < start:
+            raise ValueError(part)
+        seeds.extend(range(start, stop + 1))
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(text)
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--T", type=int, default=64, help="sequence length")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument(
+        "--seeds", default="0,1,2", help="seeds: a comma-separated list; a-b ranges"
+    )
     parser.add_argument("--steps", type=int, default=30000, help="step cap per seed")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lra")
     parser.add_argument("--lr", type=float, help="lra: parameter lr (default: the preset's)")
@@ -144,28 +166,44 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--clip", type=float, help="lra: update-norm clip (default: the preset's)")
     parser.add_argument("--log-every", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--hidden", type=int, default=30)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--cell", choices=("rnn", "lstm"), default="rnn")
     args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError:
+        parser.error(f"--seeds: expected e.g. 0,1,2 or 0-7, got {args.seeds!r}")
+    if args.jobs < 1:
+        parser.error("--jobs: must be at least 1")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch build sees no CUDA device")
     args.lra = lra_settings(
         {"lr": args.lr, "preconditioner_lr": args.preconditioner_lr, "update_clip_norm": args.clip}
     )
     if args.optimizer == "lra-auto":
         args.lra["preconditioner_init_scale"] = None
-    torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     print(
         f"delayed XOR: T={args.T} optimizer={args.optimizer} cell={args.cell} "
-        f"hidden={args.hidden} batch={args.batch} cap={args.steps} threads={args.threads}",
+        f"hidden={args.hidden} batch={args.batch} cap={args.steps} device={args.device} "
+        f"threads={args.threads} jobs={args.jobs}",
         flush=True,
     )
     if args.optimizer.startswith("lra"):
         print(f"psgd.LRA settings: {args.lra}", flush=True)
-    results = []
-    for seed in seeds:
-        results.append((seed, *run(args, seed)))
+    if args.jobs == 1:
+        outcomes = [run(args, seed) for seed in seeds]
+    else:
+        # Spawned workers: forked ones would inherit torch's thread pools (and CUDA) half-made.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            outcomes = list(pool.map(run, [args] * len(seeds), seeds))
+    results = [(seed, *outcome) for seed, outcome in zip(seeds, outcomes)]
     print("\nseed  steps-to-solve  last-loss  seconds  steps/s")
     for seed, solved_at, loss, secs in results:
         done = solved_at if solved_at is not None else args.steps
