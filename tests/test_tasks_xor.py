@@ -156,6 +156,43 @@ def test_lstm_forward_backward():
     assert task.describe()["cell"] == "lstm"
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_model_matches_torch_recurrent_layers(cell):
+    """Output, gradient and Hessian-vector product equal torch's own RNN/LSTM layer's.
+
+    Our loop is written for speed (inputs split with unbind); torch's layers are an
+    independent implementation of the same recurrence (gate order i, f, g, o for the LSTM).
+    """
+    task = XorConfig(sequence_length=10, hidden_size=6, cell=cell, dtype="float64").build(
+        torch.device("cpu"), 3
+    )
+    layer_type = torch.nn.RNN if cell == "rnn" else torch.nn.LSTM
+    layer = layer_type(2, 6, batch_first=True).double()
+
+    def torch_output(W_x, W_h, b, W_o, b_o):
+        weights = {
+            "weight_ih_l0": W_x.T,
+            "weight_hh_l0": W_h.T,
+            "bias_ih_l0": b,
+            "bias_hh_l0": torch.zeros_like(b),
+        }
+        states, _ = torch.func.functional_call(layer, weights, (task._x,))
+        return (states[:, -1] @ W_o).squeeze(1) + b_o
+
+    ours, theirs = task.forward(task._x), torch_output(*task.params)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+    def gradient_and_hvp(loss):
+        grads = torch.autograd.grad(loss, task.params, create_graph=True)
+        probes = [torch.ones_like(p) for p in task.params]
+        return grads, torch.autograd.grad(grads, task.params, probes)
+
+    their_loss = task._logistic(torch_output(*task.params), task._y)
+    for mine, reference in zip(gradient_and_hvp(task.loss()), gradient_and_hvp(their_loss)):
+        for a, r in zip(mine, reference):
+            torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+
+
 def test_float64_and_solved():
     task = XorConfig(sequence_length=8, dtype="float64").build(torch.device("cpu"), 0)
     assert all(p.dtype == torch.float64 for p in task.params)

@@ -159,14 +159,17 @@ class XorTask(Task):
         p = self._params
         B, H = x.shape[0], self.config.hidden_size
         h = x.new_zeros(B, H)
-        inputs = x @ p["W_x"] + p["b"]  # (B, T, H) or (B, T, 4H): input terms of all steps
+        # The input terms of all steps at once, split with unbind: indexing `inputs[:, t]` per
+        # step would make backward build and add T zero-padded copies of the whole tensor
+        # (T² memory traffic; ≈ 60 % of a T = 64 step with the exact Hvp).
+        inputs = (x @ p["W_x"] + p["b"]).unbind(1)
         if self.cell == "rnn":
-            for t in range(x.shape[1]):
-                h = torch.tanh(inputs[:, t] + h @ p["W_h"])
+            for x_t in inputs:
+                h = torch.tanh(x_t + h @ p["W_h"])
         else:
             c = x.new_zeros(B, H)
-            for t in range(x.shape[1]):
-                gates = inputs[:, t] + h @ p["W_h"]
+            for x_t in inputs:
+                gates = x_t + h @ p["W_h"]
                 i, f, g, o = gates.chunk(4, dim=1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
