@@ -406,8 +406,8 @@ _LANDSCAPE_PRESETS: dict[str, dict[str, Any]] = {
 #: The landscape presets follow the reference's Rosenbrock demo (Dense Newton, lr 1.0,
 #: μ_Q 0.5, momentum 0.9); XOR follows the seed paper (LRA Newton, init scale 1.0,
 #: lr 0.01, μ_Q 0.01, update norm clip 1.0), which the reference measured solving T = 64
-#: (here: 1 of 5 seeds, see README); CIFAR-10 uses the settings tuned on the small CNN with
-#: `benchmarks/cifar_small.py`.
+#: (here: 2 of 7 seeds within the 100k-step cap, see README); CIFAR-10 uses the settings
+#: tuned on the small CNN with `benchmarks/cifar_small.py`.
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     **{
         name: _LANDSCAPE_PRESETS
