@@ -20,7 +20,7 @@ Solved when the training-batch loss is below 0.1.
 At T = 16 Adam, SGD and PSGD all solve it; the seed paper puts the separation near T = 55,
 where the reference measured LRA with Newton fitting and a fixed preconditioner init scale of
 1.0 solving it and Adam not. Here that preset solves T = 64 on some seeds only, and Adam
-already fails at T = 32 (README, `benchmarks/xor_delay.py`).
+solved none of 5 seeds at T = 32 within 30k steps (README, `benchmarks/xor_delay.py`).
 """
 
 from __future__ import annotations
