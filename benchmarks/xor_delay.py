@@ -13,8 +13,8 @@ Optimizers (--optimizer)
     lra-auto  the same with the automatic init scale (reference: stays at log 2 on T = 64).
     adam      torch.optim.Adam lr 1e-3, gradient-norm clip 1.0 (reference: solves T = 32,
               not T = 64 in 30k).
-    kron      psgd.Kron whitening, the reference demo settings: lr 1e-3, preconditioner lr
-              0.01, init scale 1.0, update probability 1.0.
+    kron      psgd.Kron whitening with the xor task's `psgd-kron` preset (the reference demo
+              settings: lr 1e-3, preconditioner lr 0.01, init scale 1.0), update probability 1.0.
 
 How to run
     .venv/bin/python benchmarks/xor_delay.py --T 64 --seeds 0,1,2 --steps 30000
@@ -72,14 +72,8 @@ def make_stepper(
 
         return step
     if name == "kron":
-        opt = psgd.Kron(
-            params,
-            lr=1e-3,
-            preconditioner_lr=0.01,
-            preconditioner_init_scale=1.0,
-            preconditioner_update_probability=1.0,
-            seed=seed,
-        )
+        preset = TASK_PRESETS["xor"]["psgd-kron"]
+        opt = psgd.Kron(params, **preset, preconditioner_update_probability=1.0, seed=seed)
     elif name == "adam":
         opt = torch.optim.Adam(params, lr=1e-3)
     else:
