@@ -217,11 +217,12 @@ def build_router(settings: Settings) -> APIRouter:
     def job_events(
         job_id: str,
         service: Service,
+        request: Request,
         last_event_id: LastEventQuery = None,
         last_event_id_header: LastEventHeader = None,
     ) -> StreamingResponse:
         service.job(job_id)
-        return _stream(service, [job_id], last_event_id_header, last_event_id)
+        return _stream(service, request, [job_id], last_event_id_header, last_event_id)
 
     @router.get(
         "/jobs/{job_id}/metrics",
@@ -299,11 +300,12 @@ def build_router(settings: Settings) -> APIRouter:
     def comparison_events(
         comparison_id: str,
         service: Service,
+        request: Request,
         last_event_id: LastEventQuery = None,
         last_event_id_header: LastEventHeader = None,
     ) -> StreamingResponse:
         job_ids = service.comparison(comparison_id)["job_ids"]
-        return _stream(service, job_ids, last_event_id_header, last_event_id)
+        return _stream(service, request, job_ids, last_event_id_header, last_event_id)
 
     @router.get(
         "/comparisons/{comparison_id}/metrics",
@@ -323,11 +325,16 @@ def build_router(settings: Settings) -> APIRouter:
         return {"comparison_id": comparison_id, "jobs": metrics}
 
     def _stream(
-        service: JobService, job_ids: list[str], header: int | None, query: int | None
+        service: JobService,
+        request: Request,
+        job_ids: list[str],
+        header: int | None,
+        query: int | None,
     ) -> StreamingResponse:
         after = header if header is not None else (query or 0)
+        heartbeat = settings.heartbeat_seconds
         return StreamingResponse(
-            event_stream(service, job_ids, after, settings.heartbeat_seconds),
+            event_stream(service, job_ids, after, heartbeat, request.is_disconnected),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -13,6 +13,11 @@ ended and its final status event was sent (or was before `Last-Event-ID`); a str
 finished jobs replays and closes at once. A comment line is sent when idle for
 `heartbeat` seconds, and the store is re-read then, as a safety net.
 
+A replay goes out one page of events per write, and the stream stops as soon as the client
+has gone (checked after every write), logging that once: writing event after event to a
+closed socket without returning to the event loop made asyncio log
+`socket.send() raised exception.` for each write.
+
 Why subscribe before replaying: an event stored after the replay's read is then surely in
 the subscription, and one stored before is in the replay; the id dedupes the overlap.
 Why a job whose stored status is final counts as done after a replay: the service stores
@@ -23,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from server.api.schemas import json_safe
 from server.jobs.broker import DELETED, Subscription
 from server.jobs.service import ENDED_STATUSES, JobService
+
+log = logging.getLogger(__name__)
 
 PAGE = 2000
 HEARTBEAT = b": heartbeat\n\n"
@@ -47,22 +55,27 @@ def encode(row: dict[str, Any]) -> bytes:
 
 
 async def event_stream(
-    service: JobService, job_ids: list[str], after: int, heartbeat: float
+    service: JobService,
+    job_ids: list[str],
+    after: int,
+    heartbeat: float,
+    disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[bytes]:
+    """The stream's chunks until every job has ended or `disconnected()` says the client left."""
     stream = _Stream(service, job_ids, after)
-    with service.broker.subscription(job_ids) as sub:
-        async for chunk in stream.catch_up():
-            yield chunk
-        while not stream.finished:
-            try:
-                row = await asyncio.wait_for(sub.get(), heartbeat)
-            except asyncio.TimeoutError:
-                yield HEARTBEAT
-                async for chunk in stream.catch_up():
-                    yield chunk
-                continue
-            async for chunk in stream.live(row, sub):
+    try:
+        with service.broker.subscription(job_ids) as sub:
+            async for chunk in stream.follow(sub, heartbeat):
                 yield chunk
+                if await disconnected():
+                    return
+    finally:
+        if not stream.finished:
+            log.info(
+                "event stream of %s: client disconnected (or server stopping) after event %d",
+                ", ".join(stream.job_ids),
+                stream.last,
+            )
 
 
 class _Stream:
@@ -84,8 +97,23 @@ class _Stream:
             self.done.add(row["job_id"])
         return encode(row)
 
+    async def follow(self, sub: Subscription, heartbeat: float) -> AsyncIterator[bytes]:
+        async for chunk in self.catch_up():
+            yield chunk
+        while not self.finished:
+            try:
+                row = await asyncio.wait_for(sub.get(), heartbeat)
+            except asyncio.TimeoutError:
+                yield HEARTBEAT
+                async for chunk in self.catch_up():
+                    yield chunk
+                continue
+            async for chunk in self.live(row, sub):
+                yield chunk
+
     async def catch_up(self) -> AsyncIterator[bytes]:
-        """Send what the store holds after `last`; mark the jobs that have ended."""
+        """Send what the store holds after `last`, a page per chunk; mark the jobs that
+        have ended."""
         store = self.service.store
         pending = [job_id for job_id in self.job_ids if job_id not in self.done]
         if not pending:
@@ -93,10 +121,9 @@ class _Stream:
         jobs = await run_in_threadpool(lambda: [store.get_job(job_id) for job_id in pending])
         while True:
             rows = await run_in_threadpool(store.events, pending, self.last, PAGE)
-            for row in rows:
-                chunk = self._send(row)
-                if chunk is not None:
-                    yield chunk
+            page = b"".join(chunk for chunk in map(self._send, rows) if chunk is not None)
+            if page:
+                yield page
             if len(rows) < PAGE:
                 break
         for job_id, job in zip(pending, jobs):
