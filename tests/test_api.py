@@ -471,6 +471,25 @@ def test_unknown_ids_are_404(client: TestClient, method: str, path: str) -> None
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/api/tasks", "GET"),
+        ("PUT", "/api/jobs", "GET, POST"),
+        ("POST", "/api/jobs/123456789abc", "DELETE, GET"),
+        ("GET", "/api/jobs/123456789abc/cancel", "POST"),
+        ("PATCH", "/api/comparisons/123456789abc", "DELETE, GET"),
+    ],
+)
+def test_wrong_method_is_405_listing_the_allowed_ones(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert response.json()["detail"] == f"method {method} not allowed here; allowed: {allow}"
+
+
+@pytest.mark.parametrize(
     ("url", "headers", "field"),
     [
         ("/api/jobs?limit=0", {}, "query.limit"),

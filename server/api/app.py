@@ -24,11 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.routes import _version, build_router
@@ -91,7 +91,9 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.include_router(build_router(settings))
+    router = build_router(settings)
+    app.include_router(router)
+    app.state.api_routes = router.routes  # for 405's Allow: the app nests included routers
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -172,6 +174,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             detail = "body: malformed JSON (could not be parsed)"
         elif exc.status_code == 405:  # Starlette lists one route's methods; the path has more
             headers["Allow"] = ", ".join(_allowed_methods(request))
+            detail = f"method {request.method} not allowed here; allowed: {headers['Allow']}"
         return JSONResponse({"detail": str(detail)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
@@ -181,9 +184,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (the app's own routes and the API's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+    for route in [*request.app.router.routes, *request.app.state.api_routes]:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
             methods |= route.methods
     return sorted(methods)
 
