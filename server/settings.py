@@ -3,18 +3,21 @@
     PSGD_PLAYGROUND_PORT=9000 PSGD_PLAYGROUND_TOKEN=secret psgd-playground serve
 
 List values (`cors_origins`) are JSON in the environment, e.g.
-`PSGD_PLAYGROUND_CORS_ORIGINS='["http://localhost:5173"]'`. `data_dir` holds the job
-database (`jobs.sqlite`); note that `PSGD_PLAYGROUND_DATA_DIR` is also where CIFAR-10 is
-looked for (server/tasks/cifar.py), so one variable puts both in one folder.
+`PSGD_PLAYGROUND_CORS_ORIGINS='["http://localhost:5173"]'`; `trusted_hosts` also takes
+a comma-separated list (`PSGD_PLAYGROUND_TRUSTED_HOSTS=*` or `=lab.example,10.0.0.5`).
+`data_dir` holds the job database (`jobs.sqlite`); note that `PSGD_PLAYGROUND_DATA_DIR` is
+also where CIFAR-10 is looked for (server/tasks/cifar.py), so one variable puts both in one
+folder.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PSGD_PLAYGROUND_"
 DB_NAME = "jobs.sqlite"
@@ -57,12 +60,36 @@ class Settings(BaseSettings):
         None, ge=1, description="address-space limit of each worker process"
     )
     heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+    trusted_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        min_length=1,
+        description="Host names answered besides loopback ones, any port (default: the "
+        "bound host if loopback, else any name); '*' = any",
+    )
 
     @field_validator("executor")
     @classmethod
     def _executor_available(cls, value: str) -> str:
         if value == "ray":
             raise ValueError("executor 'ray' is not available yet; use 'local'")
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        """JSON or comma-separated; blank means unset (the default)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            return json.loads(text) if text.startswith("[") else text.split(",")
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _no_blank_host(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not all(host.strip() for host in value):
+            raise ValueError("a trusted host is blank")
         return value
 
     @field_validator("token")

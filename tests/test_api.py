@@ -20,6 +20,9 @@ from server.jobs.broker import Broker
 from server.settings import Settings
 
 JOB = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam", "lr": 0.01}, "steps": 3}
+#: a loopback Host, as clients of a default server send (TestClient's own, testserver, is
+#: not a trusted host)
+BASE_URL = "http://127.0.0.1:8000"
 COMPARISON = {
     "task": {"name": "rosenbrock"},
     "optimizers": [{"name": "psgd-dense"}, {"name": "adam"}],
@@ -48,7 +51,9 @@ def make_client(tmp_path):
         settings = Settings(**{"data_dir": tmp_path / "data", **overrides})
         executor = executor or FakeExecutor()
         client = TestClient(
-            create_app(settings, executor=executor), raise_server_exceptions=raise_errors
+            create_app(settings, executor=executor),
+            base_url=BASE_URL,
+            raise_server_exceptions=raise_errors,
         )
         client.__enter__()
         client.executor = executor  # type: ignore[attr-defined]

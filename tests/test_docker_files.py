@@ -87,7 +87,7 @@ def test_cpu_and_cuda_images_differ_only_in_base_and_torch() -> None:
 def test_healthcheck_path_is_the_health_route(tmp_path: Path) -> None:
     healthcheck = _load("healthcheck")
     app = create_app(Settings(data_dir=tmp_path), executor=FakeExecutor())
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:  # as the check asks
         assert client.get(healthcheck.HEALTH_PATH).status_code == 200
 
 

@@ -6,8 +6,9 @@
 
 The lifespan opens the job store under `settings.data_dir`, starts the executor and the
 service (which settles jobs a previous server left running) and stops them at shutdown.
-Errors always answer `{"detail": "<one line>"}`: 400 malformed JSON, 401 missing token,
-404 unknown id, 409 already ended, 413 body too large, 422 invalid field (named),
+Errors always answer `{"detail": "<one line>"}`: 400 malformed JSON or untrusted Host,
+401 missing token, 403 cross-site mutation (server/api/guards.py), 404 unknown id,
+405 wrong method, 409 already ended, 413 body too large, 422 invalid field (named),
 429 queue full. An unexpected error is logged and answers 500; none is known.
 """
 
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.api.guards import RequestGuard, trusted_hosts
 from server.api.routes import _version, build_router
 from server.api.schemas import EVENT_TYPES, StreamMessage
 from server.jobs.broker import Broker
@@ -102,6 +104,10 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # outermost: an untrusted Host or a cross-site mutation is refused before anything else
+    app.add_middleware(
+        RequestGuard, hosts=trusted_hosts(settings), cors_origins=settings.cors_origins
+    )
     _add_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
