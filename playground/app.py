@@ -5,10 +5,14 @@
 
 The UI reaches the API over HTTP at `api_url` (default: this server's own
 http://<host>:<port>/api), like any other client. `/` redirects to `/ui/`.
+
+Without the `ui` extra (no gradio) the API is served alone, `/` redirects to `/docs`, and
+one warning says so: the `server` extra is enough to serve.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -19,6 +23,12 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
+UI_MISSING = (
+    "the UI is not installed (pip install 'psgd-playground[ui]'): serving the API only; "
+    "/ redirects to /docs"
+)
 
 
 def local_api_url(settings: Settings) -> str:
@@ -31,17 +41,31 @@ def local_api_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings | None = None, api_url: str | None = None) -> FastAPI:
-    import gradio as gr
-
-    from playground.ui import build_ui
+    """The API with the UI at /ui; `app.state.ui` says whether the UI is there."""
     from server.api import create_app as create_api
 
     settings = settings or Settings()
     app = create_api(settings)
+    try:
+        import gradio as gr
+    except ModuleNotFoundError as e:
+        if e.name != "gradio":
+            raise
+        log.warning(UI_MISSING)
+        _redirect_root(app, "/docs")
+        app.state.ui = False
+        return app
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
+    from playground.ui import build_ui
+
+    _redirect_root(app, "/ui/")
+    app.state.ui = True
 
     blocks = build_ui(api_url or local_api_url(settings), settings.token)
     return gr.mount_gradio_app(app, blocks, path="/ui", footer_links=[], ssr_mode=False)
+
+
+def _redirect_root(app: FastAPI, to: str) -> None:
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(to)

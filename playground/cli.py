@@ -135,11 +135,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from playground.app import create_app
 
+    app = create_app(settings)  # without the ui extra, it warns and serves the API alone
     url = f"http://{settings.host}:{settings.port}"
-    print(f"{PROG}: serving the UI on {url}/ui and the API on {url}/api", flush=True)
+    serving = f"the UI on {url}/ui and the API" if app.state.ui else "the API"
+    print(f"{PROG}: serving {serving} on {url}/api", flush=True)
     print(f"{PROG}: jobs in {settings.db_path}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=3,  # open event streams must not hold the shutdown
