@@ -279,11 +279,10 @@ class Playground:
             return [[f"error: {e.detail}", "", "", "", "", ""]], gr.update()
         rows, choices = [], []
         for c in items:
-            spec = c.get("spec") or {}
-            task = spec.get("task", {}).get("name", "?")
-            opts = ", ".join(o.get("name", "?") for o in spec.get("optimizers") or [])
+            task = c.get("task") or "?"  # list items are summaries: names, not specs
+            opts = ", ".join(name or "?" for name in c.get("optimizers") or [])
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.get("created", 0)))
-            rows.append([c["id"], when, task, opts, len(spec.get("seeds") or []), c["status"]])
+            rows.append([c["id"], when, task, opts, len(c.get("seeds") or []), c["status"]])
             choices.append((f"{c['id']} · {task} · {opts} · {c['status']}", c["id"]))
         return rows, gr.update(choices=choices, value=choices[0][1] if choices else None)
 

@@ -257,6 +257,36 @@ def test_list_jobs_pages_and_filters(client: TestClient) -> None:
     assert client.get("/api/jobs", params={"status": "succeeded"}).json()["total"] == 3
 
 
+def test_lists_give_summaries_without_specs(client: TestClient) -> None:
+    """A spec's size is the client's choice; a page of 500 of them must not be (issue 11)."""
+    job = client.post("/api/jobs", json={**JOB, "seed": 7}).json()
+    comparison = client.post("/api/comparisons", json=COMPARISON).json()
+    item = next(j for j in client.get("/api/jobs").json()["items"] if j["id"] == job["id"])
+    assert "spec" not in item
+    assert (item["task"], item["optimizer"], item["seed"], item["steps"]) == (
+        "rosenbrock",
+        "adam",
+        7,
+        3,
+    )
+    assert item["label"] == "adam seed=7" and item["epochs"] is None
+    listed = client.get("/api/comparisons").json()["items"][0]
+    assert "spec" not in listed
+    assert listed == {
+        "id": comparison["id"],
+        "created": comparison["created"],
+        "job_ids": comparison["job_ids"],
+        "status": listed["status"],
+        "task": "rosenbrock",
+        "optimizers": ["psgd-dense", "adam"],
+        "seeds": [0, 1],
+        "steps": 3,
+        "epochs": None,
+    }
+    assert client.get(f"/api/jobs/{job['id']}").json()["spec"]["seed"] == 7  # one job: full
+    assert client.get(f"/api/comparisons/{comparison['id']}").json()["spec"]["seeds"] == [0, 1]
+
+
 def test_cancel_queued_running_and_finished_jobs(client: TestClient) -> None:
     client.executor.hold()
     running = client.post("/api/jobs", json=JOB).json()["id"]

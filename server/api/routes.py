@@ -163,7 +163,13 @@ def build_router(settings: Settings) -> APIRouter:
         {"name": "adam", "lr": 0.01}, "steps": 500, "seed": 0}`."""
         return json_safe(service.create_job(spec))
 
-    @router.get("/jobs", response_model=schemas.Page[schemas.Job], tags=["jobs"], responses=INVALID)
+    @router.get(
+        "/jobs",
+        response_model=schemas.Page[schemas.JobListItem],
+        tags=["jobs"],
+        summary="List jobs (without their specs)",
+        responses=INVALID,
+    )
     def list_jobs(
         service: Service,
         offset: Offset = 0,
@@ -173,7 +179,7 @@ def build_router(settings: Settings) -> APIRouter:
             str | None, Query(max_length=64, description="only its jobs")
         ] = None,
     ) -> dict[str, Any]:
-        items, total = service.store.list_jobs(offset, limit, status, comparison_id)
+        items, total = service.store.list_jobs(offset, limit, status, comparison_id, brief=True)
         return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
 
     @router.get(
@@ -251,12 +257,13 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get(
         "/comparisons",
-        response_model=schemas.Page[schemas.Comparison],
+        response_model=schemas.Page[schemas.ComparisonListItem],
         tags=["comparisons"],
+        summary="List comparisons (without their specs)",
         responses=INVALID,
     )
     def list_comparisons(service: Service, offset: Offset = 0, limit: Limit = 50) -> dict:
-        items, total = service.store.list_comparisons(offset, limit)
+        items, total = service.store.list_comparisons(offset, limit, brief=True)
         return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
 
     @router.get(

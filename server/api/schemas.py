@@ -67,14 +67,46 @@ class Job(BaseModel):
     finished: float | None
 
 
-class Comparison(BaseModel):
+class JobListItem(BaseModel):
+    """A job in `GET /api/jobs`: the job without its spec (`GET /api/jobs/{id}` has it)."""
+
     id: str
-    spec: dict[str, Any] = Field(description="the validated ComparisonSpec")
+    comparison_id: str | None
+    label: str = Field(description='"<optimizer> seed=<k>"')
+    status: JobStatus
+    message: str = Field(description="why it failed / diverged / was cancelled")
+    summary: dict[str, Any] = Field(description="final loss, best loss, time to target, …")
+    task: str | None = Field(description="the task's name")
+    optimizer: str | None = Field(description="the optimizer's name")
+    seed: int | None
+    steps: int | None
+    epochs: int | None
+    created: float = Field(description="unix time")
+    started: float | None
+    finished: float | None
+
+
+class _ComparisonStatus(BaseModel):
+    id: str
     created: float
     job_ids: list[str]
     status: Literal["running", "succeeded", "finished"] = Field(
         description="running while any job is queued or running; then succeeded if all did"
     )
+
+
+class ComparisonListItem(_ComparisonStatus):
+    """A comparison in `GET /api/comparisons`: without its spec (`GET .../{id}` has it)."""
+
+    task: str | None = Field(description="the task's name")
+    optimizers: list[str | None] = Field(description="the optimizers' names, in order")
+    seeds: list[int]
+    steps: int | None
+    epochs: int | None
+
+
+class Comparison(_ComparisonStatus):
+    spec: dict[str, Any] = Field(description="the validated ComparisonSpec")
 
 
 class ComparisonDetail(Comparison):

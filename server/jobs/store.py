@@ -63,6 +63,18 @@ _ACTIVE_STATUSES = ("queued", "running")
 _JOB_COLUMNS = (
     "id, comparison_id, label, spec, status, message, summary, created, started, finished"
 )
+#: a job in a list: its row without the spec, and the spec's few identifying fields
+_JOB_BRIEF_COLUMNS = (
+    "id, comparison_id, label, status, message, summary, created, started, finished,"
+    " json_extract(spec, '$.task.name'), json_extract(spec, '$.optimizer.name'),"
+    " json_extract(spec, '$.seed'), json_extract(spec, '$.steps'), json_extract(spec, '$.epochs')"
+)
+_COMPARISON_BRIEF_COLUMNS = (
+    "id, created, json_extract(spec, '$.task.name'),"
+    " (SELECT json_group_array(json_extract(value, '$.name'))"
+    "  FROM json_each(comparisons.spec, '$.optimizers')),"
+    " json_extract(spec, '$.seeds'), json_extract(spec, '$.steps'), json_extract(spec, '$.epochs')"
+)
 
 
 def new_id() -> str:
@@ -188,17 +200,22 @@ class JobStore:
         limit: int = 50,
         status: str | None = None,
         comparison_id: str | None = None,
+        brief: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of jobs, newest first, and the total count matching the filters."""
+        """One page of jobs, newest first, and the total count matching the filters.
+
+        `brief`: without the spec, whose size the client chose, but with its task name,
+        optimizer name, seed, steps and epochs (read inside SQLite)."""
         where, params = _job_filters(status, comparison_id)
+        columns, as_dict = (_JOB_BRIEF_COLUMNS, _job_brief) if brief else (_JOB_COLUMNS, _job_dict)
         with self._lock:
             total = self._conn.execute(f"SELECT COUNT(*) FROM jobs{where}", params).fetchone()[0]
             rows = self._conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs{where}"
+                f"SELECT {columns} FROM jobs{where}"
                 " ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
                 (*params, max(0, limit), max(0, offset)),
             ).fetchall()
-        return [_job_dict(row) for row in rows], total
+        return [as_dict(row) for row in rows], total
 
     def get_comparison(self, cid: str) -> dict[str, Any] | None:
         """The comparison with its job ids and aggregate status, or None if unknown."""
@@ -209,17 +226,31 @@ class JobStore:
             return self._comparison_dict(row) if row else None
 
     def list_comparisons(
-        self, offset: int = 0, limit: int = 50
+        self, offset: int = 0, limit: int = 50, brief: bool = False
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of comparisons, newest first, and the total count."""
+        """One page of comparisons, newest first, and the total count.
+
+        `brief`: without the spec, but with its task name, optimizer names, seeds, steps
+        and epochs (read inside SQLite)."""
+        columns = _COMPARISON_BRIEF_COLUMNS if brief else "id, spec, created"
+        as_dict = self._comparison_brief if brief else self._comparison_dict
         with self._lock:
             total = self._conn.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
             rows = self._conn.execute(
-                "SELECT id, spec, created FROM comparisons"
+                f"SELECT {columns} FROM comparisons"
                 " ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
                 (max(0, limit), max(0, offset)),
             ).fetchall()
-            return [self._comparison_dict(row) for row in rows], total
+            return [as_dict(row) for row in rows], total
+
+    def size_bytes(self) -> int:
+        """Bytes the database's pages hold (free pages left by deletes not counted)."""
+        with self._lock:
+            pages, free, size = (
+                self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count", "page_size")
+            )
+        return (pages - free) * size
 
     def delete_job(self, job_id: str) -> bool:
         """Delete a job and its events; False when there was no such job."""
@@ -375,13 +406,26 @@ class JobStore:
 
     def _comparison_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
         cid, spec, created = row
+        return {"id": cid, "spec": json.loads(spec), "created": created, **self._jobs_of(cid)}
+
+    def _comparison_brief(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        cid, created, task, optimizers, seeds, steps, epochs = row
+        return {
+            "id": cid,
+            "created": created,
+            "task": task,
+            "optimizers": json.loads(optimizers or "[]"),
+            "seeds": json.loads(seeds or "[]"),
+            "steps": steps,
+            "epochs": epochs,
+            **self._jobs_of(cid),
+        }
+
+    def _jobs_of(self, cid: str) -> dict[str, Any]:
         jobs = self._conn.execute(
             "SELECT id, status FROM jobs WHERE comparison_id = ? ORDER BY created, rowid", (cid,)
         ).fetchall()
         return {
-            "id": cid,
-            "spec": json.loads(spec),
-            "created": created,
             "job_ids": [job_id for job_id, _ in jobs],
             "status": _aggregate_status([status for _, status in jobs]),
         }
@@ -463,6 +507,14 @@ def _job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "started": started,
         "finished": finished,
     }
+
+
+def _job_brief(row: tuple[Any, ...]) -> dict[str, Any]:
+    *columns, task, optimizer, seed, steps, epochs = row
+    job = _job_dict((*columns[:3], "null", *columns[3:]))  # the columns, spec left out
+    del job["spec"]
+    brief = {"task": task, "optimizer": optimizer, "seed": seed, "steps": steps, "epochs": epochs}
+    return {**job, **brief}
 
 
 def _dumps(value: Any) -> str:
