@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         None, ge=1, description="address-space limit of each worker process"
     )
     heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+    max_jobs_per_minute: int = Field(
+        300, ge=1, description="jobs created per minute, cancelled ones included (429 beyond)"
+    )
+    max_store_mb: int = Field(
+        2048, ge=1, description="job store size at which new jobs get 429 (MiB)"
+    )
     trusted_hosts: Annotated[list[str] | None, NoDecode] = Field(
         None,
         min_length=1,

@@ -53,7 +53,9 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def server(tmp_path):
     """The app in a uvicorn thread on a free loopback port; yields (url, statuses seen)."""
-    settings = Settings(data_dir=tmp_path / "data", token=TOKEN, max_queued=1000)
+    settings = Settings(
+        data_dir=tmp_path / "data", token=TOKEN, max_queued=1000, max_jobs_per_minute=10**6
+    )
     app = create_app(settings, executor=FakeExecutor(max_steps=3))
     statuses: list[int] = []
 

@@ -9,7 +9,9 @@ service (which settles jobs a previous server left running) and stops them at sh
 Errors always answer `{"detail": "<one line>"}`: 400 malformed JSON or untrusted Host,
 401 missing token, 403 cross-site mutation (server/api/guards.py), 404 unknown id,
 405 wrong method, 409 already ended, 413 body too large, 422 invalid field (named),
-429 queue full. An unexpected error is logged and answers 500; none is known.
+429 queue full, too many jobs created in the last minute or job store full
+(server/jobs/quota.py; with Retry-After when waiting helps). An unexpected error is
+logged and answers 500; none is known.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from server.api.routes import _version, build_router
 from server.api.schemas import EVENT_TYPES, StreamMessage
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
+from server.jobs.quota import QuotaExceeded
 from server.jobs.service import (
     Conflict,
     InvalidSpec,
@@ -151,6 +154,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for cls in _STATUS_OF:
         app.add_exception_handler(cls, service_error)
+
+    @app.exception_handler(QuotaExceeded)
+    async def quota_exceeded(request: Request, exc: QuotaExceeded) -> JSONResponse:
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers=retry)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -49,7 +49,11 @@ BODY = {
     400: _error("the body is not valid JSON"),
     413: _error("the body is larger than the server's max_request_bytes"),
 }
-QUEUE_FULL = {429: _error("too many jobs queued; retry later")}
+QUEUE_FULL = {
+    429: _error(
+        "too many jobs queued or created in the last minute (Retry-After), or the job store is full"
+    )
+}
 CONFLICT = {409: _error("the job has already ended")}
 SSE = {
     200: {

@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from server.events import FINAL_STATUSES
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
+from server.jobs.quota import JobQuota
 from server.jobs.store import JobStore
 from server.optimizers import TASK_PRESETS, AnyOptimizerConfig
 from server.runner import ComparisonSpec, JobSpec
@@ -79,6 +80,7 @@ class JobService:
         self._last_step: dict[str, int] = {}
         self._stopping = False
         self._cuda = cuda_available()
+        self.quota = JobQuota(store, settings)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> list[str]:
@@ -105,6 +107,7 @@ class JobService:
         job = self.validate_job(spec)
         with self._submit_lock:
             self._check_queue(1)
+            self.quota.admit(1)
             job_id = self.store.create_job(job.model_dump(mode="json"), label=_label(job))
         self._submit(job_id)
         return self._job(job_id)
@@ -114,6 +117,7 @@ class JobService:
         comparison, jobs = self.validate_comparison(spec)
         with self._submit_lock:
             self._check_queue(len(jobs))
+            self.quota.admit(len(jobs))
             cid = self.store.create_comparison(comparison.model_dump(mode="json"))
             ids = [
                 self.store.create_job(job.model_dump(mode="json"), cid, _label(job)) for job in jobs
