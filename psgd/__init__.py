@@ -14,6 +14,7 @@ Hessian-vector products (`fitting="newton"`, needs `step(closure)`).
 
 from psgd.optimizers import LRA, Dense, Diag, Kron, XMat
 from psgd.schedules import ExponentialAnneal
+from psgd.spectra import SpectrumSummary
 
-__all__ = ["LRA", "Dense", "Diag", "ExponentialAnneal", "Kron", "XMat"]
+__all__ = ["LRA", "Dense", "Diag", "ExponentialAnneal", "Kron", "SpectrumSummary", "XMat"]
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from psgd import hvp
 from psgd.schedules import ExponentialAnneal
+from psgd.spectra import SpectrumSummary
 
 Probability = float | Callable[[int], float]
 
@@ -202,7 +203,9 @@ class PSGDOptimizer(torch.optim.Optimizer):
     def apply_unit(self, state: dict, unit: Unit, group: dict, g: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def unit_eigenvalues(self, state: dict, unit: Unit, group: dict, max_values: int) -> Tensor:
+    def unit_spectrum(
+        self, state: dict, unit: Unit, group: dict, max_values: int
+    ) -> SpectrumSummary:
         raise NotImplementedError
 
     def unit_matrix(self, state: dict, unit: Unit, group: dict) -> Tensor:
@@ -420,8 +423,18 @@ class PSGDOptimizer(torch.optim.Optimizer):
 
         Keys: ``"p0"``, ``"p1"``, … (parameter order) for per-tensor families; ``"all"``
         for whole-vector families (``"group0"``, ``"group1"``, … with several param
-        groups). Exact when P has at most `max_values` eigenvalues, otherwise that many
-        evenly spaced quantiles of the spectrum. Preconditioners not yet started are left out.
+        groups). All eigenvalues when P has at most `max_values`, otherwise that many
+        evenly spaced quantiles of the spectrum. Preconditioners not yet started are left
+        out. Some values are bounded estimates; `preconditioner_spectra_info()` says which.
+        """
+        return {k: s.values for k, s in self.preconditioner_spectra_info(max_values).items()}
+
+    def preconditioner_spectra_info(self, max_values: int = 256) -> dict[str, SpectrumSummary]:
+        """Like `preconditioner_spectra()`, with each spectrum's exactness and error bound.
+
+        Why: spectra come from the factors at the cost the structure allows; where an exact
+        spectrum would cost far more than a training step (large LRA or Kronecker
+        products), the summary is an estimate and says so (`exact`, `rank_error`).
         """
         _require(
             isinstance(max_values, int) and max_values >= 2, "max_values", max_values, "an int >= 2"
@@ -430,7 +443,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
         for index, (group, unit) in enumerate(self._all_units()):
             state = self.state[unit.holder]
             if self._initialized(state):
-                spectra[self._spectrum_key(index)] = self.unit_eigenvalues(
+                spectra[self._spectrum_key(index)] = self.unit_spectrum(
                     state, unit, group, max_values
                 )
         return spectra

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from psgd.linalg import kron_spectrum, procrustes_step, spd_norm_lower_bound
+from psgd.linalg import procrustes_step, spd_norm_lower_bound
+from psgd.spectra import SpectrumSummary, kron_summary
 
 GEOMETRIES = ("EQ", "QEQ", "Q0.5EQ1.5", "QUAD")
 MEMORY_SAVE_MODES = (None, "smart_one_diag", "one_diag", "all_diag")
@@ -210,10 +211,10 @@ def balance(factors: list[Tensor]) -> None:
         q.mul_((target / size).to(q.dtype))
 
 
-def spectrum(preconditioner: Sequence[Tensor], max_values: int) -> Tensor:
-    """Eigenvalues of P (sorted, or `max_values` quantiles) from its factors."""
+def spectrum(preconditioner: Sequence[Tensor], max_values: int) -> SpectrumSummary:
+    """Eigenvalues of P (sorted, or `max_values` quantiles) from its factors' eigenvalues."""
     eigenvalues = [p if p.dim() == 1 else torch.linalg.eigvalsh(p.double()) for p in preconditioner]
-    return kron_spectrum(eigenvalues, max_values)
+    return kron_summary(eigenvalues, max_values)
 
 
 def dense_matrix(preconditioner: Sequence[Tensor]) -> Tensor:

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from psgd import diag, kron, lra, xmat
-from psgd.base import MATRIX_LIMIT, PSGDOptimizer, Unit, _require, compute_dtype
-from psgd.linalg import summarize_spectrum
+from psgd.base import PSGDOptimizer, Unit, _require, compute_dtype
+from psgd.spectra import SpectrumSummary, exact_summary, lra_summary
 
 _BALANCE_EVERY = 100
 
@@ -131,7 +131,9 @@ class _KronFamily(PSGDOptimizer):
         shape = g.shape
         return kron.apply_factors(precond, g.reshape(self.working_shape(unit))).reshape(shape)
 
-    def unit_eigenvalues(self, state: dict, unit: Unit, group: dict, max_values: int) -> Tensor:
+    def unit_spectrum(
+        self, state: dict, unit: Unit, group: dict, max_values: int
+    ) -> SpectrumSummary:
         return kron.spectrum(self._factors(state, "P"), max_values)
 
     def unit_matrix(self, state: dict, unit: Unit, group: dict) -> Tensor:
@@ -296,8 +298,10 @@ class Diag(PSGDOptimizer):
     def apply_unit(self, state: dict, unit: Unit, group: dict, g: Tensor) -> Tensor:
         return diag.apply(state["q"].to(g.dtype), g)
 
-    def unit_eigenvalues(self, state: dict, unit: Unit, group: dict, max_values: int) -> Tensor:
-        return summarize_spectrum(state["q"].double().square(), max_values)
+    def unit_spectrum(
+        self, state: dict, unit: Unit, group: dict, max_values: int
+    ) -> SpectrumSummary:
+        return exact_summary(state["q"].double().square(), max_values)
 
     def unit_matrix(self, state: dict, unit: Unit, group: dict) -> Tensor:
         return torch.diag(state["q"].double().square())
@@ -335,9 +339,10 @@ class XMat(PSGDOptimizer):
     def apply_unit(self, state: dict, unit: Unit, group: dict, g: Tensor) -> Tensor:
         return xmat.apply(state["a"].to(g.dtype), state["b"].to(g.dtype), g)
 
-    def unit_eigenvalues(self, state: dict, unit: Unit, group: dict, max_values: int) -> Tensor:
-        values = xmat.eigenvalues(state["a"].double(), state["b"].double())
-        return summarize_spectrum(values, max_values)
+    def unit_spectrum(
+        self, state: dict, unit: Unit, group: dict, max_values: int
+    ) -> SpectrumSummary:
+        return exact_summary(xmat.eigenvalues(state["a"].double(), state["b"].double()), max_values)
 
     def unit_matrix(self, state: dict, unit: Unit, group: dict) -> Tensor:
         q = xmat.dense_q(state["a"].double(), state["b"].double())
@@ -406,17 +411,10 @@ class LRA(PSGDOptimizer):
         u, w, d = (state[k].to(g.dtype) for k in ("U", "V", "d"))
         return lra.apply(u, w, d, g)
 
-    def unit_eigenvalues(self, state: dict, unit: Unit, group: dict, max_values: int) -> Tensor:
-        """Exact up to 4096 parameters; above, the spectrum of the diagonal part.
-
-        Why: `P = D² + (a rank-2r term)`, so by interlacing the sorted diagonal values
-        are within 2r ranks of the true eigenvalues, at O(n) cost instead of O(n³).
-        """
-        if unit.numel <= MATRIX_LIMIT:
-            values = torch.linalg.eigvalsh(self.unit_matrix(state, unit, group))
-        else:
-            values = state["d"].double().square()
-        return summarize_spectrum(values, max_values)
+    def unit_spectrum(
+        self, state: dict, unit: Unit, group: dict, max_values: int
+    ) -> SpectrumSummary:
+        return lra_summary(state["U"], state["V"], state["d"], max_values)
 
     def unit_matrix(self, state: dict, unit: Unit, group: dict) -> Tensor:
         q = lra.dense_q(*(state[k].double() for k in ("U", "V", "d")))

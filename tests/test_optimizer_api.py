@@ -577,6 +577,8 @@ def test_preconditioner_matrix_is_spd_and_its_eigenvalues_are_the_spectra(cls):
     spectra = opt.preconditioner_spectra(max_values=4096)
     combined = torch.cat(list(spectra.values())).double().sort().values
     torch.testing.assert_close(combined, eigenvalues, rtol=1e-4, atol=0)
+    info = opt.preconditioner_spectra_info(max_values=4096)
+    assert all(s.exact and s.rank_error == 0 for s in info.values()), "small P: exact"
 
 
 @families
