@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, api_url: str | None = None) -> 
     _redirect_root(app, "/ui/")
     app.state.ui = True
 
-    blocks = build_ui(api_url or local_api_url(settings), settings.token)
+    blocks = build_ui(api_url or local_api_url(settings))  # never the server's token
     return gr.mount_gradio_app(app, blocks, path="/ui", footer_links=[], ssr_mode=False)
 
 

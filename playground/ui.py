@@ -1,7 +1,10 @@
 """The Gradio Blocks of the playground: setup on the left, live figures on the right.
 
 `build_ui(api_url)` talks to the backend only through `ApiClient(api_url)`, so the same UI
-works against this process's API or a remote one. The task's options and each optimizer's
+works against this process's API or a remote one. It holds no token of its own: when the API
+needs one (`GET /api/health` says `auth`), the page asks for it, keeps it in the browser tab's
+sessionStorage, and Run and Cancel send that user's token with their one request, so whoever
+reaches /ui can only do what the API lets them. The task's options and each optimizer's
 hyperparameters are forms rendered (`gr.render`) from the catalogue schemas; a `form seed`
 state (setup + generation) says what they start with (changing the optimizers carries the
 typed values into a new seed), and Run reads them back. Live figures
@@ -17,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,13 @@ HISTORY_COLUMNS = ["id", "created", "task", "optimizers", "seeds", "status"]
 SHARE_JS = "(q) => q ? window.location.origin + window.location.pathname + q : ''"
 PLOTS = {"loss-plot": "loss", "traj-plot": "trajectories", "spec-plot": "spectrum",
          "metrics-plot": "metrics"}  # fmt: skip
+TOKEN_KEY = "psgd-playground-token"
+# The token lives in this tab's sessionStorage: it survives a reload, not the tab.
+TOKEN_LOAD_JS = f"() => sessionStorage.getItem('{TOKEN_KEY}') || ''"
+TOKEN_SAVE_JS = f"""(token) => {{
+    if (token) sessionStorage.setItem('{TOKEN_KEY}', token);
+    else sessionStorage.removeItem('{TOKEN_KEY}');
+}}"""
 # Plotly.js renders each figure to PNG in the browser: offline, no kaleido on the server.
 PNG_JS = f"""async (name) => {{
     for (const [id, what] of Object.entries({json.dumps(PLOTS)})) {{
@@ -56,15 +67,32 @@ def _empty_figures() -> list[Any]:
     return [figures.empty_figure(text, title=name.title()) for name, text in EMPTY.items()]
 
 
+def token_refusal(token: str | None, action: str) -> str:
+    """What a 401 from the API means to the person at the page: no token, or a wrong one.
+
+    Also a toast: while a comparison runs, its live redraw replaces the status line.
+    """
+    if (token or "").strip():
+        message = f"**Not {action}** — the server refused this token: check **Server token**."
+    else:
+        message = f"**Not {action}** — this server needs its token: enter the server token above."
+    gr.Warning(message.replace("**", ""))
+    return message
+
+
 class Playground:
     """The callbacks, around one API client and its cached catalogues and contour maps."""
 
-    def __init__(self, api_url: str, token: str | None = None) -> None:
-        self.client = ApiClient(api_url, token)
+    def __init__(self, api_url: str) -> None:
+        self.client = ApiClient(api_url)  # reads only; actions use `as_user`
         self._tasks: dict[str, dict[str, Any]] = {}
         self._optimizers: dict[str, dict[str, Any]] = {}
         self._contours: dict[str, tuple[Any, Any, Any] | None] = {}
         self._generations = itertools.count(1)
+
+    def as_user(self, token: str | None) -> closing[ApiClient]:
+        """A client for one action, carrying the token this user typed (none if blank)."""
+        return closing(ApiClient(self.client.base_url, (token or "").strip() or None))
 
     # ------------------------------------------------------------------ catalogues
     def catalogues(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -179,9 +207,10 @@ class Playground:
 
     # ------------------------------------------------------------------ actions
     def run(
-        self, form: list[forms.Section], generation: int, seed: Any, *values: Any
+        self, form: list[forms.Section], generation: int, seed: Any, token: str, *values: Any
     ) -> tuple[Any, ...]:
-        """Submit the comparison; a refused setup is explained beside the form instead."""
+        """Submit the comparison with the user's token; a refused setup is explained beside
+        the form, a refused token in the status under the Run button."""
         skip = (gr.skip(),) * 3
         if not seed or seed["generation"] != generation:
             return (*skip, "The form was still loading: press **Run** again.")
@@ -190,8 +219,11 @@ class Playground:
         except forms.FormError as e:
             return (*skip, f"**Not run** — {e}")
         try:
-            comparison = self.client.submit_comparison(comparison_spec(setup))
+            with self.as_user(token) as client:
+                comparison = client.submit_comparison(comparison_spec(setup))
         except ApiError as e:
+            if e.status == 401:
+                return (*skip[:2], token_refusal(token, "run"), "")
             detail = forms.explain(e.detail, setup["task"]["name"], setup["optimizers"])
             return (*skip, f"**The server refused the setup** — {detail}")
         live.follow(self.client, comparison["id"])
@@ -199,12 +231,15 @@ class Playground:
         status = f"Submitted comparison `{comparison['id']}` ({jobs} jobs)"
         return comparison["id"], -1, status, ""
 
-    def cancel(self, comparison_id: str | None) -> str:
+    def cancel(self, comparison_id: str | None, token: str) -> str:
         if not comparison_id:
             return "Nothing to cancel"
         try:
-            self.client.cancel_comparison(comparison_id)
+            with self.as_user(token) as client:
+                client.cancel_comparison(comparison_id)
         except ApiError as e:
+            if e.status == 401:
+                return token_refusal(token, "cancelled")
             return f"Cancel failed: {e.detail}"
         return f"Cancelled comparison `{comparison_id}`"
 
@@ -327,11 +362,15 @@ class Playground:
                 note = note or f"Resumed the live view of comparison `{comparison_id}`"
         if comparison_id:
             live.follow(self.client, comparison_id)
-        return (*self.form_values(setup), comparison_id, -1, note or "Ready", *self.history())
+        asks_token = gr.update(visible=bool(self.client.health().get("auth")))
+        return (
+            *self.form_values(setup), comparison_id, -1, note or "Ready", *self.history(),
+            asks_token,
+        )  # fmt: skip
 
 
-def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
-    pg = Playground(api_url, token)
+def build_ui(api_url: str) -> gr.Blocks:
+    pg = Playground(api_url)
     editable = {"interactive": True}  # inputs of listeners that the form's render attaches
     with gr.Blocks(title="PSGD Playground", analytics_enabled=False) as demo:
         comparison_id = gr.State(None)
@@ -341,6 +380,15 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
             gr.Markdown("## PSGD Playground")
             preset = gr.Dropdown(
                 list(PRESETS), value=None, label="Preset", scale=3, elem_id="preset"
+            )
+            token = gr.Textbox(
+                "",
+                label="Server token",
+                placeholder="needed to run and cancel",
+                type="password",
+                visible=False,  # shown on load when the API needs a token
+                scale=1,
+                elem_id="token",
             )
             run_btn = gr.Button("Run", variant="primary", scale=1, elem_id="run")
             cancel_btn = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
@@ -413,8 +461,8 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 for index, section in enumerate(sections):
                     inputs += section_inputs(section, generation, open=index == 0)
 
-                def run(*values: Any) -> tuple[Any, ...]:
-                    return pg.run(sections, generation, *values)
+                def run(seed: Any, user_token: str, *values: Any) -> tuple[Any, ...]:
+                    return pg.run(sections, generation, seed, user_token, *values)
 
                 def share(*values: Any) -> tuple[str, str]:
                     return pg.share(sections, *values)
@@ -426,7 +474,7 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 gr.on(
                     [run_btn.click, *submits],
                     run,
-                    [form_seed, *settings, *inputs],
+                    [form_seed, token, *settings, *inputs],
                     [comparison_id, rendered, status, form_error],
                 ).then(pg.history, None, [history, pick])
                 share_btn.click(share, [*settings, *inputs], [share_box, form_error]).then(
@@ -434,10 +482,12 @@ def build_ui(api_url: str, token: str | None = None) -> gr.Blocks:
                 )
                 optimizers.input(carry, inputs, form_seed)  # re-render, keeping typed values
 
-        demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick])
+        demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick, token])
+        demo.load(None, None, token, js=TOKEN_LOAD_JS)
+        token.change(None, token, None, js=TOKEN_SAVE_JS)
         preset.input(pg.load_preset, preset, form)
         task.input(pg.on_task, [task, form_seed], form_seed)
-        cancel_btn.click(pg.cancel, comparison_id, status)
+        cancel_btn.click(pg.cancel, [comparison_id, token], status)
         csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)
         json_btn.click(lambda cid: pg.export_metrics(cid, "json"), comparison_id, export_file)
         html_btn.click(pg.export_html, comparison_id, export_file)

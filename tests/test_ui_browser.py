@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from ui_server import ROOT, ui_server
 
 # Generous limits: a loaded 2-core CI machine makes page loads and polls slow.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -31,10 +29,10 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
 OPTIMIZERS = ("psgd-dense", "adam", "lbfgs")
+TOKEN = "ui-test-token"
 
 
 def _missing(reason: str) -> None:
@@ -60,47 +58,17 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, chromium):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PSGD_PLAYGROUND_DATA_DIR": str(tmp_path_factory.mktemp("ui-data")),
-        "PSGD_PLAYGROUND_PORT": str(port),
-        "PSGD_PLAYGROUND_CONCURRENCY": "3",
-        "PSGD_PLAYGROUND_DEVICE": "cpu",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    code = (
-        "import uvicorn; from playground.app import create_app; from server.settings import "
-        "Settings; s = Settings(); uvicorn.run(create_app(s), host='127.0.0.1', port=s.port, "
-        "log_level='warning', timeout_graceful_shutdown=2)"
-    )
-    log = open(tmp_path_factory.mktemp("ui-log") / "server.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.3)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        log.seek(0)
-        pytest.fail(f"server did not start:\n{log.read()[-3000:]}")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    data, logs = tmp_path_factory.mktemp("ui-data"), tmp_path_factory.mktemp("ui-log")
+    with ui_server(data, logs / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory, chromium):
+    """A second server, this one with PSGD_PLAYGROUND_TOKEN set."""
+    data, logs = tmp_path_factory.mktemp("ui-token-data"), tmp_path_factory.mktemp("ui-log")
+    with ui_server(data, logs / "server.log", token=TOKEN) as url:
+        yield url
 
 
 @pytest.fixture
@@ -199,6 +167,7 @@ def test_rosenbrock_preset_runs_live(ui, server):
     page = ui
     open_ui(page, server)
     assert page.url.endswith("/ui/")
+    assert not page.locator("#token").is_visible()  # no token configured: nothing to enter
     choose_preset(page, PRESET, "300")
     page.click("#run")
     # Generous waits: the first run of a fresh server spawns its workers (each imports torch),
@@ -410,3 +379,29 @@ def test_ill_conditioned_quadratic_preset_shows_the_exact_inverse_hessian(ui, se
     )
     assert axis == "PC 1"  # 20-D: the PCA projection of the paths
     assert all(traces(page, "traj-plot").get(name, 0) > 1 for name in ("psgd-dense", "adam", "sgd"))
+
+
+def test_a_server_with_a_token_asks_for_it_before_running(ui, token_server):
+    page = ui
+    open_ui(page, token_server)
+    token = page.locator("#token input")
+    token.wait_for(state="visible", timeout=10000)  # the page asks for the token
+    page.locator("#steps input").fill("30")
+    for typed, refusal in [("", "enter the server token"), ("wrong", "refused this token")]:
+        token.fill(typed)
+        token.press("Tab")
+        page.wait_for_timeout(500)  # the typed value reaches Gradio's store
+        page.click("#run")
+        wait_for(lambda: refusal in status(page), 15, f"the refusal of {typed!r}")  # noqa: B023
+        assert page.get_by_text(refusal).count() >= 2  # the status and a toast
+    assert httpx.get(f"{token_server}/api/comparisons").json()["total"] == 0
+    token.fill(TOKEN)
+    token.press("Tab")
+    page.wait_for_timeout(500)
+    page.click("#run")
+    wait_for(lambda: "Submitted comparison" in status(page), 30, "the submission")
+    submitted = httpx.get(f"{token_server}/api/comparisons").json()["items"]
+    assert [c["id"] for c in submitted] == [comparison_id(page)]
+    page.reload()  # the token stays with this tab
+    page.wait_for_selector("#token input")
+    wait_for(lambda: page.locator("#token input").input_value() == TOKEN, 15, "the token")
