@@ -361,13 +361,17 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
         subplot_titles=("P over steps", "latest: P and exact |H|⁻¹"),
         horizontal_spacing=0.12,
     )
-    drawn = 0
+    drawn = estimates = 0
     for label, events in runs:
         color = optimizer_color(label)
         snapshots = [
             (int(_get(e, "step")), _eigenvalues(e), e) for e in _of_type(events, "spectrum")
         ]
         with_p = [(s, vs) for s, vs, _ in snapshots if vs]
+        # Large LRA / Kronecker spectra are bounded estimates (README, Inspection).
+        estimated = any(_get(e, "estimated") for _, vs, e in snapshots if vs)
+        mark = " (estimate)" if estimated else ""
+        estimates += estimated
         if with_p:
             steps = [s for s, _ in with_p]
             lows, highs = [vs[0] for _, vs in with_p], [vs[-1] for _, vs in with_p]
@@ -383,7 +387,7 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
                     mode="lines",
                     line={"color": color, "width": 2},
                     legendgroup=label,
-                    name=f"{label}: P (median, band min–max)",
+                    name=f"{label}: P{mark} (median, band min–max)",
                     hovertemplate=f"{label}<br>step %{{x}}<br>λ %{{y:.3g}}<extra></extra>",
                 ),
                 row=1,
@@ -398,7 +402,7 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
                     marker={"color": color, "size": 6},
                     line={"color": color},
                     legendgroup=label,
-                    name=f"{label}: P at step {with_p[-1][0]}",
+                    name=f"{label}: P{mark} at step {with_p[-1][0]}",
                 ),
                 row=1,
                 col=2,
@@ -426,6 +430,8 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
             )
             drawn += 1
     subtitle = "log scales" if drawn else "no spectrum snapshots yet (baselines have no P)"
+    if estimates:
+        subtitle += "; (estimate): quantiles within a few ranks of P's, extremes exact"
     fig.update_layout(
         title={"text": f"{title or 'Preconditioner spectrum'}<br><sup>{subtitle}</sup>"},
         template="plotly_white",

@@ -45,6 +45,10 @@ class Spectrum(BaseModel):
     spectra: dict[str, list[float]] = Field(
         description="sorted eigenvalues of P per preconditioner (≤ 256 values each)"
     )
+    estimated: list[str] = Field(
+        default_factory=list,
+        description="preconditioners whose values are bounded estimates, not exact eigenvalues",
+    )
     inverse_hessian: list[float] | None = Field(
         None, description="sorted eigenvalues of |H|⁻¹ at the current point (small problems)"
     )

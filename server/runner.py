@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 import psgd
+from server.cadence import EVALUATION_SHARE, SNAPSHOT_SHARE, Cadence
 from server.events import Evaluation, Event, Metrics, Spectrum, Started, Status, Trajectory
 from server.optimizers import AnyOptimizerConfig, optimizer_config
 from server.tasks import AnyTaskConfig
@@ -124,21 +125,40 @@ class PathRecorder:
             self.steps = self.steps[::2]
 
     def projection(self) -> tuple[list[list[float]], list[float]]:
-        """The path on its two principal axes, and their shares of the variance."""
+        """The path on its two principal axes, and their shares of the variance.
+
+        From the eigendecomposition of the smaller Gram matrix (≤ 201 × 201) instead of an
+        SVD of the points (5× cheaper). Each axis points towards the newest point, so the
+        picture does not flip between snapshots.
+        """
         x = torch.stack(self.points)
         x = x - x.mean(dim=0)
-        u, s, _ = torch.linalg.svd(x, full_matrices=False)
-        coords = u[:, :2] * s[:2]
+        few_points = x.shape[0] <= x.shape[1]
+        eigenvalues, eigenvectors = torch.linalg.eigh(x @ x.T if few_points else x.T @ x)
+        variances = eigenvalues.flip(0)[:2].clamp(min=0)
+        axes = eigenvectors.flip(1)[:, :2]
+        coords = axes * variances.sqrt() if few_points else x @ axes
+        coords = coords * torch.where(coords[-1] < 0, -1.0, 1.0)
         if coords.shape[1] < 2:
             coords = torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
-        total = float(s.square().sum()) or 1.0
-        shares = [float(v) / total for v in s[:2].square()]
+        total = float(eigenvalues.clamp(min=0).sum()) or 1.0
+        shares = [float(v) / total for v in variances]
         return coords.tolist(), shares
 
 
-def _grad_norm(params: list[Tensor]) -> float:
-    squares = [p.grad.detach().double().square().sum() for p in params if p.grad is not None]
-    return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+def _step_health(loss: Tensor, params: list[Tensor]) -> tuple[float, float, bool]:
+    """The step's loss, the gradient norm, and whether every parameter is finite.
+
+    Why fused: reading each value on its own cost one host synchronisation per parameter
+    per step (a stall on a GPU); here one foreach kernel takes every norm on the device
+    and one small tensor comes back. Norms accumulate in fp64, so a finite fp32 tensor
+    never overflows to inf, and a tensor's norm is finite exactly when its entries are.
+    """
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    norms = torch._foreach_norm([*grads, *(p.detach() for p in params)], 2, dtype=torch.float64)
+    values = torch.stack([*norms, loss.detach().double()]).tolist()
+    grad_norm = math.sqrt(math.fsum(v * v for v in values[: len(grads)]))
+    return values[-1], grad_norm, all(map(math.isfinite, values[len(grads) : -1]))
 
 
 def _take_step(kind: str, opt: Any, task: Task) -> Tensor:
@@ -182,6 +202,8 @@ class _Run:
         self.solved_step: int | None = None
         self.last_eval: dict[str, float] = {}
         self.step = 0
+        self.step_seconds = 0.0  # in the optimizer steps alone
+        self.cadences: dict[str, Cadence] = {}
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -205,7 +227,17 @@ class _Run:
             "target_seconds": self.target_seconds,
             "solved_step": self.solved_step,
             "final_eval": self.last_eval,
+            "overhead": {
+                "step_seconds": self.step_seconds,
+                **{name: c.report() for name, c in self.cadences.items()},
+            },
         }
+
+    def observe(self, name: str, step: int, observation: Callable[[], None]) -> None:
+        """Run a snapshot or evaluation and charge its wall time to its cadence."""
+        began = time.perf_counter()
+        observation()
+        self.cadences[name].record(step, time.perf_counter() - began)
 
 
 def run_job(
@@ -246,7 +278,9 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             message=f"{total} steps exceed this server's limit of {run.limits.max_steps}",
         )
     max_seconds = min(spec.max_seconds or math.inf, run.limits.max_seconds)
-    every = spec.snapshot_every or max(1, total // 100)
+    snapshots = Cadence(total, SNAPSHOT_SHARE, spec.snapshot_every)
+    evaluations = Cadence(total, EVALUATION_SHARE, spec.snapshot_every)
+    run.cadences = {"snapshots": snapshots, "evaluations": evaluations}
     numel = sum(p.numel() for p in task.params)
     two_d = task.position() is not None
     path = None if two_d else PathRecorder(numel, spec.seed)
@@ -264,7 +298,18 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             },
         )
     )
-    _snapshot(run, task, opt, path, 0)
+
+    def snapshot(step: int) -> None:
+        run.observe("snapshots", step, lambda: _snapshot(run, task, opt, path, step))
+
+    def evaluate(step: int) -> None:
+        run.observe(
+            "evaluations",
+            step,
+            lambda: _evaluate(run, task, step, per_epoch, metric, lower_is_better),
+        )
+
+    snapshot(0)
     for step in range(1, total + 1):
         if should_stop():
             return Status(step=step - 1, status="cancelled", message="cancelled by request")
@@ -276,13 +321,13 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             )
         task.next_batch()
         began = time.perf_counter()
-        loss_value = float(_take_step(kind, opt, task).detach())
+        loss = _take_step(kind, opt, task)
         step_time = time.perf_counter() - began
+        loss_value, grad_norm, params_finite = _step_health(loss, task.params)
         run.step = step
+        run.step_seconds += step_time
         run.last_loss = loss_value
-        if not math.isfinite(loss_value) or not all(
-            bool(torch.isfinite(p).all()) for p in task.params
-        ):
+        if not math.isfinite(loss_value) or not params_finite:
             return Status(
                 step=step,
                 status="diverged",
@@ -297,17 +342,20 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             Metrics(
                 step=step,
                 loss=loss_value,
-                grad_norm=_grad_norm(task.params),
+                grad_norm=grad_norm,
                 lr=float(opt.param_groups[0]["lr"]),
                 step_time=step_time,
                 elapsed=run.elapsed(),
             )
         )
-        epoch_end = per_epoch is not None and step % per_epoch == 0
-        if epoch_end or (per_epoch is None and (step % every == 0 or step == total)):
-            _evaluate(run, task, step, per_epoch, metric, lower_is_better)
-        if step % every == 0 or step == total:
-            _snapshot(run, task, opt, path, step)
+        mean_step = run.step_seconds / step
+        if per_epoch is not None:
+            if step % per_epoch == 0:
+                evaluate(step)  # every epoch, whatever it costs (the cost is in the summary)
+        elif evaluations.due(step, mean_step):
+            evaluate(step)
+        if snapshots.due(step, mean_step):
+            snapshot(step)
     return Status(step=total, status="succeeded")
 
 
@@ -325,14 +373,15 @@ def _evaluate(
 
 
 def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: int) -> None:
-    spectra_of = getattr(opt, "preconditioner_spectra", None)
+    spectra_of = getattr(opt, "preconditioner_spectra_info", None)
     spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
     inverse = _inverse_hessian_spectrum(task)
     if spectra or inverse:
         run.sink(
             Spectrum(
                 step=step,
-                spectra={k: v.tolist() for k, v in spectra.items()},
+                spectra={k: s.values.tolist() for k, s in spectra.items()},
+                estimated=[k for k, s in spectra.items() if not s.exact],
                 inverse_hessian=inverse,
             )
         )

@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from server.cadence import Cadence
 from server.events import Evaluation, Metrics, Spectrum, Started, Status, Trajectory
 from server.optimizers import REGISTRY, TASK_PRESETS, catalogue, optimizer_config
 from server.runner import ComparisonSpec, JobSpec, Limits, run_job
@@ -231,3 +232,84 @@ def test_comparison_expands_optimizers_times_seeds() -> None:
     ]
     assert jobs[0].optimizer.fitting == "newton"  # the task preset applied
     assert jobs[3].optimizer.lr == 0.02
+
+
+# ------------------------------------------------------- observation cost budget
+def test_cadence_spaces_an_observation_by_its_cost_share_and_keeps_the_last_step() -> None:
+    cadence = Cadence(total=1000, share=0.02)
+    assert cadence.min_gap == 10
+    cadence.record(0, seconds=0.001)  # cheap: the ≈ 1 % floor decides
+    assert cadence.gap(mean_step_seconds=0.01) == 10
+    assert not cadence.due(9, 0.01) and cadence.due(10, 0.01)
+    cadence.record(10, seconds=0.1)  # 10 steps' worth: 2 % allows one per 500 steps
+    assert cadence.gap(mean_step_seconds=0.01) == 500
+    assert not cadence.due(509, 0.01) and cadence.due(510, 0.01)
+    cadence.record(510, seconds=10.0)  # dearer than the whole job: only the last step
+    assert not cadence.due(999, 0.01) and cadence.due(1000, 0.01)
+    assert cadence.report() == {"count": 3, "seconds": pytest.approx(10.101)}
+
+
+def test_an_explicit_snapshot_every_wins_over_the_measured_spacing() -> None:
+    cadence = Cadence(total=100, share=0.02, every=7)
+    cadence.record(0, seconds=100.0)
+    assert [s for s in range(1, 101) if cadence.due(s, 0.001)] == [*range(7, 99, 7), 100]
+
+
+def test_default_snapshots_and_evaluations_include_first_and_last_and_report_their_cost() -> None:
+    events, status = _run(
+        {
+            "task": {"name": "xor", "sequence_length": 8, "batch_size": 32},
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "steps": 40,
+        }
+    )
+    snapshots = [e.step for e in events if isinstance(e, Trajectory)]
+    evaluations = [e.step for e in events if isinstance(e, Evaluation)]
+    assert snapshots[0] == 0 and snapshots[-1] == 40 and evaluations[-1] == 40
+    overhead = status.summary["overhead"]
+    assert overhead["snapshots"]["count"] == len(snapshots)
+    assert overhead["evaluations"]["count"] == len(evaluations)
+    assert overhead["snapshots"]["seconds"] > 0 and overhead["evaluations"]["seconds"] > 0
+    assert 0 < overhead["step_seconds"] < status.summary["seconds"]
+
+
+def test_metrics_grad_norm_is_the_norm_of_all_gradients() -> None:
+    spec = {"task": {"name": "quadratic", "dim": 6}, "optimizer": {"name": "sgd", "lr": 0.01}}
+    events, _ = _run({**spec, "steps": 1, "device": "cpu"})
+    task = JobSpec.model_validate({**spec, "device": "cpu"}).task.build(torch.device("cpu"), 0)
+    task.next_batch()
+    task.loss().backward()
+    expected = torch.cat([p.grad.double().flatten() for p in task.params]).norm().item()
+    first = next(e for e in events if isinstance(e, Metrics))
+    assert first.grad_norm == pytest.approx(expected, rel=1e-6)
+
+
+def test_large_lra_spectra_are_flagged_as_estimates_down_to_the_figure() -> None:
+    events, status = _run(
+        {
+            "task": {"name": "xor", "sequence_length": 8, "batch_size": 32},  # 1,021 parameters
+            "optimizer": {"name": "psgd-lra"},
+            "steps": 3,
+            "snapshot_every": 3,
+        }
+    )
+    assert status.status == "succeeded"
+    last = [e for e in events if isinstance(e, Spectrum)][-1]
+    assert last.estimated == ["all"] and len(last.spectra["all"]) == 256
+    figures = pytest.importorskip("playground.figures")
+    fig = figures.spectrum_figure([("psgd-lra", [e.model_dump() for e in events])])
+    assert "psgd-lra: P (estimate) at step 3" in [t.name for t in fig.data]
+    assert "(estimate)" in fig.layout.title.text
+
+
+def test_small_preconditioners_are_exact_in_the_spectrum_event() -> None:
+    events, _ = _run(
+        {
+            "task": {"name": "rosenbrock"},
+            "optimizer": {"name": "psgd-lra"},
+            "steps": 4,
+            "snapshot_every": 2,
+        }
+    )
+    spectra = [e for e in events if isinstance(e, Spectrum)]
+    assert spectra and all(e.estimated == [] for e in spectra)
