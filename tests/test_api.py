@@ -12,17 +12,12 @@ import time
 from typing import Any
 
 import pytest
-from fake_executor import FakeExecutor
 from fastapi.testclient import TestClient
 
-from server.api import create_app
 from server.jobs.broker import Broker
 from server.settings import Settings
 
 JOB = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam", "lr": 0.01}, "steps": 3}
-#: a loopback Host, as clients of a default server send (TestClient's own, testserver, is
-#: not a trusted host)
-BASE_URL = "http://127.0.0.1:8000"
 COMPARISON = {
     "task": {"name": "rosenbrock"},
     "optimizers": [{"name": "psgd-dense"}, {"name": "adam"}],
@@ -31,38 +26,7 @@ COMPARISON = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("PSGD_PLAYGROUND_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def make_client(tmp_path):
-    """make_client(**settings) -> a started TestClient; `.executor` is its FakeExecutor."""
-    clients: list[TestClient] = []
-
-    def make(
-        executor: FakeExecutor | None = None, raise_errors: bool = True, **overrides: Any
-    ) -> TestClient:
-        settings = Settings(**{"data_dir": tmp_path / "data", **overrides})
-        executor = executor or FakeExecutor()
-        client = TestClient(
-            create_app(settings, executor=executor),
-            base_url=BASE_URL,
-            raise_server_exceptions=raise_errors,
-        )
-        client.__enter__()
-        client.executor = executor  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

@@ -15,16 +15,13 @@ map may answer 404 or 422 to any task name and options (its `options` are a JSON
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fake_executor import FakeExecutor
+from threaded_server import serve_in_thread
 
 from server.api import create_app
 from server.settings import Settings
@@ -67,21 +64,8 @@ def server(tmp_path):
 
         await app(scope, receive, send_and_record)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(recording, host="127.0.0.1", port=port, log_level="warning")
-    config.timeout_graceful_shutdown = 2
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", statuses
-    uv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(recording, log_level="warning") as url:
+        yield url, statuses
 
 
 def test_schemathesis_finds_no_failures(server, tmp_path: Path) -> None:

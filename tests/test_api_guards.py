@@ -6,41 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_executor import FakeExecutor
+from conftest import API_BASE_URL
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from server.api import create_app
 from server.api.guards import host_name, trusted_hosts
 from server.settings import Settings
 
 JOB = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 3}
-BASE_URL = "http://127.0.0.1:8000"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("PSGD_PLAYGROUND_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def make_client(tmp_path):
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        settings = Settings(**{"data_dir": tmp_path / "data", **overrides})
-        client = TestClient(create_app(settings, executor=FakeExecutor()), base_url=BASE_URL)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def health(client: TestClient, host: str) -> Any:
@@ -141,7 +117,7 @@ def test_cross_site_mutations_are_refused(make_client, headers: dict[str, str]) 
     ("settings", "headers"),
     [
         ({}, {}),  # curl, the CLI, the UI's API client: no browser headers
-        ({}, {"origin": BASE_URL, "sec-fetch-site": "same-origin"}),  # a page of this server
+        ({}, {"origin": API_BASE_URL, "sec-fetch-site": "same-origin"}),  # a page of this server
         ({"cors_origins": ["http://localhost:5173"]}, {"origin": "http://localhost:5173"}),
         (
             {"cors_origins": ["*"]},

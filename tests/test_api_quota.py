@@ -4,13 +4,10 @@ through the API (fake executor)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fake_executor import FakeExecutor
-from fastapi.testclient import TestClient
 
-from server.api import create_app
 from server.jobs.quota import MB, JobQuota, QuotaExceeded
 from server.jobs.store import JobStore
 from server.settings import Settings
@@ -25,13 +22,7 @@ COMPARISON = {
 SPEC = {"task": {"name": "rosenbrock"}}
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("PSGD_PLAYGROUND_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 class Clock:
@@ -94,27 +85,16 @@ def test_no_job_is_admitted_while_the_store_is_over_its_size(
 
 
 # ---------------------------------------------------------------------- through the API
-@pytest.fixture
-def make_client(tmp_path: Path):
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        settings = Settings(**{"data_dir": tmp_path / "data", **overrides})
-        executor = FakeExecutor()
-        executor.pause()  # jobs stay queued until cancelled
-        client = TestClient(create_app(settings, executor=executor), base_url="http://127.0.0.1")
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+def paused() -> FakeExecutor:
+    """An executor whose jobs stay queued until cancelled."""
+    executor = FakeExecutor()
+    executor.pause()
+    return executor
 
 
 def test_cancelled_jobs_still_count_against_jobs_per_minute(make_client) -> None:
     """Create and cancel, again and again: the queue empties each time, the quota does not."""
-    client = make_client(max_jobs_per_minute=6, max_queued=4)
+    client = make_client(paused(), max_jobs_per_minute=6, max_queued=4)
     for _ in range(2):
         job_id = client.post("/api/jobs", json=JOB).json()["id"]
         assert client.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"
@@ -134,7 +114,7 @@ def test_cancelled_jobs_still_count_against_jobs_per_minute(make_client) -> None
 
 
 def test_a_full_store_refuses_new_jobs_until_some_are_deleted(make_client) -> None:
-    client = make_client(max_store_mb=1)
+    client = make_client(paused(), max_store_mb=1)
     store = client.app.state.service.store  # type: ignore[attr-defined]
     big = fill(store, 1.2)
     refused = client.post("/api/jobs", json=JOB)

@@ -5,7 +5,6 @@ asyncio's `socket.send() raised exception.` for every write after the hang-up.""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fake_executor import FakeExecutor
+from threaded_server import serve_in_thread
 
 from server.api import create_app
 from server.jobs.store import JobStore
@@ -47,21 +46,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(base url, the big job's id) of a server on a free loopback port."""
     job_id = stored_job(tmp_path / "data")
     app = create_app(Settings(data_dir=tmp_path / "data"), executor=FakeExecutor())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
-    config.timeout_graceful_shutdown = 2
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", job_id
-    uv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app, log_config=None) as url:
+        yield url, job_id
 
 
 def hang_up_after(url: str, lines: int) -> None:

@@ -54,36 +54,30 @@ class Contour(BaseModel):
     known_minima: list[list[float]]
 
 
-class Job(BaseModel):
+class _JobRow(BaseModel):
     id: str
     comparison_id: str | None
     label: str = Field(description='"<optimizer> seed=<k>"')
     status: JobStatus
     message: str = Field(description="why it failed / diverged / was cancelled")
     summary: dict[str, Any] = Field(description="final loss, best loss, time to target, …")
-    spec: dict[str, Any] = Field(description="the validated JobSpec, task preset applied")
     created: float = Field(description="unix time")
     started: float | None
     finished: float | None
 
 
-class JobListItem(BaseModel):
+class Job(_JobRow):
+    spec: dict[str, Any] = Field(description="the validated JobSpec, task preset applied")
+
+
+class JobListItem(_JobRow):
     """A job in `GET /api/jobs`: the job without its spec (`GET /api/jobs/{id}` has it)."""
 
-    id: str
-    comparison_id: str | None
-    label: str = Field(description='"<optimizer> seed=<k>"')
-    status: JobStatus
-    message: str = Field(description="why it failed / diverged / was cancelled")
-    summary: dict[str, Any] = Field(description="final loss, best loss, time to target, …")
     task: str | None = Field(description="the task's name")
     optimizer: str | None = Field(description="the optimizer's name")
     seed: int | None
     steps: int | None
     epochs: int | None
-    created: float = Field(description="unix time")
-    started: float | None
-    finished: float | None
 
 
 class _ComparisonStatus(BaseModel):
