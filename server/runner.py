@@ -233,11 +233,12 @@ class _Run:
             },
         }
 
-    def observe(self, name: str, step: int, observation: Callable[[], None]) -> None:
-        """Run a snapshot or evaluation and charge its wall time to its cadence."""
+    def observe(self, name: str, step: int, observation: Callable[[], bool]) -> None:
+        """Run a snapshot or evaluation and charge its wall time to its cadence (unless
+        there was nothing to observe: a task without evaluation)."""
         began = time.perf_counter()
-        observation()
-        self.cadences[name].record(step, time.perf_counter() - began)
+        if observation():
+            self.cadences[name].record(step, time.perf_counter() - began)
 
 
 def run_job(
@@ -361,18 +362,19 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
 
 def _evaluate(
     run: _Run, task: Task, step: int, per_epoch: int | None, metric: str, lower: bool
-) -> None:
+) -> bool:
     metrics = task.evaluate()
     if not metrics:
-        return
+        return False
     run.last_eval = metrics
     epoch = step / per_epoch if per_epoch else 0.0
     run.sink(Evaluation(step=step, epoch=epoch, metrics=metrics))
     if metric in metrics:
         run.note_target(step, metrics[metric], lower)
+    return True
 
 
-def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: int) -> None:
+def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: int) -> bool:
     spectra_of = getattr(opt, "preconditioner_spectra_info", None)
     spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
     inverse = _inverse_hessian_spectrum(task)
@@ -387,12 +389,13 @@ def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: 
         )
     if path is None:
         run.sink(Trajectory(step=step, point=task.position()))
-        return
+        return True
     path.record(step, task.params)
     coords, shares = path.projection()
     run.sink(
         Trajectory(step=step, path=coords, path_steps=list(path.steps), explained_variance=shares)
     )
+    return True
 
 
 class ComparisonSpec(BaseModel):

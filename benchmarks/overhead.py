@@ -1,0 +1,347 @@
+"""What the playground costs over a bare training loop, per preset task (issue 12).
+
+What it measures
+    Each case (a task preset, an optimizer, a step budget, seed 0) runs three ways,
+    interleaved round by round so machine load hits all three alike:
+      bare    the task and optimizer built from the registry, stepped in a plain loop
+              (next batch, step, read the loss): no events, no snapshots;
+      runner  `server.runner.run_job` with a no-op sink (what `psgd-playground run` does);
+      api     POST /api/jobs to a real `psgd-playground serve` on 127.0.0.1 with one SSE
+              client attached: seconds from the POST to the first metrics event and to the
+              final status (the server's own worker process, threads and start-up included).
+    Bare and runner run in this process with the same torch thread count (--threads).
+    Ratios are medians over rounds, to the bare loop's median.
+
+Targets (issue 12): ≤ 1.05× bare for jobs of 30 s or more, ≤ 1.5× for short landscape jobs,
+first metrics event ≤ 1 s after the POST (p50).
+
+How to run
+    .venv/bin/python benchmarks/overhead.py --quick          # seconds; the smoke test's mode
+    .venv/bin/python benchmarks/overhead.py                  # full: XOR 300 steps, CIFAR epoch
+    Flags: --quick  --rounds N (default 3; quick 1)  --threads N (default 1)
+    --cases rosenbrock,quadratic,xor32,xor64,cifar  --no-api  --out DIR
+    (default benchmarks/results/overhead/<time>/, git-ignored)  --markdown PATH (also
+    write the table there, e.g. benchmarks/overhead.md, which README links).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from server.runner import JobSpec, _take_step, run_job  # noqa: E402
+from server.tasks import cifar  # noqa: E402
+
+CIFAR_ARCHIVE = Path(
+    os.environ.get("PSGD_PLAYGROUND_CIFAR")
+    or ROOT.parent / "shared" / "data" / "cifar-10-subset-python.tar.gz"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: dict[str, Any]
+    landscape: bool = False
+
+
+def cases(quick: bool) -> dict[str, Case]:
+    """The preset tasks; quick mode shrinks every budget to a few seconds."""
+    xor_steps = 20 if quick else 300
+    cifar_task = {"name": "cifar10", "dataset": CIFAR_ARCHIVE.name}
+    if quick:
+        cifar_task.update(train_size=512, test_size=256)
+    return {
+        "rosenbrock": Case(
+            "rosenbrock",
+            {"task": {"name": "rosenbrock"}, "optimizer": {"name": "psgd-dense"}},
+            landscape=True,
+        ),
+        "quadratic": Case(
+            "quadratic",
+            {"task": {"name": "quadratic"}, "optimizer": {"name": "psgd-dense"}},
+            landscape=True,
+        ),
+        "xor32": Case(
+            "xor32",
+            {
+                "task": {"name": "xor", "sequence_length": 32},
+                "optimizer": {"name": "psgd-lra"},
+                "steps": xor_steps,
+            },
+        ),
+        "xor64": Case(
+            "xor64",
+            {
+                "task": {"name": "xor", "sequence_length": 64},
+                "optimizer": {"name": "psgd-lra"},
+                "steps": xor_steps,
+            },
+        ),
+        "cifar": Case(
+            "cifar",
+            {"task": cifar_task, "optimizer": {"name": "psgd-kron"}, "epochs": 1},
+        ),
+    }
+
+
+def job_spec(case: Case, quick: bool) -> dict[str, Any]:
+    spec = {"seed": 0, "device": "cpu", **case.spec}
+    if case.landscape:
+        spec["steps"] = 100 if quick else 2000
+    return spec
+
+
+@contextlib.contextmanager
+def data_for(case: Case) -> Iterator[None]:
+    if case.name == "cifar":
+        with cifar.local_data(CIFAR_ARCHIVE):
+            yield
+    else:
+        yield
+
+
+def bare(spec: dict[str, Any]) -> float:
+    """Seconds of the plain loop, building the task and optimizer included."""
+    began = time.perf_counter()
+    job = JobSpec.model_validate(spec)
+    torch.manual_seed(job.seed)
+    task = job.task.build(torch.device("cpu"), job.seed)
+    opt = job.optimizer.build(task.params, job.seed)
+    kind = job.optimizer.step_kind
+    per_epoch = task.steps_per_epoch
+    total = job.steps or (job.epochs or 1) * (per_epoch or 1)
+    for _ in range(total):
+        task.next_batch()
+        float(_take_step(kind, opt, task).detach())
+    if per_epoch is not None:
+        task.evaluate()  # an epoch task's one evaluation belongs to the bare job too
+    return time.perf_counter() - began
+
+
+def runner(spec: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    began = time.perf_counter()
+    status = run_job(JobSpec.model_validate(spec), lambda event: None)
+    if status.status != "succeeded":
+        raise RuntimeError(f"runner job {status.status}: {status.message}")
+    return time.perf_counter() - began, status.summary
+
+
+class Server:
+    """`psgd-playground serve` on a free loopback port (one job at a time)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
+        env.update(PSGD_PLAYGROUND_CONCURRENCY="1", PYTHONUNBUFFERED="1")
+        env[cifar.EXTRA_DATA_DIR_ENV] = str(CIFAR_ARCHIVE.parent)
+        command = [sys.executable, "-m", "playground.cli", "serve", "--port", str(self.port)]
+        self.log = data_dir / "server.log"
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [*command, "--data-dir", str(data_dir)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        import httpx
+
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if self.client.get("/api/health").status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def job(self, spec: dict[str, Any]) -> tuple[float, float]:
+        """(seconds from POST to the first metrics event, to the final status)."""
+        began = time.perf_counter()
+        response = self.client.post("/api/jobs", json=spec)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/jobs: {response.status_code} {response.text}")
+        first = None
+        url = f"/api/jobs/{response.json()['id']}/events"
+        with self.client.stream("GET", url, timeout=None) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[len("data: ") :])["event"]
+                if event["type"] == "metrics" and first is None:
+                    first = time.perf_counter() - began
+                if event["type"] == "status":
+                    if event["status"] != "succeeded":
+                        log = self.log.read_text()[-3000:]
+                        raise RuntimeError(f"api job {event['status']}: {event['message']}\n{log}")
+                    break
+        return first if first is not None else float("nan"), time.perf_counter() - began
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    chosen = cases(args.quick)
+    wanted = [chosen[name] for name in args.cases]
+    if "cifar" in args.cases and not CIFAR_ARCHIVE.exists():
+        print(f"skipping cifar: {CIFAR_ARCHIVE} not found (set PSGD_PLAYGROUND_CIFAR)")
+        wanted = [c for c in wanted if c.name != "cifar"]
+    times: dict[str, dict[str, list[float]]] = {c.name: {} for c in wanted}
+    summaries: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="psgd-overhead-") as folder:
+        server = None if args.no_api else Server(Path(folder))
+        try:
+            for case in wanted:  # warm-up: one-time imports and data caches, untimed
+                with data_for(case):
+                    bare({**job_spec(case, args.quick), "steps": 2, "epochs": None})
+            for round_index in range(args.rounds):
+                for case in wanted:
+                    spec = job_spec(case, args.quick)
+                    record = times[case.name]
+                    with data_for(case):
+                        record.setdefault("bare", []).append(bare(spec))
+                        seconds, summaries[case.name] = runner(spec)
+                    record.setdefault("runner", []).append(seconds)
+                    if server is not None:
+                        first, total = server.job(spec)
+                        record.setdefault("api_first_metrics", []).append(first)
+                        record.setdefault("api", []).append(total)
+                    print(f"round {round_index + 1}: {case.name} {_last(record)}", flush=True)
+        finally:
+            if server is not None:
+                server.stop()
+    return [_row(c, job_spec(c, args.quick), times[c.name], summaries[c.name]) for c in wanted]
+
+
+def _last(record: dict[str, list[float]]) -> str:
+    return " ".join(f"{k} {v[-1]:.2f}s" for k, v in record.items())
+
+
+def _row(
+    case: Case, spec: dict[str, Any], record: dict[str, list[float]], summary: dict[str, Any]
+) -> dict[str, Any]:
+    median = {k: statistics.median(v) for k, v in record.items()}
+    overhead = summary["overhead"]
+    runner_seconds = median["runner"]
+    row = {
+        "case": case.name,
+        "spec": spec,
+        "steps": summary["steps"],
+        "seconds": median,
+        "runner_ratio": runner_seconds / median["bare"],
+        "snapshots": overhead["snapshots"],
+        "evaluations": overhead["evaluations"],
+        "snapshot_share": overhead["snapshots"]["seconds"] / summary["seconds"],
+        "evaluation_share": overhead["evaluations"]["seconds"] / summary["seconds"],
+        "samples": record,
+    }
+    if "api" in median:
+        row["api_ratio"] = median["api"] / median["bare"]
+        row["api_first_metrics_p50"] = median["api_first_metrics"]
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"Overhead over the bare loop ({'quick' if args.quick else 'full'} mode, "
+        f"{args.rounds} round(s), torch threads {args.threads}, "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}):",
+        "",
+        "| case | steps | bare s | runner s | runner / bare | API s | API / bare "
+        "| first metrics s | snapshots (share) | evaluations (share) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s = r["seconds"]
+        api = (
+            f"{s['api']:.2f} | {r['api_ratio']:.2f}× | {r['api_first_metrics_p50']:.2f}"
+            if "api" in s
+            else "– | – | –"
+        )
+        lines.append(
+            f"| {r['case']} | {r['steps']} | {s['bare']:.2f} | {s['runner']:.2f} "
+            f"| {r['runner_ratio']:.2f}× | {api} "
+            f"| {r['snapshots']['count']} ({r['snapshot_share']:.1%}) "
+            f"| {r['evaluations']['count']} ({r['evaluation_share']:.1%}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short jobs (the smoke test)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--cases", default="rosenbrock,quadratic,xor32,xor64,cifar")
+    parser.add_argument("--no-api", action="store_true", help="skip the server runs")
+    parser.add_argument("--out", type=Path, help="results folder")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    args.cases = [name.strip() for name in args.cases.split(",") if name.strip()]
+    unknown = sorted(set(args.cases) - set(cases(True)))
+    if unknown or not args.cases:
+        parser.error(f"--cases: unknown {unknown}; choose from {', '.join(cases(True))}")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.out = ROOT / "benchmarks" / "results" / "overhead" / f"{stamp}-{_mode(args)}"
+    return args
+
+
+def _mode(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else "full"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = measure(args)
+    table = markdown(rows, args)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "overhead.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / "overhead.md").write_text(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+    print(f"written to {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

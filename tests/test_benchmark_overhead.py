@@ -1,0 +1,61 @@
+"""The overhead benchmark script: flag checks and a quick run (a smoke test, not a timing test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    spec = importlib.util.spec_from_file_location("overhead", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["overhead"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--cases", "mnist"], "--cases"),
+        (["--cases", ","], "--cases"),
+        (["--rounds", "0"], "--rounds"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
+def test_bad_flags_are_named(overhead, flags, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        overhead.parse_args(flags)
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_quick_run_times_bare_and_runner_and_writes_json_and_markdown(overhead, tmp_path):
+    table = tmp_path / "table.md"
+    out = tmp_path / "out"
+    flags = ["--quick", "--cases", "rosenbrock", "--no-api", "--out", str(out)]
+    rows = overhead.main([*flags, "--markdown", str(table)])
+    (row,) = rows
+    assert row["case"] == "rosenbrock" and row["steps"] == 100
+    assert row["seconds"]["bare"] > 0 and row["seconds"]["runner"] > 0
+    assert row["runner_ratio"] == pytest.approx(row["seconds"]["runner"] / row["seconds"]["bare"])
+    assert row["snapshots"]["count"] >= 2  # the first and the last step at least
+    assert json.loads((out / "overhead.json").read_text()) == rows
+    text = table.read_text()
+    assert text == (out / "overhead.md").read_text()
+    assert "| rosenbrock | 100 |" in text and "×" in text
+
+
+@pytest.mark.slow
+def test_quick_run_through_a_real_server_reports_time_to_first_metrics(overhead, tmp_path):
+    flags = ["--quick", "--cases", "rosenbrock", "--out", str(tmp_path)]
+    (row,) = overhead.main(flags)
+    first, total = row["seconds"]["api_first_metrics"], row["seconds"]["api"]
+    assert 0 < first <= total and row["api_ratio"] > 0
