@@ -73,7 +73,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from server.tasks.cifar import CifarConfig, default_data_path  # noqa: E402
+from server.tasks.cifar import CifarConfig, default_data_path, local_data  # noqa: E402
 
 SHARED_SUBSET = REPO / ".." / "shared" / "data" / "cifar-10-subset-python.tar.gz"
 PRESETS = {
@@ -157,14 +157,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     config = CifarConfig(
-        data_path=args.data,
         train_size=args.train_size,
         test_size=args.test_size,
         model=args.model,
         batch_size=args.batch_size,
         augment=not args.no_augment,
     )
-    task = config.build(torch.device(args.device), args.seed)
+    with local_data(args.data):
+        task = config.build(torch.device(args.device), args.seed)
     torch.manual_seed(args.seed)  # psgd draws its own seed from torch's RNG, as in the runner
     opt = build_optimizer(args, task.params)
     hyper = {k: getattr(args, k) for k in ("lr", "weight_decay", "momentum")}

@@ -28,6 +28,7 @@ from playground.cli_spec import (
     PROG,
     UsageError,
     build_comparison,
+    local_data,
     one_line,
     positive_float,
     positive_int,
@@ -64,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs = spec.jobs()
     except ValidationError as e:
         raise UsageError(validation_message(e, "spec")) from e
+    data = local_data(args.data, spec.task, jobs)
     folder = Path(args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -89,19 +91,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGINT, on_sigint)
     done: list[out.RunRecord] = []
     try:
-        for record in records:
-            if stop.is_set():
-                break
-            progress.start(record)
+        with data:
+            for record in records:
+                if stop.is_set():
+                    break
+                progress.start(record)
 
-            def sink(event: Any, record: out.RunRecord = record) -> None:
-                record.events.append(event)
-                progress.event(event)
+                def sink(event: Any, record: out.RunRecord = record) -> None:
+                    record.events.append(event)
+                    progress.event(event)
 
-            record.status = run_job(record.job, sink, stop.is_set)
-            progress.finish(record.status)
-            done.append(record)
-            files.write_events(folder, record)
+                record.status = run_job(record.job, sink, stop.is_set)
+                progress.finish(record.status)
+                done.append(record)
+                files.write_events(folder, record)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -204,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between spectrum/trajectory snapshots",
     )
     run.add_argument("--max-seconds", type=positive_float, metavar="S", help="time limit per job")
+    run.add_argument(
+        "--data",
+        metavar="PATH",
+        help="cifar10: read CIFAR-10 from this archive or folder (local runs only; the "
+        "server takes a dataset name from its data folders)",
+    )
     run.add_argument(
         "--spec", metavar="FILE", help="comparison spec (.json/.yaml); flags override it"
     )

@@ -7,8 +7,10 @@ message that names the flag, field or file at fault.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,39 @@ def build_comparison(args: argparse.Namespace) -> tuple[Any, list[str]]:
         counts[name] = counts.get(name, 0) + 1
         labels.append(name if chosen.count(name) == 1 else f"{name}#{counts[name]}")
     return spec, labels
+
+
+# ------------------------------------------------------------------------ local runs
+def local_data(path: str | None, task: dict[str, Any], jobs: list[Any]) -> Any:
+    """The context a local run's jobs execute in: `--data PATH` for cifar10 (any local
+    archive or folder; the API takes only dataset names). Also refuses, like the server,
+    a job whose estimated memory exceeds this machine's memory."""
+    from server.tasks import cifar
+
+    if path is None:
+        _check_memory(jobs)
+        return contextlib.nullcontext()
+    if task.get("name") != "cifar10":
+        raise UsageError(f"--data: only the cifar10 task reads data, not {task.get('name')}")
+    if task.get("dataset") is not None:
+        raise UsageError("--data: give --data PATH or the task option dataset, not both")
+    if not Path(path).expanduser().exists():
+        raise UsageError(f"--data {path}: no such file or folder")
+    with cifar.local_data(path):  # the estimate sizes this dataset
+        _check_memory(jobs)
+    return cifar.local_data(path)
+
+
+def _check_memory(jobs: list[Any]) -> None:
+    from server import memory
+
+    try:
+        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return
+    for job in jobs:
+        if job.device == "cuda":
+            continue  # GPU memory is not this check's
+        why = memory.refusal(job, machine, job.optimizer.name, "this machine's memory")
+        if why is not None:
+            raise UsageError(f"spec: {why}")

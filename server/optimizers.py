@@ -13,6 +13,7 @@ the runner how to drive the optimizer:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
@@ -20,9 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from torch import Tensor
 
 import psgd
+from psgd import kron
 from psgd.base import PSGDOptimizer
 
 Params = list[Tensor]
+Shapes = Sequence[tuple[int, ...]]
+#: float64 bytes: spectra and sketches are computed in double precision.
+_F64 = 8
+#: PSGD's per-step vectors beyond momentum: probe v, Hv or the gathered gradient, the
+#: damping noise and its sum, the gathered direction and its preconditioned copy.
+_PSGD_VECTORS = 8
+#: a snapshot's Kronecker spectrum enumerates at most this many products (psgd.linalg),
+#: holding about six float64 arrays of that length at once.
+_SPECTRUM_PRODUCTS = 1 << 22
 
 
 class OptimizerConfig(BaseModel):
@@ -30,13 +41,33 @@ class OptimizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     description: ClassVar[str] = ""
+    #: fields of this schema that shrink `state_bytes` (named when a job is too large).
+    memory_fields: ClassVar[tuple[str, ...]] = ()
 
     @property
     def step_kind(self) -> str:
         return "backward"
 
+    @property
+    def double_backward(self) -> bool:
+        """Whether a step keeps the graph of the gradient (Newton fitting's exact Hv)."""
+        return False
+
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         raise NotImplementedError
+
+    def state_bytes(self, shapes: Shapes, element_bytes: int) -> int:
+        """Peak bytes of this optimizer's state and per-step temporaries for parameters of
+        these shapes (conservative: the submit-time estimate refuses what exceeds a limit)."""
+        return self.vectors(shapes) * _numel(shapes) * element_bytes
+
+    def vectors(self, shapes: Shapes) -> int:
+        """Parameter-sized tensors held or made per step (the base of `state_bytes`)."""
+        return 2
+
+
+def _numel(shapes: Shapes) -> int:
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def _lr(default: float) -> Any:
@@ -90,6 +121,19 @@ class PsgdConfig(OptimizerConfig):
     def step_kind(self) -> str:
         return "newton" if self.fitting == "newton" else "backward"
 
+    @property
+    def double_backward(self) -> bool:
+        return self.fitting == "newton" and self.hessian_vector_product == "exact"
+
+    def state_bytes(self, shapes: Shapes, element_bytes: int) -> int:
+        work = max(element_bytes, 4)  # PSGD computes in at least fp32
+        vectors = _PSGD_VECTORS + (1 if self.momentum else 0)
+        return vectors * _numel(shapes) * work + self.preconditioner_bytes(shapes, work)
+
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        """The family's preconditioner, its fitting temporaries and its snapshot spectrum."""
+        raise NotImplementedError
+
     def family_options(self) -> dict[str, Any]:
         return {}
 
@@ -114,7 +158,25 @@ class PsgdKronConfig(PsgdConfig):
         None, description="make more factors diagonal to save memory"
     )
     description: ClassVar[str] = "PSGD with Kronecker-factored preconditioners per tensor"
+    memory_fields: ClassVar[tuple[str, ...]] = ("max_size", "max_skew", "memory_save_mode")
     psgd_class: ClassVar = psgd.Kron
+
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        options = self.family_options()
+        held, temporary = 0, 0
+        for shape in shapes:
+            kinds = kron.factor_kinds(
+                shape, options["max_size"], options["max_skew"], options["memory_save_mode"]
+            )
+            dims = kron.working_shape(shape)
+            sizes = [d * d if kind == "dense" else d for d, kind in zip(dims, kinds)]
+            held += 2 * sum(sizes) * work  # Q and P
+            # Fitting: two tensor-sized mode products and grams, ~6 copies of the largest
+            # factor; a snapshot's eigenvalues and their products in float64.
+            products = min(math.prod(dims), _SPECTRUM_PRODUCTS)
+            step = 4 * math.prod(dims) * work + 6 * max(sizes) * work
+            temporary = max(temporary, step, 6 * products * _F64 + 2 * max(sizes) * _F64)
+        return held + temporary
 
     def family_options(self) -> dict[str, Any]:
         return {
@@ -129,7 +191,14 @@ class PsgdDenseConfig(PsgdConfig):
     name: Literal["psgd-dense"] = "psgd-dense"
     geometry: Literal["Q0.5EQ1.5", "EQ", "QEQ", "QUAD"] = _GEOMETRY
     description: ClassVar[str] = "PSGD with one dense preconditioner (small problems)"
+    memory_fields: ClassVar[tuple[str, ...]] = ("name",)
     psgd_class: ClassVar = psgd.Dense
+
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        n = _numel(shapes)
+        # Q, P, a fitting step's n × n temporaries and a snapshot's float64 spectrum:
+        # 12 n² floats in all measured at n = 4096 (peak RSS, Newton and whitening).
+        return 14 * n * n * work
 
     def family_options(self) -> dict[str, Any]:
         return {"geometry": self.geometry}
@@ -139,7 +208,15 @@ class PsgdLraConfig(PsgdConfig):
     name: Literal["psgd-lra"] = "psgd-lra"
     rank: int = Field(10, ge=0, le=256, description="rank r of Q = (I + UVᵀ) diag(d)")
     description: ClassVar[str] = "PSGD with a low-rank plus diagonal preconditioner"
+    memory_fields: ClassVar[tuple[str, ...]] = ("rank",)
     psgd_class: ClassVar = psgd.LRA
+
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        n = _numel(shapes)
+        # U, V, d and the fitting step's n × r temporaries; up to 4096 parameters a
+        # snapshot forms Q and P densely in float64 for their exact eigenvalues.
+        spectrum = 4 * n * n * _F64 if n <= psgd.base.MATRIX_LIMIT else 0
+        return (8 * n * self.rank + 2 * n) * work + spectrum
 
     def family_options(self) -> dict[str, Any]:
         return {"rank": self.rank}
@@ -150,6 +227,9 @@ class PsgdXmatConfig(PsgdConfig):
     description: ClassVar[str] = "PSGD with an X-shaped (diagonal + anti-diagonal) preconditioner"
     psgd_class: ClassVar = psgd.XMat
 
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        return 12 * _numel(shapes) * work  # a and b, ten vectors while fitting
+
 
 class PsgdDiagConfig(PsgdConfig):
     name: Literal["psgd-diag"] = "psgd-diag"
@@ -158,6 +238,9 @@ class PsgdDiagConfig(PsgdConfig):
     )
     description: ClassVar[str] = "PSGD with a diagonal preconditioner"
     psgd_class: ClassVar = psgd.Diag
+
+    def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
+        return 8 * _numel(shapes) * work  # q, its bounds, six vectors while fitting
 
     def family_options(self) -> dict[str, Any]:
         return {"elementwise_normalizer": self.elementwise_normalizer}
@@ -171,6 +254,9 @@ class SgdConfig(OptimizerConfig):
     weight_decay: float = _weight_decay()
     description: ClassVar[str] = "stochastic gradient descent (torch.optim.SGD)"
 
+    def vectors(self, shapes: Shapes) -> int:
+        return 1 + (1 if self.momentum else 0)
+
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
@@ -183,6 +269,9 @@ class SgdNesterovConfig(OptimizerConfig):
     momentum: float = Field(0.9, gt=0, lt=1, description="Nesterov momentum")
     weight_decay: float = _weight_decay()
     description: ClassVar[str] = "SGD with Nesterov momentum"
+
+    def vectors(self, shapes: Shapes) -> int:
+        return 3  # momentum, the Nesterov direction, a temporary
 
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return torch.optim.SGD(
@@ -200,6 +289,9 @@ class _AdamFamily(OptimizerConfig):
     beta2: float = Field(0.999, ge=0, lt=1, description="second-moment decay")
     eps: float = Field(1e-8, gt=0, le=1, description="denominator guard")
     adam_class: ClassVar[type[torch.optim.Optimizer]]
+
+    def vectors(self, shapes: Shapes) -> int:
+        return 4  # both moments, two temporaries of the update
 
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return self.adam_class(
@@ -234,6 +326,9 @@ class RmspropConfig(OptimizerConfig):
     weight_decay: float = _weight_decay()
     description: ClassVar[str] = "RMSprop"
 
+    def vectors(self, shapes: Shapes) -> int:
+        return 3 + (1 if self.momentum else 0)
+
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, **self.model_dump(exclude={"name"}))
 
@@ -245,6 +340,9 @@ class AdagradConfig(OptimizerConfig):
     eps: float = Field(1e-10, gt=0, le=1, description="denominator guard")
     weight_decay: float = _weight_decay()
     description: ClassVar[str] = "Adagrad"
+
+    def vectors(self, shapes: Shapes) -> int:
+        return 3
 
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(params, **self.model_dump(exclude={"name"}))
@@ -259,6 +357,10 @@ class LbfgsConfig(OptimizerConfig):
         "strong_wolfe", description="line search; empty = fixed step"
     )
     description: ClassVar[str] = "L-BFGS (closure-driven, several evaluations per step)"
+    memory_fields: ClassVar[tuple[str, ...]] = ("history_size",)
+
+    def vectors(self, shapes: Shapes) -> int:
+        return 2 * self.history_size + 6  # (s, y) pairs; gradients, direction, line search
 
     @property
     def step_kind(self) -> str:
@@ -309,6 +411,13 @@ class MuonConfig(OptimizerConfig):
     adamw_lr: float = Field(1e-3, gt=0, le=100, description="AdamW lr for non-matrix params")
     description: ClassVar[str] = "Muon on matrix parameters, AdamW on the rest"
 
+    def state_bytes(self, shapes: Shapes, element_bytes: int) -> int:
+        # Momentum (AdamW's two moments off the matrices) plus Newton–Schulz iterates:
+        # a few copies of each matrix and its min(m, n)² Gram matrix, one matrix at a time.
+        matrices = [shape for shape in shapes if len(shape) == 2] or [(0, 0)]
+        newton_schulz = max(4 * m * n + 3 * min(m, n) ** 2 for m, n in matrices)
+        return (4 * _numel(shapes) + newton_schulz) * element_bytes
+
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer | Composite:
         matrices = [p for p in params if p.dim() == 2]
         others = [p for p in params if p.dim() != 2]
@@ -335,6 +444,9 @@ class AdafactorConfig(OptimizerConfig):
     d: float = Field(1.0, gt=0, le=100, description="update clipping threshold")
     weight_decay: float = _weight_decay()
     description: ClassVar[str] = "Adafactor (factored second moments)"
+
+    def vectors(self, shapes: Shapes) -> int:
+        return 3  # row/column statistics are small; a vector's variance, two temporaries
 
     def build(self, params: Params, seed: int) -> torch.optim.Optimizer:
         return torch.optim.Adafactor(params, **self.model_dump(exclude={"name"}))

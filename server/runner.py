@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
 import psgd
@@ -51,7 +51,7 @@ class JobSpec(BaseModel):
     optimizer: AnyOptimizerConfig
     steps: int | None = Field(None, ge=1, description="optimizer steps (default 500)")
     epochs: int | None = Field(
-        None, ge=1, description="epochs, for dataset tasks (default 5); overrides steps"
+        None, ge=1, description="epochs, for dataset tasks only (default 5); not with steps"
     )
     seed: int = Field(0, ge=0, lt=2**31, description="seed of data, init and optimizer")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -62,6 +62,19 @@ class JobSpec(BaseModel):
         None, description="target of the task's metric (loss, or test accuracy for CIFAR)"
     )
     max_seconds: float | None = Field(None, gt=0, description="wall-clock limit of this job")
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs_only_for_epoch_tasks(cls, epochs: int | None, info: ValidationInfo) -> int | None:
+        """Refuse an `epochs` the runner would ignore (it used to run 500 steps instead)."""
+        task = info.data.get("task")
+        if epochs is None or task is None:
+            return epochs
+        if task.budget_unit != "epochs":
+            raise ValueError(f"task {task.name!r} has no epochs; give steps instead")
+        if info.data.get("steps") is not None:
+            raise ValueError("give steps or epochs, not both")
+        return epochs
 
     @model_validator(mode="before")
     @classmethod

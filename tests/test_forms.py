@@ -34,7 +34,7 @@ def test_every_property_gets_an_input_of_its_type_with_bounds_in_words():
     assert quadratic["dim"].kind == "int" and "(≥ 2, ≤ 4096)" in quadratic["dim"].info
     assert quadratic["start"].kind == "list" and quadratic["start"].nullable
     assert quadratic["dtype"].choices == ("float32", "float64")  # from its pattern
-    assert by_key(TASKS["cifar10"]["schema"])["data_path"].kind == "text"
+    assert by_key(TASKS["cifar10"]["schema"])["dataset"].kind == "text"
     lbfgs = by_key(OPTIMIZERS["lbfgs"]["schema"])["line_search_fn"]
     assert lbfgs.kind == "choice" and lbfgs.choices == ("strong_wolfe",) and lbfgs.nullable
 

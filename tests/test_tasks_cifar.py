@@ -48,9 +48,11 @@ def data() -> tuple[torch.Tensor, ...]:
     return cifar._load_shared(ARCHIVE)
 
 
-def _config(**overrides: object) -> CifarConfig:
-    fields = {"data_path": str(ARCHIVE), "train_size": 200, "test_size": 100, "batch_size": 64}
-    return CifarConfig(**{**fields, **overrides})
+def _build(seed: int = 0, **overrides: object) -> cifar.CifarTask:
+    """A small task on the shared subset, read from its local path."""
+    fields = {"train_size": 200, "test_size": 100, "batch_size": 64}
+    with cifar.local_data(ARCHIVE):
+        return CifarConfig(**{**fields, **overrides}).build(CPU, seed)
 
 
 def _fake_archive(data: tuple[torch.Tensor, ...], per_batch: int = 20, protocol: int = 2) -> bytes:
@@ -267,7 +269,7 @@ def test_default_data_path_falls_back_to_extra_dir(
 
 
 def test_task_step_loss_and_purity(data: tuple[torch.Tensor, ...]) -> None:
-    task = _config().build(CPU, seed=0)
+    task = _build()
     assert task.budget_unit == "epochs" and task.target_metric == ("test_accuracy", False)
     assert task.steps_per_epoch == math.ceil(200 / 64)
     info = task.describe()
@@ -283,7 +285,7 @@ def test_task_step_loss_and_purity(data: tuple[torch.Tensor, ...]) -> None:
 
 
 def test_batches_are_seeded_and_cover_each_epoch(data: tuple[torch.Tensor, ...]) -> None:
-    a, b, c = (_config(batch_size=48).build(CPU, seed=s) for s in (0, 0, 1))
+    a, b, c = (_build(s, batch_size=48) for s in (0, 0, 1))
     for task in (a, b, c):
         task.next_batch()
     assert a._x is not None and a._x.shape == (48, 3, 32, 32) and a._x.dtype == torch.float32
@@ -301,7 +303,7 @@ def test_batches_are_seeded_and_cover_each_epoch(data: tuple[torch.Tensor, ...])
 
 def test_newton_fitting_runs_through_batchnorm(data: tuple[torch.Tensor, ...]) -> None:
     psgd = pytest.importorskip("psgd")
-    task = _config(augment=False).build(CPU, seed=0)
+    task = _build(augment=False)
     opt = psgd.Kron(task.params, lr=0.01, fitting="newton", preconditioner_update_probability=1.0)
     task.next_batch()
     before = [p.detach().clone() for p in task.params]
@@ -311,7 +313,7 @@ def test_newton_fitting_runs_through_batchnorm(data: tuple[torch.Tensor, ...]) -
 
 
 def test_evaluate_keys_ranges_and_modes(data: tuple[torch.Tensor, ...]) -> None:
-    task = _config(dtype="float64", train_size=100).build(CPU, seed=0)
+    task = _build(dtype="float64", train_size=100)
     metrics = task.evaluate()
     assert set(metrics) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
@@ -326,3 +328,99 @@ def test_resnet18_shape_and_size() -> None:
     model = cifar.ResNet18()
     assert 11_000_000 < sum(p.numel() for p in model.parameters()) < 11_300_000
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+# ---------------------------------------------------------------------- dataset names
+def _data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    volume, bundled = tmp_path / "data", tmp_path / "bundled"
+    volume.mkdir()
+    bundled.mkdir()
+    monkeypatch.setenv("PSGD_PLAYGROUND_DATA_DIR", str(volume))
+    monkeypatch.setenv("PSGD_PLAYGROUND_EXTRA_DATA_DIR", str(bundled))
+    return volume, bundled
+
+
+def test_a_named_dataset_is_found_in_the_data_folders_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volume, bundled = _data_dirs(tmp_path, monkeypatch)
+    (bundled / "mine.tar.gz").touch()
+    assert cifar.locate_dataset("mine.tar.gz") == (bundled / "mine.tar.gz", "dataset 'mine.tar.gz'")
+    (volume / "mine.tar.gz").touch()  # the data folder first
+    assert cifar.locate_dataset("mine.tar.gz")[0] == volume / "mine.tar.gz"
+    with pytest.raises(FileNotFoundError) as info:
+        cifar.locate_dataset("other.tar.gz")
+    assert "'other.tar.gz'" in str(info.value) and str(tmp_path) not in str(info.value)
+    with cifar.local_data(tmp_path / "anywhere"):  # local callers read any path
+        assert cifar.locate_dataset("mine.tar.gz")[0] == tmp_path / "anywhere"
+
+
+def test_a_job_error_names_the_dataset_not_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volume, _ = _data_dirs(tmp_path, monkeypatch)
+    (volume / "junk.tar.gz").write_bytes(b"not an archive")
+    for name, error in (("junk.tar.gz", ValueError), ("missing.tar.gz", FileNotFoundError)):
+        with pytest.raises(error) as info:
+            CifarConfig(dataset=name).build(CPU, seed=0)
+        assert f"dataset {name!r}" in str(info.value) and str(tmp_path) not in str(info.value)
+    with pytest.raises(FileNotFoundError) as info:  # no default dataset either
+        CifarConfig().build(CPU, seed=0)
+    assert "psgd-playground data download" in str(info.value)
+    assert str(tmp_path) not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "../x", "a/b", ".x", "a..b", "x" * 101])
+def test_a_dataset_name_is_not_a_path(name: str) -> None:
+    with pytest.raises(ValidationError, match="dataset"):
+        CifarConfig(dataset=name)
+
+
+def _loads_within(seconds: float, path: Path) -> BaseException | None:
+    """load_cifar10 in a thread; the error it raised, or a failure if it did not return."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            load_cifar10(path, "dataset 'x'")
+            outcome.append(None)
+        except BaseException as e:  # handed to the test
+            outcome.append(e)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"loading {path} did not return within {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs fifos")
+def test_devices_and_fifos_are_refused_without_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.tar.gz"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        error = _loads_within(10, path)
+        assert isinstance(error, ValueError) and "not a regular file" in str(error)
+
+
+def test_reading_is_capped(
+    data: tuple[torch.Tensor, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "small.tar.gz"
+    archive.write_bytes(_fake_archive(data, per_batch=4))
+    assert load_cifar10(archive)[0].shape == (20, 3, 32, 32)
+    monkeypatch.setattr(cifar, "MAX_DATASET_BYTES", archive.stat().st_size - 1)
+    with pytest.raises(ValueError, match="MiB of data"):
+        load_cifar10(archive)  # the file itself
+    monkeypatch.setattr(cifar, "MAX_DATASET_BYTES", archive.stat().st_size + 1)
+    with pytest.raises(ValueError, match="MiB of data"):
+        load_cifar10(archive)  # what it unpacks to (≈ 12 KiB per batch)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
+        (folder / name).write_bytes(b"x" * 1000)
+    monkeypatch.setattr(cifar, "MAX_DATASET_BYTES", 5000)
+    with pytest.raises(ValueError, match="MiB of data"):
+        load_cifar10(folder)

@@ -29,7 +29,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from server import memory
 from server.events import FINAL_STATUSES
+from server.jobs import processes
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
 from server.jobs.quota import JobQuota
@@ -84,16 +86,29 @@ class JobService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> list[str]:
-        """Start the executor, settle jobs a previous server left running, resubmit queued
-        jobs (oldest first). Returns the ids of the jobs found running."""
-        self.executor.start(self.on_event, self.on_exit)
-        recovered = self.store.recover(requeue=self.settings.requeue_interrupted)
+        """Settle jobs a previous server left running (killing any worker of theirs still
+        alive, so that no job runs twice), start the executor, resubmit queued jobs (oldest
+        first). Returns the ids of the jobs found running."""
+        unstoppable = self._kill_leftover_workers()
+        self.executor.start(self.on_event, self.on_exit, self.on_launch)
+        recovered = self.store.recover(self.settings.requeue_interrupted, unstoppable)
         if recovered:
             verb = "requeued" if self.settings.requeue_interrupted else "marked interrupted"
             log.warning("%d job(s) were running when the server stopped: %s", len(recovered), verb)
         for job in reversed(self._all_jobs(status="queued")):
             self.executor.submit(job["id"], job["spec"])
         return recovered
+
+    def _kill_leftover_workers(self) -> set[str]:
+        """Kill the recorded workers of jobs left running that are still alive; returns
+        the jobs whose worker survived (they are not run again)."""
+        unstoppable = set()
+        for job_id, pid, started in self.store.leftover_workers():
+            if processes.kill_leftover(pid, started):
+                continue
+            log.error("job %s: its worker (pid %d) from before the restart survives", job_id, pid)
+            unstoppable.add(job_id)
+        return unstoppable
 
     def stop(self) -> None:
         """Stop the executor. Jobs it was running stay "running" in the store, queued ones
@@ -158,7 +173,7 @@ class JobService:
                     raise InvalidSpec(
                         validation_message(e, tags_after={"task": task_name}, renames=renames)
                     ) from e
-                jobs.append(self._apply_server_limits(job))
+                jobs.append(self._apply_server_limits(job, f"optimizers[{i}]"))
         if len(jobs) > self.settings.max_queued:
             raise InvalidSpec(
                 f"optimizers × seeds: {len(jobs)} jobs, more than this server queues "
@@ -166,7 +181,7 @@ class JobService:
             )
         return comparison, jobs
 
-    def _apply_server_limits(self, job: JobSpec) -> JobSpec:
+    def _apply_server_limits(self, job: JobSpec, optimizer_at: str = "optimizer") -> JobSpec:
         if job.steps is not None and job.steps > self.settings.max_steps:
             raise InvalidSpec(
                 f"steps: {job.steps} exceeds this server's limit of {self.settings.max_steps}"
@@ -176,7 +191,21 @@ class JobService:
         if job.device == "cuda" and (self.settings.device == "cpu" or not self._cuda):
             why = "runs jobs on cpu" if self.settings.device == "cpu" else "has no CUDA device"
             raise InvalidSpec(f"device: 'cuda' requested but this server {why}")
+        self._check_memory(job, optimizer_at)
         return job
+
+    def _check_memory(self, job: JobSpec, optimizer_at: str) -> None:
+        """Refuse a job whose estimated peak memory exceeds the executor's per-job limit.
+
+        CPU jobs only: the limit is not applied to CUDA jobs, whose memory is the GPU's.
+        """
+        limit_mb = getattr(self.executor, "memory_limit_mb", None)
+        on_cuda = job.device == "cuda" or (job.device == "auto" and self._cuda)
+        if not limit_mb or on_cuda:
+            return
+        why = memory.refusal(job, limit_mb << 20, optimizer_at)
+        if why is not None:
+            raise InvalidSpec(why)
 
     def _check_queue(self, new: int) -> None:
         _, queued = self.store.list_jobs(limit=0, status="queued")
@@ -283,8 +312,8 @@ class JobService:
                 return
             try:
                 event_id = self.store.append_event(job_id, event)
-                if kind == "started":
-                    self.store.set_status(job_id, "running")
+                if kind == "started":  # running already, unless the executor did not say
+                    self.store.mark_running(job_id)
                 elif kind == "status":
                     self._final_sent.add(job_id)
                     status, message = event.get("status"), str(event.get("message", ""))
@@ -297,6 +326,18 @@ class JobService:
             if isinstance(event.get("step"), int):
                 self._last_step[job_id] = event["step"]
             self.broker.publish(job_id, {"id": event_id, "job_id": job_id, "event": event})
+
+    def on_launch(self, job_id: str, pid: int | None, started: int | None) -> None:
+        """A worker took the job: it is running from now on (recorded with its worker)."""
+        if self._stopping:
+            return
+        with self._lock:
+            if job_id in self._final_sent:
+                return
+            try:
+                self.store.mark_running(job_id, pid, started)
+            except KeyError:  # deleted meanwhile
+                return
 
     def on_exit(self, job_id: str, error: str | None) -> None:
         """A job's worker is done; give the job a final status if it has none."""

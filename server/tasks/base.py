@@ -9,6 +9,7 @@ problems, evaluation metrics). The runner never needs to know which task it runs
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -18,15 +19,51 @@ from torch import Tensor
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+@dataclass(frozen=True)
+class MemoryPart:
+    """Bytes a job holds for one reason, and the task fields that set them: `shrink`
+    (sizes to lower) and `change` (choices to make differently), most effective first."""
+
+    bytes: int
+    shrink: tuple[str, ...] = ()
+    change: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskMemory:
+    """What a task holds, from its config alone (for the submit-time memory estimate)."""
+
+    param_shapes: tuple[tuple[int, ...], ...]
+    element_bytes: int
+    #: data sets, their loading and whatever else the task builds
+    data: MemoryPart
+    #: one loss with its backward pass (first order; Newton fitting roughly doubles it)
+    activations: MemoryPart
+    #: the fields that set the number of parameters
+    size: MemoryPart
+
+
 class TaskConfig(BaseModel):
     """Fields every task accepts; each task subclasses this with a `name` literal."""
 
     model_config = ConfigDict(extra="forbid")
+    #: "steps", or "epochs" for dataset tasks: a job's `epochs` is refused on the others.
+    budget_unit: ClassVar[str] = "steps"
 
-    dtype: str = Field("float32", pattern="^(float32|float64)$", description="parameter dtype")
+    dtype: str = Field(
+        "float32", pattern="^(float32|float64)$", max_length=7, description="parameter dtype"
+    )
 
     def build(self, device: torch.device, seed: int) -> Task:
         raise NotImplementedError
+
+    def memory_estimate(self) -> TaskMemory:
+        """Peak memory of the built task, conservatively (see server/memory.py)."""
+        raise NotImplementedError
+
+    @property
+    def element_bytes(self) -> int:
+        return DTYPES[self.dtype].itemsize
 
 
 class Task(ABC):

@@ -7,13 +7,18 @@ Data
     `cifar-10-batches-py` folder. The pickles are read with a restricted unpickler that
     only rebuilds byte arrays, so numpy is not needed and a tampered file cannot run code.
 
-    Where it is looked for when a config gives no `data_path`: `default_data_dir()`, i.e.
-    `$PSGD_PLAYGROUND_DATA_DIR` when set, else `~/.cache/psgd-playground/data`; in it
-    `cifar-10-python.tar.gz`, else a `cifar-10-batches-py` folder; then the same in
+    Where it is looked for: only in the data folders, `default_data_dir()` (i.e.
+    `$PSGD_PLAYGROUND_DATA_DIR` when set, else `~/.cache/psgd-playground/data`) and then
     `$PSGD_PLAYGROUND_EXTRA_DATA_DIR` when set (a read-only copy, e.g. the one the Docker
-    image bundles, which a data volume mounted over the data folder does not hide).
-    `download()` (the CLI's `psgd-playground data download`) fetches the official archive
-    into the data folder and checks its md5.
+    image bundles, which a data volume mounted over the data folder does not hide). A
+    config names a `dataset` (a file or folder name in a data folder, never a path, so an
+    API client cannot make the server read anything else); without one, the first folder
+    holding `cifar-10-python.tar.gz` or a `cifar-10-batches-py` folder is used. Only local
+    callers (the CLI's `run --data PATH`, scripts) read any path, through `local_data()`.
+    Loading refuses anything but regular files and reads at most `MAX_DATASET_BYTES`, and a
+    job's errors name the dataset, not where it lies. `download()` (the CLI's
+    `psgd-playground data download`) fetches the official archive into the data folder
+    and checks its md5.
 
 Task
     The train/test subsets are class-balanced and fixed (seed `SUBSET_SEED`, independent of
@@ -36,6 +41,7 @@ Task
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import hashlib
 import io
@@ -43,9 +49,11 @@ import itertools
 import math
 import os
 import pickle
+import stat
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -53,10 +61,10 @@ from urllib.request import urlopen
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from server.tasks.base import DTYPES, Task, TaskConfig
+from server.tasks.base import DTYPES, MemoryPart, Task, TaskConfig, TaskMemory
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -88,6 +96,21 @@ STD = (0.2470, 0.2435, 0.2616)
 #: seed of the train/test subset selection (fixed: the data are part of the task).
 SUBSET_SEED = 0
 _CHUNK = 1 << 20
+#: the most bytes a dataset may hold (its archive, its unpacked batches, its folder's
+#: batch files): the official archive unpacks to 178 MiB.
+MAX_DATASET_BYTES = 256 << 20
+#: a dataset name: one file or folder name in a data folder, never a path.
+DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+DATASET_MAX_LENGTH = 100
+_LOCAL_SOURCE: ContextVar[Path | None] = ContextVar("cifar_local_source", default=None)
+#: bytes of the images and labels of the full CIFAR-10 (60,000 images)
+FULL_DATASET_BYTES = 60_000 * (3 * 32 * 32 + 8)
+#: peak bytes of loading a dataset per byte of its file: the pickles read, their arrays'
+#: copies, the tensors (measured: see tests/test_memory_estimate.py)
+_LOAD_FACTOR = 3
+#: tensors of a layer's output size a training step holds per image (outputs, saved
+#: inputs, BatchNorm statistics, max-pool indices, their gradients), measured on small_cnn
+_ACTIVATION_FACTOR = 1.5
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,17 +125,61 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "psgd-playground" / "data"
 
 
-def default_data_path() -> Path:
-    """Where a config without `data_path` reads from (see the module docstring)."""
+def data_dirs() -> list[Path]:
+    """The folders datasets are looked for in, in order (see the module docstring)."""
     folders = [default_data_dir()]
     extra = os.environ.get(EXTRA_DATA_DIR_ENV)
     if extra:
         folders.append(Path(extra).expanduser())
+    return folders
+
+
+def default_data_path() -> Path:
+    """Where a config without `dataset` reads from (see the module docstring)."""
+    folders = data_dirs()
     for folder in folders:
         for candidate in (folder / ARCHIVE_NAME, folder / BATCHES_DIR):
             if candidate.exists():
                 return candidate
     return folders[0] / ARCHIVE_NAME
+
+
+@contextlib.contextmanager
+def local_data(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Within the block, cifar10 tasks built in this thread read `path` (an archive or a
+    folder, anywhere) instead of the data folders: for local runs only, never the API."""
+    source = Path(path).expanduser()
+    token = _LOCAL_SOURCE.set(source)
+    try:
+        yield source
+    finally:
+        _LOCAL_SOURCE.reset(token)
+
+
+def locate_dataset(name: str | None) -> tuple[Path, str]:
+    """The path of a dataset and the label its errors use: the `local_data()` path when
+    one is set, else the named file or folder (or the default one) in the data folders.
+
+    The label names the dataset, never a server path: a job's error reaches the client.
+    """
+    local = _LOCAL_SOURCE.get()
+    if local is not None:
+        return local, str(local)
+    if name is None:
+        path = default_data_path()
+        if path.exists():
+            return path, "default dataset"
+        raise FileNotFoundError(
+            f"CIFAR-10 not found in this server's data folders (${DATA_DIR_ENV}, "
+            f"${EXTRA_DATA_DIR_ENV}): run `psgd-playground data download` there"
+        )
+    for folder in data_dirs():
+        if os.path.lexists(folder / name):
+            return folder / name, f"dataset {name!r}"
+    raise FileNotFoundError(
+        f"dataset {name!r} not found in this server's data folders (${DATA_DIR_ENV}, "
+        f"${EXTRA_DATA_DIR_ENV})"
+    )
 
 
 def _missing_message(path: Path) -> str:
@@ -331,31 +398,56 @@ def _parse_batch(raw: bytes, name: str) -> tuple[Tensor, Tensor]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _read_members(path: Path) -> dict[str, bytes]:
-    """The batch files of an archive or a folder, by name (only those that exist)."""
+def _regular_size(path: Path, label: str) -> int:
+    """The size of a regular file; ValueError for a device, fifo, socket or folder.
+
+    Why: reading /dev/zero or a fifo would never end.
+    """
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{label}: not a regular file")
+    return info.st_size
+
+
+def _too_large(label: str) -> ValueError:
+    return ValueError(f"{label}: more than {MAX_DATASET_BYTES >> 20} MiB of data")
+
+
+def _read_members(path: Path, label: str) -> dict[str, bytes]:
+    """The batch files of an archive or a folder, by name (only those that exist), at
+    most `MAX_DATASET_BYTES` of them in all."""
     wanted = (*TRAIN_BATCHES, TEST_BATCH)
     found: dict[str, bytes] = {}
     if path.is_dir():
-        for name in wanted:
-            if (path / name).is_file():
-                found[name] = (path / name).read_bytes()
-        return found
+        files = [path / name for name in wanted if (path / name).exists()]
+        if sum(_regular_size(file, f"{label}: {file.name}") for file in files) > MAX_DATASET_BYTES:
+            raise _too_large(label)
+        return {file.name: file.read_bytes() for file in files}
+    if _regular_size(path, label) > MAX_DATASET_BYTES:
+        raise _too_large(label)
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:  # sequential: one pass through the gzip stream
+                if member.offset_data + member.size > MAX_DATASET_BYTES:
+                    raise _too_large(label)  # before reading or skipping past its data
                 name = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and name in wanted and name not in found:
                     f = archive.extractfile(member)
                     if f is not None:
                         found[name] = f.read()
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable CIFAR-10 .tar.gz archive ({e})") from e
+        raise ValueError(f"{label}: not a readable CIFAR-10 .tar.gz archive ({e})") from e
     return found
 
 
-def _resolve_source(path: Path) -> Path:
-    """The archive or batches folder that `path` points to (directly or as its parent)."""
+def _resolve_source(path: Path, label: str | None = None) -> Path:
+    """The archive or batches folder that `path` points to (directly or as its parent).
+
+    Errors name `label` (a dataset name) instead of the path when given.
+    """
     if not path.exists():
+        if label is not None:
+            raise FileNotFoundError(f"{label}: not found")
         raise FileNotFoundError(_missing_message(path))
     if not path.is_dir():
         return path
@@ -366,24 +458,30 @@ def _resolve_source(path: Path) -> Path:
     for name in ARCHIVE_NAMES:
         if (path / name).is_file():
             return path / name
+    if label is not None:
+        raise FileNotFoundError(f"{label}: a folder without CIFAR-10 batches or archive")
     raise FileNotFoundError(_missing_message(path / ARCHIVE_NAME))
 
 
-def load_cifar10(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_cifar10(
+    path: str | os.PathLike[str], label: str | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Read CIFAR-10 from a `.tar.gz` archive or a folder.
 
     `path` may be the archive, the `cifar-10-batches-py` folder, or a folder holding one
     of those. Returns `(train_x, train_y, test_x, test_y)`: uint8 N×3×32×32 images and
     int64 labels in 0..9, train batches concatenated in order 1..5. Raises
     FileNotFoundError (with how to get the data) when nothing is there, ValueError when
-    the contents are not CIFAR-10 python batches.
+    the contents are not CIFAR-10 python batches, not regular files, or too large.
+    Messages name `label` when given (a dataset name), else the path.
     """
-    source = _resolve_source(Path(path).expanduser())
-    members = _read_members(source)
+    source = _resolve_source(Path(path).expanduser(), label)
+    label = str(source) if label is None else label
+    members = _read_members(source, label)
     missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if n not in members]
     if missing:
         raise ValueError(
-            f"{source}: not a complete CIFAR-10 python dataset; missing {', '.join(missing)}"
+            f"{label}: not a complete CIFAR-10 python dataset; missing {', '.join(missing)}"
         )
     train = [_parse_batch(members.pop(n), n) for n in TRAIN_BATCHES]
     test_x, test_y = _parse_batch(members.pop(TEST_BATCH), TEST_BATCH)
@@ -393,18 +491,20 @@ def load_cifar10(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor, 
 
 
 @functools.lru_cache(maxsize=1)
-def _load_cached(source: str, mtime_ns: int, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return load_cifar10(source)
+def _load_cached(
+    source: str, mtime_ns: int, size: int, label: str | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return load_cifar10(source, label)
 
 
-def _load_shared(path: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _load_shared(path: Path, label: str | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`load_cifar10` memoised on (path, mtime, size) for repeated builds in one process.
 
     Holds one dataset (≤ 184 MB for the full CIFAR-10); callers must not modify the result.
     """
-    source = _resolve_source(path.expanduser()).resolve()
-    stat = source.stat()
-    return _load_cached(str(source), stat.st_mtime_ns, stat.st_size)
+    source = _resolve_source(path.expanduser(), label).resolve()
+    info = source.stat()
+    return _load_cached(str(source), info.st_mtime_ns, info.st_size, label)
 
 
 def select_subset(labels: Tensor, n: int, seed: int, num_classes: int = NUM_CLASSES) -> Tensor:
@@ -535,12 +635,17 @@ def augment_batch(x: Tensor, generator: torch.Generator, padding: int = 4) -> Te
 class CifarConfig(TaskConfig):
     """CIFAR-10 classification on a class-balanced subset (budget in epochs)."""
 
+    budget_unit: ClassVar[str] = "epochs"
+
     name: Literal["cifar10"] = Field("cifar10", description="task name")
-    data_path: str | None = Field(
+    dataset: str | None = Field(
         None,
+        pattern=DATASET_PATTERN,
+        max_length=DATASET_MAX_LENGTH,
         description=(
-            "cifar-10-python.tar.gz, a cifar-10-batches-py folder, or a folder holding "
-            f"either; None = ${DATA_DIR_ENV} or ~/.cache/psgd-playground/data"
+            "name of an archive or folder in the server's data folders (not a path), e.g. "
+            "cifar-10-subset-python.tar.gz; empty = cifar-10-python.tar.gz or "
+            "cifar-10-batches-py there"
         ),
     )
     train_size: int = Field(
@@ -558,14 +663,72 @@ class CifarConfig(TaskConfig):
         True, description="random crop (4-pixel padding) and horizontal flip of train batches"
     )
 
+    @field_validator("dataset")
+    @classmethod
+    def _a_name_not_a_path(cls, name: str | None) -> str | None:
+        if name is not None and ".." in name:
+            raise ValueError("a dataset name must not contain '..'")
+        return name
+
     def build(self, device: torch.device, seed: int) -> CifarTask:
         return CifarTask(self, torch.device(device), seed)
+
+    def memory_estimate(self) -> TaskMemory:
+        shapes, per_image, widest = _model_sizes(self.model)
+        eb = self.element_bytes
+        images = (self.train_size + 2 * self.test_size) * (3 * 32 * 32 + 8)
+        # an evaluation chunk's forward pass without gradients: about three layers alive
+        evaluation = 3 * CifarTask.eval_chunk * widest * eb
+        batch = self.batch_size * 3 * 32 * 32 * (4 * eb + 8)  # normalised, padded, cropped
+        return TaskMemory(
+            param_shapes=shapes,
+            element_bytes=eb,
+            data=MemoryPart(
+                _LOAD_FACTOR * _dataset_bytes(self.dataset) + images + evaluation,
+                ("train_size", "test_size"),
+                ("dataset",),
+            ),
+            activations=MemoryPart(
+                int(_ACTIVATION_FACTOR * self.batch_size * per_image * eb) + batch,
+                ("batch_size",),
+                ("model",),
+            ),
+            size=MemoryPart(0, (), ("model",)),
+        )
+
+
+@functools.cache
+def _model_sizes(model: str) -> tuple[tuple[tuple[int, ...], ...], int, int]:
+    """A model's parameter shapes, the values its layers output per image and the most
+    one layer outputs, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        network = MODELS[model]()
+        outputs: list[int] = []
+        leaves = [m for m in network.modules() if not list(m.children())]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel())) for m in leaves
+        ]
+        network(torch.empty(1, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    return tuple(tuple(p.shape) for p in network.parameters()), sum(outputs), max(outputs)
+
+
+def _dataset_bytes(name: str | None) -> int:
+    """The size of the dataset's file(s) when it is found, else the full CIFAR-10's."""
+    try:
+        source = _resolve_source(*locate_dataset(name))
+        files = [source / n for n in (*TRAIN_BATCHES, TEST_BATCH)] if source.is_dir() else [source]
+        found = sum(f.stat().st_size for f in files if f.is_file())
+    except (OSError, ValueError):
+        return FULL_DATASET_BYTES
+    return min(found, MAX_DATASET_BYTES) or FULL_DATASET_BYTES
 
 
 class CifarTask(Task):
     """A built CIFAR-10 task; see the module docstring."""
 
-    budget_unit: ClassVar[str] = "epochs"
+    budget_unit: ClassVar[str] = CifarConfig.budget_unit
     target_metric: ClassVar[tuple[str, bool]] = ("test_accuracy", False)
     eval_chunk: ClassVar[int] = 500
 
@@ -573,8 +736,8 @@ class CifarTask(Task):
         self.config = config
         self.device = device
         self.dtype = DTYPES[config.dtype]
-        path = Path(config.data_path) if config.data_path else default_data_path()
-        train_x, train_y, test_x, test_y = _load_shared(path)
+        path, self.dataset = locate_dataset(config.dataset)
+        train_x, train_y, test_x, test_y = _load_shared(path, self.dataset)
         train_idx = select_subset(train_y, config.train_size, SUBSET_SEED)
         test_idx = select_subset(test_y, config.test_size, SUBSET_SEED)
         self.train_x = train_x[train_idx].to(device)
@@ -652,6 +815,7 @@ class CifarTask(Task):
     def describe(self) -> dict[str, Any]:
         return {
             "num_params": sum(p.numel() for p in self._params),
+            "dataset": self.dataset,
             "model": self.config.model,
             "train_size": self.config.train_size,
             "test_size": self.config.test_size,

@@ -20,10 +20,12 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
-from server.tasks.base import DTYPES, Task, TaskConfig
+from server.tasks.base import DTYPES, MemoryPart, Task, TaskConfig, TaskMemory
 
 #: `hessian()` returns None above this many parameters (a dense Hessian gets expensive).
 MAX_HESSIAN_DIM = 64
+#: the largest `dim` (and `start` length) of the n-dimensional landscapes.
+MAX_DIM = 4096
 #: `solved` tolerance: within this much of the minimum value (relative when |min| > 1).
 SOLVED_TOL = 1e-6
 
@@ -166,7 +168,31 @@ def saddle(x: Tensor) -> Tensor:
 # Configs
 
 
-class RosenbrockConfig(TaskConfig):
+class LandscapeConfig(TaskConfig):
+    """A landscape: one parameter, the point, of `dimension` coordinates."""
+
+    @property
+    def dimension(self) -> int:
+        return getattr(self, "dim", 2)
+
+    def memory_estimate(self) -> TaskMemory:
+        n = self.dimension
+        # The exact Hessian (autograd) up to MAX_HESSIAN_DIM; a few vectors otherwise.
+        hessian = 4 * MAX_HESSIAN_DIM**2 * 8 if n <= MAX_HESSIAN_DIM else 0
+        return TaskMemory(
+            param_shapes=((n,),),
+            element_bytes=self.element_bytes,
+            data=MemoryPart(self.constant_bytes(), ("dim",)),
+            activations=MemoryPart(8 * n * self.element_bytes + hessian, ("dim",)),
+            size=MemoryPart(0, ("dim",) if n > 2 else ()),
+        )
+
+    def constant_bytes(self) -> int:
+        """What the task builds besides the point (the quadratic's rotation)."""
+        return 0
+
+
+class RosenbrockConfig(LandscapeConfig):
     """Rosenbrock's banana valley: Σ_i 100 (x_{2i+1} − x_{2i}²)² + (1 − x_{2i})² over uncoupled
     pairs of coordinates. A narrow curved valley with its minimum 0 at all ones; the 2-D case is
     the classic 100 (y − x²)² + (1 − x)²."""
@@ -175,12 +201,13 @@ class RosenbrockConfig(TaskConfig):
     dim: int = Field(
         2,
         ge=2,
-        le=4096,
+        le=MAX_DIM,
         description="number of coordinates; must be even (the function sums over pairs). "
         "Trajectories of dim > 2 are shown by PCA projection.",
     )
     start: list[FiniteFloat] | None = Field(
         None,
+        max_length=MAX_DIM,
         description="starting point, one value per coordinate; default [-1.5, 2.0] for dim 2, "
         "all zeros otherwise",
     )
@@ -214,7 +241,7 @@ class RosenbrockConfig(TaskConfig):
         )
 
 
-class RastriginConfig(TaskConfig):
+class RastriginConfig(LandscapeConfig):
     """Rastrigin: 20 + Σ (x² − 10 cos 2πx) in 2-D. A bowl covered in a regular grid of local
     minima; the global minimum is 0 at the origin."""
 
@@ -234,7 +261,7 @@ class RastriginConfig(TaskConfig):
         )
 
 
-class BealeConfig(TaskConfig):
+class BealeConfig(LandscapeConfig):
     """Beale: (1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)². Steep walls from the
     y³ term, flat plateaus (f is constant along y = 1) and a minimum 0 at (3, 0.5). The default
     start (1, 1.5) sits on a steep wall where the Hessian is indefinite (eigenvalues ≈ −51.5 and
@@ -264,7 +291,7 @@ HIMMELBLAU_MINIMA = [
 ]
 
 
-class HimmelblauConfig(TaskConfig):
+class HimmelblauConfig(LandscapeConfig):
     """Himmelblau: (x² + y − 11)² + (x + y² − 7)². Four minima of value 0; which one a run
     reaches depends on the optimizer and the start."""
 
@@ -289,7 +316,7 @@ ST_LOCAL = 2.746802770990837  # the other minimum of the 1-D term
 ST_MIN_1D = -39.16616570377141
 
 
-class StyblinskiTangConfig(TaskConfig):
+class StyblinskiTangConfig(LandscapeConfig):
     """Styblinski–Tang: ½ Σ (x⁴ − 16x² + 5x) in 2-D. Global minimum ≈ −78.33233 at
     (−2.903534, −2.903534), three worse local minima. The default start (0.5, 0.5) lies just past
     the ridge at x ≈ 0.157, so plain descent falls into the worst local minimum (2.7468, 2.7468),
@@ -313,7 +340,7 @@ class StyblinskiTangConfig(TaskConfig):
         )
 
 
-class SaddleConfig(TaskConfig):
+class SaddleConfig(LandscapeConfig):
     """The saddle x² − y². Curving up along x and down along y, with no minimum: a run that
     escapes the saddle descends without end and stops at the step limit (or as diverged). The
     default start has a tiny y so that the escape (or the lack of one) is visible."""
@@ -334,7 +361,7 @@ class SaddleConfig(TaskConfig):
         )
 
 
-class QuadraticConfig(TaskConfig):
+class QuadraticConfig(LandscapeConfig):
     """A quadratic ½ θᵀHθ with H = O diag(λ) Oᵀ: eigenvalue magnitudes log-spaced in
     [1, condition_number], the smallest `negative_eigenvalues` of them negated (indefinite),
     O a random rotation drawn from the seed. Optional Gaussian gradient noise mimics
@@ -344,7 +371,7 @@ class QuadraticConfig(TaskConfig):
     dim: int = Field(
         10,
         ge=2,
-        le=4096,
+        le=MAX_DIM,
         description="number of parameters. Trajectories of dim > 2 are shown by PCA projection; "
         "the exact Hessian is available up to dim 64",
     )
@@ -359,7 +386,7 @@ class QuadraticConfig(TaskConfig):
     negative_eigenvalues: int = Field(
         0,
         ge=0,
-        le=4096,
+        le=MAX_DIM,
         description="how many eigenvalues are negative (at most dim): the ones of smallest "
         "magnitude are negated, making H indefinite and the loss unbounded below",
     )
@@ -376,7 +403,9 @@ class QuadraticConfig(TaskConfig):
         "off: H is diagonal (axis-aligned)",
     )
     start: list[FiniteFloat] | None = Field(
-        None, description="starting point, one value per coordinate; default all ones"
+        None,
+        max_length=MAX_DIM,
+        description="starting point, one value per coordinate; default all ones",
     )
 
     @model_validator(mode="after")
@@ -388,6 +417,13 @@ class QuadraticConfig(TaskConfig):
         if self.start is not None and len(self.start) != self.dim:
             raise ValueError(f"start has {len(self.start)} values but dim is {self.dim}")
         return self
+
+    def constant_bytes(self) -> int:
+        if not self.rotate:
+            return 4 * self.dim * 8
+        # Building the rotation: the float64 Gaussian, its QR factors and workspace, the
+        # sign-fixed copy; then the rotation kept in the parameter dtype.
+        return self.dim**2 * (5 * 8 + self.element_bytes)
 
     def eigenvalues(self) -> Tensor:
         """The spectrum of H (float64, CPU), in order of increasing magnitude."""
