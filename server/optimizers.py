@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from torch import Tensor
 
 import psgd
-from psgd import kron
+from psgd import kron, spectra
 from psgd.base import PSGDOptimizer
 
 Params = list[Tensor]
@@ -31,9 +31,8 @@ _F64 = 8
 #: PSGD's per-step vectors beyond momentum: probe v, Hv or the gathered gradient, the
 #: damping noise and its sum, the gathered direction and its preconditioned copy.
 _PSGD_VECTORS = 8
-#: a snapshot's Kronecker spectrum enumerates at most this many products (psgd.linalg),
-#: holding about six float64 arrays of that length at once.
-_SPECTRUM_PRODUCTS = 1 << 22
+#: floats of the Krylov basis behind LRA's estimated spectrum, at most (psgd.spectra)
+_KRYLOV_FLOATS = 4_000_000
 
 
 class OptimizerConfig(BaseModel):
@@ -172,8 +171,10 @@ class PsgdKronConfig(PsgdConfig):
             sizes = [d * d if kind == "dense" else d for d, kind in zip(dims, kinds)]
             held += 2 * sum(sizes) * work  # Q and P
             # Fitting: two tensor-sized mode products and grams, ~6 copies of the largest
-            # factor; a snapshot's eigenvalues and their products in float64.
-            products = min(math.prod(dims), _SPECTRUM_PRODUCTS)
+            # factor; a snapshot's eigenvalues and their products (at most about
+            # KRON_EXACT_PRODUCTS before compression) in float64, ~6 arrays at once.
+            bound = max(spectra.KRON_EXACT_PRODUCTS, spectra.KRON_COMPRESSED_POINTS * max(dims))
+            products = min(math.prod(dims), bound)
             step = 4 * math.prod(dims) * work + 6 * max(sizes) * work
             temporary = max(temporary, step, 6 * products * _F64 + 2 * max(sizes) * _F64)
         return held + temporary
@@ -213,9 +214,13 @@ class PsgdLraConfig(PsgdConfig):
 
     def preconditioner_bytes(self, shapes: Shapes, work: int) -> int:
         n = _numel(shapes)
-        # U, V, d and the fitting step's n × r temporaries; up to 4096 parameters a
-        # snapshot forms Q and P densely in float64 for their exact eigenvalues.
-        spectrum = 4 * n * n * _F64 if n <= psgd.base.MATRIX_LIMIT else 0
+        # U, V, d and the fitting step's n × r temporaries; a snapshot's spectrum forms P
+        # densely in float64 up to LRA_EXACT_SIZE parameters, else a Krylov basis of up to
+        # five blocks of n × (2r + 2) (and its factorisation), at most _KRYLOV_FLOATS.
+        if n <= spectra.LRA_EXACT_SIZE:
+            spectrum = 4 * n * n * _F64
+        else:
+            spectrum = 3 * min(_KRYLOV_FLOATS, 5 * n * (2 * self.rank + 2)) * _F64
         return (8 * n * self.rank + 2 * n) * work + spectrum
 
     def family_options(self) -> dict[str, Any]:
