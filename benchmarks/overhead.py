@@ -9,7 +9,9 @@ What it measures
       api     POST /api/jobs to a real `psgd-playground serve` on 127.0.0.1 with one SSE
               client attached: seconds from the POST to the first metrics event and to the
               final status (the server's own worker process, threads and start-up included).
-    Bare and runner run in this process with the same torch thread count (--threads).
+    All three use the same torch thread count (--threads; the server's concurrency is set
+    so that each of its jobs gets that many): on a loaded 2-core machine two threads made a
+    delayed-XOR step 25× slower than one.
     Ratios are medians over rounds, to the bare loop's median.
 
 Targets (issue 12): ≤ 1.05× bare for jobs of 30 s or more, ≤ 1.5× for short landscape jobs,
@@ -146,14 +148,16 @@ def runner(spec: dict[str, Any]) -> tuple[float, dict[str, Any]]:
 
 
 class Server:
-    """`psgd-playground serve` on a free loopback port (one job at a time)."""
+    """`psgd-playground serve` on a free loopback port, jobs with the same thread count."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, threads: int) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
-        env.update(PSGD_PLAYGROUND_CONCURRENCY="1", PYTHONUNBUFFERED="1")
+        # The executor gives each job cpu_count // concurrency torch threads: match --threads.
+        concurrency = max(1, (os.cpu_count() or 1) // threads)
+        env.update(PSGD_PLAYGROUND_CONCURRENCY=str(concurrency), PYTHONUNBUFFERED="1")
         env[cifar.EXTRA_DATA_DIR_ENV] = str(CIFAR_ARCHIVE.parent)
         command = [sys.executable, "-m", "playground.cli", "serve", "--port", str(self.port)]
         self.log = data_dir / "server.log"
@@ -220,7 +224,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     times: dict[str, dict[str, list[float]]] = {c.name: {} for c in wanted}
     summaries: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="psgd-overhead-") as folder:
-        server = None if args.no_api else Server(Path(folder))
+        server = None if args.no_api else Server(Path(folder), args.threads)
         try:
             for case in wanted:  # warm-up: one-time imports and data caches, untimed
                 with data_for(case):
