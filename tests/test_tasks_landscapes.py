@@ -12,6 +12,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from server.events import Status
+from server.runner import JobSpec, run_job
 from server.tasks.landscapes import (
     LANDSCAPE_CONFIGS,
     BealeConfig,
@@ -74,7 +76,7 @@ def test_value_at_known_minimum_is_the_minimum_value(cfg_cls, fields, point, exp
 
 
 def test_every_listed_minimum_has_the_minimum_value():
-    for cfg_cls in (RosenbrockConfig, RastriginConfig, BealeConfig, HimmelblauConfig):
+    for cfg_cls in (RosenbrockConfig, RastriginConfig, BealeConfig, HimmelblauConfig, SaddleConfig):
         task = build(cfg_cls)
         facts = task.describe()
         for m in facts["known_minima"]:
@@ -92,7 +94,8 @@ def test_every_listed_minimum_has_the_minimum_value():
         (BealeConfig, {}, [1.0, 1.5], 41.25),  # 2² + 3.5² + 5²
         (HimmelblauConfig, {}, [0.0, 0.0], 170.0),  # 11² + 7²
         (StyblinskiTangConfig, {}, [1.0, 1.0], -10.0),  # ½·2·(1 − 16 + 5)
-        (SaddleConfig, {}, [1.0, 2.0], -3.0),
+        (SaddleConfig, {}, [1.0, 2.0], 2.0),  # 1 + ¼(4 − 2)²
+        (SaddleConfig, {}, [0.0, 0.0], 1.0),  # the saddle point
         (QuadraticConfig, {"dim": 3, "rotate": False, "condition_number": 100.0}, [1, 1, 1], 55.5),
     ],
 )
@@ -150,7 +153,7 @@ def st_grad(x, y):
         (BealeConfig, beale_grad),
         (HimmelblauConfig, himmelblau_grad),
         (StyblinskiTangConfig, st_grad),
-        (SaddleConfig, lambda x, y: [2 * x, -2 * y]),
+        (SaddleConfig, lambda x, y: [2 * x, y**3 - 2 * y]),
     ],
 )
 def test_autograd_gradient_matches_hand_formula(cfg_cls, formula):
@@ -188,7 +191,7 @@ def test_quadratic_gradient_is_hessian_times_theta():
             ).tolist(),
         ),
         (StyblinskiTangConfig, lambda x, y: [[6 * x * x - 16, 0.0], [0.0, 6 * y * y - 16]]),
-        (SaddleConfig, lambda x, y: [[2.0, 0.0], [0.0, -2.0]]),
+        (SaddleConfig, lambda x, y: [[2.0, 0.0], [0.0, 3 * y * y - 2.0]]),
     ],
 )
 def test_hessian_matches_hand_formula(cfg_cls, formula):
@@ -383,7 +386,8 @@ def test_describe_gives_domain_start_minima_and_dim():
     st = build(StyblinskiTangConfig).describe()
     assert st["minimum_value"] == pytest.approx(ST_MIN) and len(st["local_minima"]) == 3
     saddle = build(SaddleConfig).describe()
-    assert saddle["known_minima"] == [] and saddle["minimum_value"] is None
+    assert saddle["known_minima"] == [[0.0, math.sqrt(2)], [0.0, -math.sqrt(2)]]
+    assert saddle["minimum_value"] == 0.0
     nd = build(RosenbrockConfig, dim=10).describe()
     assert nd["domain"] is None and nd["known_minima"] == [[1.0] * 10]
     # a start outside the usual window widens the plotting domain so the whole run shows
@@ -398,7 +402,7 @@ def test_solved_within_tolerance_of_minimum_value_only():
     st = build(StyblinskiTangConfig)
     assert st.solved(ST_MIN) and not st.solved(ST_MIN + 0.01)
     saddle = build(SaddleConfig)
-    assert not saddle.solved(-1e9)
+    assert saddle.solved(0.0) and not saddle.solved(1.0)  # a minimum, not the saddle point
     assert not build(QuadraticConfig, negative_eigenvalues=1).solved(-5.0)
 
 
@@ -414,3 +418,39 @@ def test_next_batch_is_a_no_op_for_deterministic_landscapes():
     before = float(task.loss().detach())
     task.next_batch()
     assert float(task.loss().detach()) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The saddle: a saddle point between two minima, bounded below
+
+
+def test_saddle_hessian_is_indefinite_at_the_saddle_and_positive_at_the_minima():
+    task = build(SaddleConfig)
+    assert grad_at(task, [0.0, 0.0]).abs().max() == 0.0
+    torch.testing.assert_close(task.hessian(), torch.tensor([[2.0, 0.0], [0.0, -2.0]], dtype=F64))
+    for m in task.describe()["known_minima"]:
+        assert grad_at(task, m).abs().max() < 1e-12
+        assert torch.linalg.eigvalsh(task.hessian()).min() > 0  # diag(2, 4): a strict minimum
+
+
+def test_saddle_is_bounded_below_by_its_minimum_value():
+    task = build(SaddleConfig)
+    grid = torch.linspace(-1e3, 1e3, 2001, dtype=F64)
+    gx, gy = torch.meshgrid(grid, grid, indexing="ij")
+    assert float(task.contour(gx, gy).min()) >= task.describe()["minimum_value"]
+
+
+@pytest.mark.parametrize("optimizer", ["psgd-dense", "sgd", "adam"])
+def test_saddle_preset_optimizers_escape_to_a_minimum(optimizer):
+    events: list = []
+    spec = {
+        "task": {"name": "saddle"},
+        "optimizer": {"name": optimizer},
+        "steps": 200,
+        "seed": 0,
+        "device": "cpu",
+    }
+    status = run_job(JobSpec.model_validate(spec), events.append)
+    assert isinstance(status, Status) and status.status == "succeeded", status.message
+    assert status.summary["solved_step"] is not None
+    assert status.summary["final_loss"] < 1e-6  # stays in the minimum, far below the saddle's 1

@@ -275,7 +275,7 @@ def test_share_url_restores_the_form(ui, server, chromium):
     page.locator("#seeds textarea, #seeds input").first.fill("3, 4")
     page.locator("#steps input").fill("123")
     page.click("#form-adam")
-    field(page, "adam", "lr").fill("0.02")
+    field(page, "adam", "lr").fill("0.03")
     page.click("#share")
     url = wait_for(
         lambda: page.locator("#share-url textarea, #share-url input").first.input_value()
@@ -288,8 +288,8 @@ def test_share_url_restores_the_form(ui, server, chromium):
         assert other.locator("#seeds textarea, #seeds input").first.input_value() == "3, 4"
         assert other.locator("#steps input").input_value() == "123"
         assert other.locator("#task input").input_value() == "saddle"
-        assert field(other, "adam", "lr").input_value() == "0.02"
-        assert field(other, "sgd", "lr").input_value() == "0.001"  # the saddle's preset
+        assert field(other, "adam", "lr").input_value() == "0.03"
+        assert field(other, "sgd", "lr").input_value() == "0.1"  # the saddle's preset
         chosen = other.inner_text("#optimizers")
         assert all(name in chosen for name in ("psgd-dense", "sgd", "adam"))
     finally:

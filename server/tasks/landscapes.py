@@ -160,8 +160,10 @@ def styblinski_tang(x: Tensor) -> Tensor:
 
 
 def saddle(x: Tensor) -> Tensor:
-    """x² − y²: a saddle at the origin, unbounded below along y."""
-    return x[..., 0] ** 2 - x[..., 1] ** 2
+    """x² + ¼(y² − 2)² = x² − y² + ¼y⁴ + 1: a saddle at the origin (value 1) between two
+    minima of value 0 at (0, ±√2)."""
+    u, v = x[..., 0], x[..., 1]
+    return u * u + 0.25 * (v * v - 2.0) ** 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,10 +342,15 @@ class StyblinskiTangConfig(LandscapeConfig):
         )
 
 
+SADDLE_MINIMA = [[0.0, math.sqrt(2.0)], [0.0, -math.sqrt(2.0)]]
+
+
 class SaddleConfig(LandscapeConfig):
-    """The saddle x² − y². Curving up along x and down along y, with no minimum: a run that
-    escapes the saddle descends without end and stops at the step limit (or as diverged). The
-    default start has a tiny y so that the escape (or the lack of one) is visible."""
+    """A saddle between two minima: x² + ¼(y² − 2)² = x² − y² + ¼y⁴ + 1. At the origin the
+    surface curves up along x and down along y (Hessian diag(2, −2), value 1); the quartic term
+    bounds it below, with minima 0 at (0, ±√2). The default start (1, 0.001) lies almost on the
+    ridge that leads into the saddle: a run that escapes along y reaches a minimum (solved), one
+    that does not stalls at the saddle with loss 1."""
 
     name: Literal["saddle"] = Field("saddle", description="task name")
     start: Point2 | None = _start_field("[1.0, 0.001]")
@@ -355,9 +362,9 @@ class SaddleConfig(LandscapeConfig):
             dtype=DTYPES[self.dtype],
             device=torch.device(device),
             domain=[[-2.0, 2.0], [-2.0, 2.0]],
-            known_minima=[],
-            minimum_value=None,
-            notes="saddle point at the origin; unbounded below along y, so never solved",
+            known_minima=[list(m) for m in SADDLE_MINIMA],
+            minimum_value=0.0,
+            notes="saddle point at the origin (value 1); minima 0 at (0, ±√2)",
         )
 
 
