@@ -26,12 +26,17 @@ def task_config(spec: dict[str, Any] | TaskConfig) -> TaskConfig:
     return spec if isinstance(spec, TaskConfig) else _ADAPTER.validate_python(spec)
 
 
+def description(cls: type[TaskConfig]) -> str:
+    """The config's whole docstring as one line: the first line alone stopped mid-sentence."""
+    return " ".join((cls.__doc__ or "").split())
+
+
 def catalogue() -> list[dict[str, Any]]:
     """Every task with its description and JSON schema (for forms and `--help`)."""
     return [
         {
             "name": name,
-            "description": (cls.__doc__ or "").strip().splitlines()[0],
+            "description": description(cls),
             "schema": cls.model_json_schema(),
         }
         for name, cls in TASKS.items()
@@ -45,5 +50,6 @@ __all__ = [
     "Task",
     "TaskConfig",
     "catalogue",
+    "description",
     "task_config",
 ]
