@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "interrupted")
+#: how a run ends; a job can also end `interrupted`, written by a restarted server (never by
+#: a worker) for a job its predecessor left running
 FINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled")
 
 
@@ -68,7 +70,7 @@ class Trajectory(BaseModel):
 class Status(BaseModel):
     type: Literal["status"] = "status"
     step: int
-    status: Literal["succeeded", "diverged", "failed", "cancelled"]
+    status: Literal["succeeded", "diverged", "failed", "cancelled", "interrupted"]
     message: str = ""
     summary: dict[str, Any] = Field(default_factory=dict)
 

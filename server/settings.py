@@ -57,7 +57,10 @@ class Settings(BaseSettings):
         False, description="rerun jobs a stopped server left running, instead of interrupted"
     )
     memory_limit_mb: int | None = Field(
-        None, ge=1, description="address-space limit of each worker process"
+        None,
+        ge=0,
+        description="address-space limit of each CPU worker process in MB (default: 3/4 of "
+        "the machine's memory / concurrency, at least 2048; 0: no limit)",
     )
     heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
     max_jobs_per_minute: int = Field(

@@ -1,8 +1,8 @@
 """A fast in-process Executor for API tests: no worker processes, no torch work.
 
 It follows the Executor contract of server/jobs/executor.py: one thread runs the jobs in
-FIFO order and makes every callback; each job emits started, `steps` metrics and a final
-status, then on_exit. Tests steer it:
+FIFO order and makes every callback; each job is launched (on_launch, with no process of
+its own), emits started, `steps` metrics and a final status, then on_exit. Tests steer it:
 
 * `pause()` / `resume()`: while paused, submitted jobs stay queued;
 * `hold()` / `release()`: a started job waits before its final status (so it is "running");
@@ -57,8 +57,9 @@ class FakeExecutor(Executor):
             self._cond.notify_all()
 
     # ---- Executor
-    def start(self, on_event: Any, on_exit: Any) -> None:
+    def start(self, on_event: Any, on_exit: Any, on_launch: Any = None) -> None:
         self.on_event, self.on_exit = on_event, on_exit
+        self.on_launch = on_launch or (lambda job_id, pid, started: None)
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -131,6 +132,7 @@ class FakeExecutor(Executor):
 
     def _run(self, job_id: str, spec: dict[str, Any], crash: bool, diverge: bool) -> None:
         steps = min(spec.get("steps") or self.max_steps, self.max_steps)
+        self.on_launch(job_id, None, None)
         self.on_event(job_id, {"type": "started", "step": 0, "total_steps": steps, "meta": {}})
         if crash:
             self.on_exit(job_id, "worker process exited with code -9 before finishing")

@@ -226,7 +226,9 @@ def test_restart_keeps_finished_jobs_and_interrupts_running_ones(server: Server)
         job = again.client.get(f"/api/jobs/{interrupt_me}").json()
         assert job["status"] == "interrupted" and job["finished"] is not None
         events = read_sse(again.client, f"/api/jobs/{interrupt_me}/events")  # ends, too
-        assert events[0]["event"]["type"] == "started"
+        statuses = [e["event"] for e in events if e["event"]["type"] == "status"]
+        assert [(s["status"], s["message"]) for s in statuses] == [("interrupted", job["message"])]
+        assert events[-1]["event"] is statuses[0]
         assert again.client.get(f"/api/jobs/{cancel_me}").json()["status"] == "cancelled"
         assert again.client.get(f"/api/jobs/{kill_me}").json()["status"] == "failed"
         assert again.client.get("/api/jobs").json()["total"] == 5

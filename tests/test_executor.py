@@ -15,8 +15,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hanging_setup import HangingSetupExecutor
 
-from server.jobs.executor import LocalExecutor
+from server.jobs import executor as executor_module
+from server.jobs.executor import LocalExecutor, default_memory_limit_mb, total_memory_mb
+from server.jobs.processes import identity
+from server.runner import Limits
+from server.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,6 +49,12 @@ class Recorder:
         self.exits: dict[str, tuple[str | None, float]] = {}
         self.threads: set[str] = set()
         self.double_exits: list[str] = []
+        self.launches: dict[str, tuple[int | None, int | None]] = {}
+
+    def on_launch(self, job_id: str, pid: int | None, started: int | None) -> None:
+        with self.cond:
+            assert job_id not in self.launches and not self.of(job_id)  # before any event
+            self.launches[job_id] = (pid, started)
 
     def on_event(self, job_id: str, event: dict[str, Any]) -> None:
         with self.cond:
@@ -90,9 +101,11 @@ def _our_workers() -> list[multiprocessing.process.BaseProcess]:
 def make_executor() -> Iterator[Callable[..., tuple[LocalExecutor, Recorder]]]:
     made: list[tuple[LocalExecutor, Recorder]] = []
 
-    def make(**kwargs: Any) -> tuple[LocalExecutor, Recorder]:
-        executor, recorder = LocalExecutor(**kwargs), Recorder()
-        executor.start(recorder.on_event, recorder.on_exit)
+    def make(
+        kind: type[LocalExecutor] = LocalExecutor, **kwargs: Any
+    ) -> tuple[LocalExecutor, Recorder]:
+        executor, recorder = kind(**kwargs), Recorder()
+        executor.start(recorder.on_event, recorder.on_exit, recorder.on_launch)
         made.append((executor, recorder))
         return executor, recorder
 
@@ -123,6 +136,8 @@ def test_a_job_runs_to_succeeded_with_its_events_in_order(make_executor) -> None
     assert steps == sorted(steps)
     assert executor.running() == [] and executor.queued() == []
     assert threading.current_thread().name not in rec.threads  # callbacks: executor thread
+    pid, started = rec.launches["a"]
+    assert pid is not None and started is not None and pid != os.getpid()
 
 
 def test_concurrency_one_queues_the_second_job_until_the_first_ends(make_executor) -> None:
@@ -135,7 +150,7 @@ def test_concurrency_one_queues_the_second_job_until_the_first_ends(make_executo
     assert rec.wait_exit("second") is None
     assert rec.first_event_time("second") >= rec.exits["first"][1]
     for job_id in ("first", "second"):
-        assert rec.of(job_id)[-1]["status"] == "succeeded"
+        assert rec.of(job_id)[-1]["status"] == "succeeded", rec.of(job_id)[-1]["message"]
 
 
 def test_cancelling_a_running_job_ends_it_within_about_a_second(make_executor) -> None:
@@ -189,6 +204,7 @@ def test_a_killed_worker_is_reported_and_the_executor_keeps_working(make_executo
     rec.wait_metrics("doomed")
     pid = executor.pid("doomed")
     assert pid is not None and pid != os.getpid()
+    assert rec.launches["doomed"] == (pid, identity(pid))  # the worker, named by its start
     os.kill(pid, signal.SIGKILL)
     error = rec.wait_exit("doomed")
     assert error == "worker process exited with code -9 before finishing"
@@ -227,3 +243,87 @@ def test_submit_and_start_rules_without_running_anything() -> None:
     with pytest.raises(RuntimeError):
         executor.start(lambda job_id, event: None, lambda job_id, error: None)
     assert not _our_workers()
+
+
+def test_a_job_hanging_in_set_up_ends_failed_at_the_servers_time_limit(make_executor) -> None:
+    executor, rec = make_executor(HangingSetupExecutor, concurrency=1, limits=Limits(max_seconds=2))
+    began = time.monotonic()
+    executor.submit("stuck", spec(50))
+    error = rec.wait_exit("stuck")
+    assert error == "time limit of 2 s reached during set-up"
+    assert rec.exits["stuck"][1] - began >= 2
+    assert [(s["status"], s["message"]) for s in _final_statuses(rec.of("stuck"))] == [
+        ("failed", error)
+    ]
+    assert executor.running() == []
+
+
+def test_a_jobs_own_time_limit_counts_from_its_launch_too(make_executor) -> None:
+    executor, rec = make_executor(HangingSetupExecutor, concurrency=1)
+    executor.submit("stuck", {**spec(50), "max_seconds": 1.5})
+    assert rec.wait_exit("stuck") == "time limit of 1.5 s reached during set-up"
+    assert [s["status"] for s in _final_statuses(rec.of("stuck"))] == ["failed"]
+
+
+def test_a_worker_killed_by_the_oom_killer_is_reported_as_out_of_memory(
+    make_executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kills = iter(range(100))  # the kernel's count of OOM kills: one more at every look
+    monkeypatch.setattr(executor_module, "_oom_kills", lambda: next(kills))
+    executor, rec = make_executor(HangingSetupExecutor, concurrency=1)
+    executor.submit("victim", spec(50))
+    rec.wait_for(lambda: executor.pid("victim") is not None, "a worker")
+    os.kill(executor.pid("victim"), signal.SIGKILL)  # as the OOM killer does
+    error = rec.wait_exit("victim")
+    assert error is not None and error.startswith("worker process exited with code -9")
+    assert "out-of-memory killer" in error and "too much memory" in error
+
+
+#: needs ≈ 16 GB for the LSTM's activations over 512 steps of a 4096-sequence batch
+HUGE = {
+    "task": {
+        "name": "xor",
+        "cell": "lstm",
+        "hidden_size": 512,
+        "sequence_length": 512,
+        "batch_size": 4096,
+    },
+    "optimizer": {"name": "adam"},
+    "steps": 1,
+    "device": "cpu",
+}
+
+
+def test_a_job_over_the_memory_limit_fails_saying_so_and_the_next_runs(make_executor) -> None:
+    floor = executor_module.MIN_MEMORY_LIMIT_MB  # the smallest default: normal jobs fit
+    executor, rec = make_executor(concurrency=1, memory_limit_mb=floor)
+    assert executor.memory_limit_mb == floor
+    executor.submit("huge", HUGE)
+    executor.submit("normal", spec(30, "psgd-dense"))
+    assert rec.wait_exit("huge") is None
+    (status,) = _final_statuses(rec.of("huge"))
+    assert status["status"] == "failed"
+    prefix = f"out of memory: the job hit this server's per-job memory limit of {floor} MB ("
+    assert status["message"].startswith(prefix), status["message"]
+    assert rec.wait_exit("normal") is None
+    assert rec.of("normal")[-1]["status"] == "succeeded"
+
+
+def test_the_default_memory_limit_shares_three_quarters_of_memory_among_the_jobs() -> None:
+    assert default_memory_limit_mb(4, total_mb=16_000) == 3000
+    assert default_memory_limit_mb(1, total_mb=16_000) == 12_000
+    assert default_memory_limit_mb(32, total_mb=16_000) == executor_module.MIN_MEMORY_LIMIT_MB
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert 0 < total_memory_mb() <= physical
+    assert _limit_of(concurrency=2) == default_memory_limit_mb(2)
+    assert _limit_of(concurrency=2, memory_limit_mb=500) == 500
+    assert _limit_of(concurrency=2, memory_limit_mb=0) is None  # no limit
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        LocalExecutor(concurrency=2, memory_limit_mb=-1)
+    assert Settings(memory_limit_mb=0).memory_limit_mb == 0
+
+
+def _limit_of(**kwargs: Any) -> int | None:
+    executor = LocalExecutor(**kwargs)
+    executor.shutdown()
+    return executor.memory_limit_mb

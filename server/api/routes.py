@@ -113,14 +113,13 @@ def build_router(settings: Settings) -> APIRouter:
     # ------------------------------------------------------------------ info
     @router.get("/health", response_model=schemas.Health, tags=["info"])
     def health(service: Service) -> dict[str, Any]:
-        running = len(service.executor.running())
-        _, queued = service.store.list_jobs(limit=0, status="queued")
+        counts = service.store.count_by_status()  # one read: no job counted twice
         return {
             "version": _version(),
             "executor": settings.executor,
             "concurrency": getattr(service.executor, "concurrency", None),
-            "queued": queued,
-            "running": running,
+            "queued": counts["queued"],
+            "running": counts["running"],
             "auth": token is not None,
         }
 

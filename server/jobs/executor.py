@@ -4,19 +4,26 @@ An executor takes (job_id, spec dict) pairs, runs each job to its end and calls 
 `on_event(job_id, event_dict)` for every event, the final status included, and
 `on_exit(job_id, error)` exactly once per job after its last event. `error` is None when the
 job sent its own final status, else a message ("cancelled before start", "worker process
-exited with code -9 before finishing", ...). Callbacks run on the executor's own thread,
-never on the caller's (so never on an asyncio loop), one at a time.
+exited with code -9 before finishing", ...). An optional `on_launch(job_id, pid, started)`
+comes first, as soon as a worker has taken the job (`pid` and `started`, the process's
+start time, identify that worker; None where there is no process of its own). Callbacks run
+on the executor's own thread, never on the caller's (so never on an asyncio loop), one at
+a time.
 
 `LocalExecutor` runs each job in a fresh spawned interpreter, so a crash, a hang or an
-out-of-memory kill ends that job only.
+out-of-memory kill ends that job only. It enforces each job's wall-clock limit from
+outside (set-up included) and a per-job memory limit (`default_memory_limit_mb`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +35,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from server.events import Status
+from server.jobs.processes import identity
 from server.jobs.worker import run_worker
 from server.runner import Limits
 
@@ -37,23 +45,38 @@ DEFAULT_LIMITS = Limits()
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 ExitCallback = Callable[[str, str | None], None]
+LaunchCallback = Callable[[str, int | None, int | None], None]
 
 CANCEL_GRACE = 1.0  # seconds a running job has to stop by itself before it is terminated
 KILL_GRACE = 0.5  # seconds after terminate() before kill()
 _READ_BATCH = 256  # events read from one job before looking at the others
+#: seconds past its time limit a job that runs steps gets, so that the runner's own check
+#: between steps ends it first (with its summary); the executor ends it only when a step hangs
+RUNNER_GRACE = 5.0
+MEMORY_FRACTION = 0.75  # of the machine's memory, shared by the jobs that run at once
+MIN_MEMORY_LIMIT_MB = 2048  # a CPU worker reserves ≈ 1 GB of address space with torch loaded
 
 
 def cancelled_status(message: str, step: int = 0) -> dict[str, Any]:
     """The final status event the executor emits for a job whose worker could not send one."""
-    return Status(step=step, status="cancelled", message=message).model_dump()
+    return _status(step, "cancelled", message)
+
+
+def _status(step: int, status: Any, message: str) -> dict[str, Any]:
+    return Status(step=step, status=status, message=message).model_dump()
 
 
 class Executor(ABC):
     """Runs jobs and reports their events; see the module docstring for the contract."""
 
     @abstractmethod
-    def start(self, on_event: EventCallback, on_exit: ExitCallback) -> None:
-        """Begin running submitted jobs, reporting through the two callbacks."""
+    def start(
+        self,
+        on_event: EventCallback,
+        on_exit: ExitCallback,
+        on_launch: LaunchCallback | None = None,
+    ) -> None:
+        """Begin running submitted jobs, reporting through the callbacks."""
 
     @abstractmethod
     def submit(self, job_id: str, spec: dict[str, Any]) -> None:
@@ -85,6 +108,47 @@ def default_concurrency() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+def default_memory_limit_mb(concurrency: int, total_mb: int | None = None) -> int:
+    """Each job's share of MEMORY_FRACTION of the machine's memory, at least
+    MIN_MEMORY_LIMIT_MB: so that `concurrency` jobs at their limit leave the server room."""
+    total = total_memory_mb() if total_mb is None else total_mb
+    return max(MIN_MEMORY_LIMIT_MB, int(total * MEMORY_FRACTION / max(1, concurrency)))
+
+
+def total_memory_mb() -> int:
+    """The machine's physical memory, or a smaller cgroup (container) limit, in MB."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total // 2**20
+
+
+def _oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed since boot (Linux)."""
+    try:
+        with open("/proc/vmstat") as file:
+            for line in file:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _time_limit(spec: dict[str, Any], limits: Limits) -> float:
+    """The job's own `max_seconds` when valid and smaller, else the server's."""
+    own = spec.get("max_seconds")
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0:
+        return min(float(own), limits.max_seconds)
+    return limits.max_seconds
+
+
 def _visible_gpus() -> list[str]:
     """The GPU ids a worker may be pinned to, honouring the server's CUDA_VISIBLE_DEVICES."""
     import torch
@@ -108,11 +172,16 @@ class _Job:
     conn: Connection | None = None
     pid: int | None = None
     gpu: str | None = None
+    time_limit: float = math.inf  # seconds
     cancel_reason: str | None = None  # set once a cancel was requested
+    limit_message: str | None = None  # set once the time limit ended the job
     deadline: float | None = None  # when to escalate to terminate() / kill()
+    limit_at: float | None = None  # when the time limit ends the job (monotonic)
     terminated: bool = False
     final: bool = False  # the worker sent its final status
+    started: bool = False  # the worker sent `started`: set-up is over
     step: int = 0  # step of the last event seen
+    oom_kills: int | None = None  # the kernel's OOM kill count when the worker started
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -121,10 +190,15 @@ class LocalExecutor(Executor):
 
     One thread does all the bookkeeping: it starts queued jobs when a slot is free,
     forwards each worker's events from its pipe, notices exited workers, escalates
-    cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE)
-    and calls the callbacks. Each worker has its own pipe and stop flag, so a worker
-    killed mid-write cannot corrupt or lock another job's channel.
+    cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE),
+    ends jobs at their time limit (terminate(), then kill()) and calls the callbacks.
+    Workers die with the process that runs this thread (`processes.die_with_parent`).
+    Each worker has its own pipe and stop flag, so a worker killed mid-write cannot
+    corrupt or lock another job's channel.
     """
+
+    #: the function a worker process runs (module-level, so that spawn can import it)
+    worker_main = staticmethod(run_worker)
 
     def __init__(
         self,
@@ -132,11 +206,17 @@ class LocalExecutor(Executor):
         limits: Limits = DEFAULT_LIMITS,
         memory_limit_mb: int | None = None,
     ) -> None:
+        """`memory_limit_mb`: each CPU worker's address-space limit; None for
+        `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None)."""
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if memory_limit_mb is not None and memory_limit_mb < 0:
+            raise ValueError("memory_limit_mb must be 0 (no limit) or more")
         self.concurrency = concurrency or default_concurrency()
         self.limits = limits
-        self.memory_limit_mb = memory_limit_mb
+        if memory_limit_mb is None:
+            memory_limit_mb = default_memory_limit_mb(self.concurrency)
+        self.memory_limit_mb: int | None = memory_limit_mb or None
         self.threads_per_job = max(1, (os.cpu_count() or 1) // self.concurrency)
         self._gpus = _visible_gpus()
         self._ctx = multiprocessing.get_context("spawn")
@@ -150,19 +230,27 @@ class LocalExecutor(Executor):
         self._thread: threading.Thread | None = None
         self._on_event: EventCallback = lambda job_id, event: None
         self._on_exit: ExitCallback = lambda job_id, error: None
+        self._on_launch: LaunchCallback = lambda job_id, pid, started: None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
     # --- public API -----------------------------------------------------------------
 
-    def start(self, on_event: EventCallback, on_exit: ExitCallback) -> None:
+    def start(
+        self,
+        on_event: EventCallback,
+        on_exit: ExitCallback,
+        on_launch: LaunchCallback | None = None,
+    ) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is shut down")
             if self._thread is not None:
                 raise RuntimeError("executor already started")
             self._on_event, self._on_exit = on_event, on_exit
+            if on_launch is not None:
+                self._on_launch = on_launch
             self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
             self._thread.start()
 
@@ -172,7 +260,9 @@ class LocalExecutor(Executor):
                 raise RuntimeError("executor is shut down")
             if job_id in self._jobs:
                 raise ValueError(f"job {job_id} is already queued or running")
-            self._jobs[job_id] = _Job(job_id, spec, self._ctx.RawValue("b", 0))
+            job = _Job(job_id, spec, self._ctx.RawValue("b", 0))
+            job.time_limit = _time_limit(spec, self.limits)
+            self._jobs[job_id] = job
             self._waiting.append(job_id)
         self._wake()
 
@@ -246,8 +336,8 @@ class LocalExecutor(Executor):
 
     def _request_cancel(self, job: _Job, reason: str) -> None:
         """Under the lock: drop a queued job, or flag a running one to stop."""
-        if job.cancel_reason is not None:
-            return
+        if job.cancel_reason is not None or job.limit_message is not None:
+            return  # already being stopped
         job.cancel_reason = reason
         if job.id in self._waiting:  # stays in self._jobs until it is reported
             self._waiting.remove(job.id)
@@ -303,8 +393,7 @@ class LocalExecutor(Executor):
             if job.conn is not None:
                 by_conn[id(job.conn)] = job
                 channels.append(job.conn)
-            if job.deadline is not None:
-                deadlines.append(job.deadline)
+            deadlines += [at for at in (job.deadline, job.limit_at) if at is not None]
         timeout = 1.0
         if deadlines:
             timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
@@ -322,7 +411,11 @@ class LocalExecutor(Executor):
             self._reap(job)
         now = time.monotonic()
         for job in active:
-            if job.deadline is not None and job.deadline <= now and job not in exited:
+            if job in exited:
+                continue
+            if job.limit_at is not None and job.limit_at <= now:
+                self._end_at_time_limit(job, now)
+            elif job.deadline is not None and job.deadline <= now:
                 self._escalate(job, now)
         return True
 
@@ -339,15 +432,16 @@ class LocalExecutor(Executor):
     def _launch(self, job: _Job) -> None:
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=run_worker,
+            target=self.worker_main,
             args=(
                 job.spec,
                 sender,
                 job.stop,
                 self.threads_per_job,
-                self.limits,
+                dataclasses.asdict(self.limits),  # plain values: unpickled before the worker runs
                 self.memory_limit_mb,
                 job.gpu,
+                os.getpid(),
             ),
             name=f"job-{job.id}",
             daemon=True,
@@ -363,6 +457,12 @@ class LocalExecutor(Executor):
             sender.close()  # the worker holds the only write end: EOF means it has gone
         with self._lock:
             job.process, job.conn, job.pid = process, receiver, process.pid
+            job.limit_at = time.monotonic() + job.time_limit
+            job.oom_kills = _oom_kills()
+        try:
+            self._on_launch(job.id, process.pid, identity(process.pid))
+        except Exception:
+            log.exception("job %s: on_launch callback failed", job.id)
 
     def _drain_wake(self) -> None:
         try:
@@ -393,6 +493,10 @@ class LocalExecutor(Executor):
                 continue
             if event.get("type") == "status":
                 job.final = True
+            elif event.get("type") == "started" and not job.started and job.limit_at is not None:
+                # set-up is over: the runner checks the limit between steps from now on
+                job.started = True
+                job.limit_at = time.monotonic() + job.time_limit + RUNNER_GRACE
             if isinstance(event.get("step"), int):
                 job.step = event["step"]
             self._emit(job, event)
@@ -409,6 +513,9 @@ class LocalExecutor(Executor):
         job.process.close()
         if job.final:
             error = None
+        elif job.limit_message is not None:
+            error = job.limit_message
+            self._emit(job, _status(job.step, "failed", error))
         elif job.cancel_reason is not None:
             how = "terminated" if job.terminated else f"exited with code {code}"
             error = f"worker process {how} after a cancel request"
@@ -417,7 +524,25 @@ class LocalExecutor(Executor):
             self._emit(job, cancelled_status(message, job.step))
         else:
             error = f"worker process exited with code {code} before finishing"
+            if code == -signal.SIGKILL and _oom_kills() not in (None, job.oom_kills):
+                error += (
+                    "; the kernel's out-of-memory killer ran meanwhile: it most likely "
+                    "killed the job for using too much memory"
+                )
         self._finish(job, error)
+
+    def _end_at_time_limit(self, job: _Job, now: float) -> None:
+        """The job's wall-clock limit has passed: end it, whatever it is doing."""
+        job.limit_at = None
+        if job.final or job.cancel_reason is not None:
+            return  # ending anyway
+        when = f"after {job.step} steps" if job.started else "during set-up"
+        job.limit_message = f"time limit of {job.time_limit:g} s reached {when}"
+        log.warning("job %s: %s; terminating its worker", job.id, job.limit_message)
+        job.terminated = True
+        job.deadline = now + KILL_GRACE
+        assert job.process is not None
+        job.process.terminate()
 
     def _escalate(self, job: _Job, now: float) -> None:
         """A cancelled job's grace period is over: terminate it, later kill it."""

@@ -18,10 +18,11 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from server.events import FINAL_STATUSES, STATUSES
+from server.events import FINAL_STATUSES, STATUSES, Status
 
 MIGRATIONS: tuple[str, ...] = (
     # Version 1: the initial schema.
@@ -54,11 +55,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_job ON events (job_id, id);
     """,
+    # Version 2: the worker running a job (pid and process start time), so that a restarted
+    # server can kill a worker its predecessor left behind before rerunning the job.
+    """
+    ALTER TABLE jobs ADD COLUMN worker_pid INTEGER NULL;
+    ALTER TABLE jobs ADD COLUMN worker_started INTEGER NULL;
+    """,
 )
 """Ordered schema scripts; script i brings `PRAGMA user_version` from i to i + 1.
 Append new scripts, never edit old ones: existing databases have already run them."""
 
 _ENDED_STATUSES = (*FINAL_STATUSES, "interrupted")
+_NO_WORKER = "worker_pid = NULL, worker_started = NULL"
+_UNSTOPPABLE = (
+    "the server stopped while the job was running, and its worker could not be stopped, "
+    "so it was not run again"
+)
 _ACTIVE_STATUSES = ("queued", "running")
 _JOB_COLUMNS = (
     "id, comparison_id, label, spec, status, message, summary, created, started, finished"
@@ -161,7 +173,7 @@ class JobStore:
         """Record a status change and its timestamps; summary None keeps the stored one.
 
         running sets `started`; a final status or interrupted sets `finished`; queued
-        clears both, since a requeued job starts over.
+        clears both, since a requeued job starts over. Both forget the job's worker.
         """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
@@ -172,10 +184,10 @@ class JobStore:
             sets += ["started = ?", "finished = NULL"]
             params.append(now)
         elif status in _ENDED_STATUSES:
-            sets.append("finished = ?")
+            sets += ["finished = ?", _NO_WORKER]
             params.append(now)
         else:  # queued
-            sets += ["started = NULL", "finished = NULL"]
+            sets += ["started = NULL", "finished = NULL", _NO_WORKER]
         if summary is not None:
             sets.append("summary = ?")
             params.append(_dumps(summary))
@@ -185,6 +197,29 @@ class JobStore:
             )
             if cursor.rowcount == 0:
                 raise KeyError(f"unknown job {job_id!r}")
+
+    def mark_running(
+        self, job_id: str, worker_pid: int | None = None, worker_started: int | None = None
+    ) -> bool:
+        """A queued job was taken by a worker (pid and start time, when known): it is
+        running from now on. False when it is not queued (already running, or ended);
+        KeyError for an unknown job."""
+        with self._lock, self._transaction():
+            cursor = self._conn.execute(
+                "UPDATE jobs SET status = 'running', message = '', started = ?, finished = NULL,"
+                " worker_pid = ?, worker_started = ? WHERE id = ? AND status = 'queued'",
+                (time.time(), worker_pid, worker_started, job_id),
+            )
+            if cursor.rowcount == 0 and not self._exists("jobs", job_id):
+                raise KeyError(f"unknown job {job_id!r}")
+            return cursor.rowcount > 0
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status (every status listed), read at one instant."""
+        with self._lock:
+            rows = self._conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            counts = dict(rows.fetchall())
+        return {status: counts.get(status, 0) for status in STATUSES}
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job as a plain dict, or None when there is no such job."""
@@ -268,13 +303,25 @@ class JobStore:
             cursor = self._conn.execute("DELETE FROM comparisons WHERE id = ?", (cid,))
             return cursor.rowcount > 0
 
-    def recover(self, requeue: bool) -> list[str]:
-        """At server start, settle jobs a previous process left running.
+    def leftover_workers(self) -> list[tuple[str, int, int | None]]:
+        """(job id, worker pid, worker start time) of the running jobs with a recorded
+        worker: at server start, the workers a previous process may have left behind."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT id, worker_pid, worker_started FROM jobs"
+                " WHERE status = 'running' AND worker_pid IS NOT NULL ORDER BY created, rowid"
+            ).fetchall()
 
-        Their worker died with that process, so they become interrupted (or queued again
-        when `requeue`, with their events dropped); their ids are returned. Queued jobs are
-        left for the service to resubmit.
+    def recover(self, requeue: bool, keep_interrupted: Collection[str] = ()) -> list[str]:
+        """At server start, settle jobs a previous process left running; return their ids.
+
+        Their worker is gone (it dies with its server; the service kills any left), so they
+        become interrupted, each with a final `interrupted` status event, or with `requeue`
+        queued again with their events dropped, except those in `keep_interrupted` (a
+        worker that could not be stopped must not run beside a rerun). Queued jobs are left
+        for the service to resubmit.
         """
+        message = "the server stopped while the job was running"
         with self._lock, self._transaction():
             ids = [
                 row[0]
@@ -282,22 +329,39 @@ class JobStore:
                     "SELECT id FROM jobs WHERE status = 'running' ORDER BY created, rowid"
                 )
             ]
-            if requeue:
-                sql = "status = 'queued', message = '', started = NULL, finished = NULL"
-                params: tuple[Any, ...] = ()
-            else:
-                sql = "status = 'interrupted', message = ?, finished = ?"
-                params = ("the server stopped while the job was running", time.time())
-            self._conn.executemany(
-                f"UPDATE jobs SET {sql} WHERE id = ?", [(*params, job_id) for job_id in ids]
-            )
-            if requeue:  # a rerun starts from scratch: its stream must not replay the old run
-                self._conn.executemany(
-                    "DELETE FROM events WHERE job_id = ?", [(job_id,) for job_id in ids]
-                )
-                for job_id in ids:
-                    self._metric_counts.pop(job_id, None)
+            requeued = [job_id for job_id in ids if requeue and job_id not in keep_interrupted]
+            for job_id in ids:
+                if job_id in requeued:
+                    self._requeue(job_id)
+                else:
+                    self._interrupt(job_id, _UNSTOPPABLE if requeue else message)
         return ids
+
+    def _requeue(self, job_id: str) -> None:
+        """A rerun starts from scratch: its stream must not replay the old run."""
+        self._conn.execute(
+            "UPDATE jobs SET status = 'queued', message = '', started = NULL, finished = NULL,"
+            f" {_NO_WORKER} WHERE id = ?",
+            (job_id,),
+        )
+        self._conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+        self._metric_counts.pop(job_id, None)
+
+    def _interrupt(self, job_id: str, message: str) -> None:
+        """Interrupted, with the one final status event every job ends with."""
+        step = self._conn.execute(
+            "SELECT MAX(step) FROM events WHERE job_id = ?", (job_id,)
+        ).fetchone()[0]
+        event = Status(step=step or 0, status="interrupted", message=message).model_dump()
+        self._conn.execute(
+            "INSERT INTO events (job_id, type, step, payload) VALUES (?, 'status', ?, ?)",
+            (job_id, event["step"], _dumps(event)),
+        )
+        self._conn.execute(
+            f"UPDATE jobs SET status = 'interrupted', message = ?, finished = ?, {_NO_WORKER}"
+            " WHERE id = ?",
+            (message, time.time(), job_id),
+        )
 
     # ---- events ---------------------------------------------------------------------------
 

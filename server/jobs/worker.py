@@ -3,22 +3,29 @@
 `LocalExecutor` starts `run_worker` in a fresh interpreter (multiprocessing "spawn"), so it
 must stay a module-level function of an importable module. The worker validates the spec,
 runs the job and sends every event dict down its own one-way pipe; a crash, a hang or an
-out-of-memory kill ends this process only, never the server.
+out-of-memory kill ends this process only, never the server. This module imports little at
+the top, so that `prepare_process` ties the worker to its server within milliseconds of
+its start, before torch is loaded.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from pydantic import ValidationError
+from server.jobs.processes import die_with_parent
 
-from server.events import Status
+#: how allocation failures read: Python's MemoryError, torch's CPU and CUDA allocators, C++
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory|bad_alloc",
+    re.IGNORECASE,
+)
 
 
 def run_worker(
@@ -26,15 +33,17 @@ def run_worker(
     conn: Connection,
     stop: Any,
     threads: int,
-    limits: Any,
+    limits: dict[str, Any],
     memory_limit_mb: int | None,
     gpu: str | None,
+    parent_pid: int,
 ) -> None:
-    """Run one job; `stop` is a shared byte the executor sets to ask the job to end."""
-    # Ctrl+C reaches the whole process group: the server cancels its jobs in an orderly way.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if gpu is not None:  # before the first CUDA call: the job sees its one GPU as cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    """Run one job; `stop` is a shared byte the executor sets to ask the job to end.
+
+    Every argument is a plain value or shared byte: spawn unpickles them before this runs,
+    and a class from server.runner would import torch (seconds) before `prepare_process`.
+    """
+    prepare_process(parent_pid, gpu)
     code = 0
     try:
         _run(spec, conn, stop, threads, limits, memory_limit_mb)
@@ -51,25 +60,41 @@ def run_worker(
         os._exit(code)
 
 
+def prepare_process(parent_pid: int, gpu: str | None) -> None:
+    """Set up a fresh worker process before it loads anything heavy."""
+    die_with_parent(parent_pid)
+    # Ctrl+C reaches the whole process group: the server cancels its jobs in an orderly way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu is not None:  # before the first CUDA call: the job sees its one GPU as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
 def _run(
     spec: dict[str, Any],
     conn: Connection,
     stop: Any,
     threads: int,
-    limits: Any,
+    limits: dict[str, Any],
     memory_limit_mb: int | None,
 ) -> None:
+    from pydantic import ValidationError
+
+    from server.events import Status
+
+    def failed(message: str) -> dict[str, Any]:
+        return Status(step=0, status="failed", message=message).model_dump()
+
     try:
         import torch
 
-        from server.runner import JobSpec, run_job
+        from server.runner import JobSpec, Limits, run_job
 
         job = JobSpec.model_validate(spec)
     except ValidationError as error:
-        conn.send(_failed(f"invalid job spec: {_describe(error)}"))
+        conn.send(failed(f"invalid job spec: {_describe(error)}"))
         return
     except Exception as error:
-        conn.send(_failed(f"{type(error).__name__}: {error}"))
+        conn.send(failed(memory_message(f"{type(error).__name__}: {error}", memory_limit_mb)))
         return
     if stop.value:  # cancelled while this interpreter was starting
         conn.send(Status(step=0, status="cancelled", message="cancelled before start").model_dump())
@@ -78,20 +103,32 @@ def _run(
     on_cuda = job.device != "cpu" and torch.cuda.is_available()
     if memory_limit_mb and not on_cuda:
         # Not for CUDA jobs: the driver reserves far more address space than it uses.
-        _limit_address_space(memory_limit_mb)
-    run_job(
-        job,
-        lambda event: conn.send(event.model_dump()),
-        should_stop=lambda: bool(stop.value),
-        limits=limits,
-    )
+        limit_address_space(memory_limit_mb)
+    else:
+        memory_limit_mb = None
+
+    def send(event: Any) -> None:
+        data = event.model_dump()
+        if data["type"] == "status" and data["status"] == "failed":
+            data["message"] = memory_message(data["message"], memory_limit_mb)
+        conn.send(data)
+
+    run_job(job, send, should_stop=lambda: bool(stop.value), limits=Limits(**limits))
 
 
-def _failed(message: str) -> dict[str, Any]:
-    return Status(step=0, status="failed", message=message).model_dump()
+def memory_message(message: str, memory_limit_mb: int | None) -> str:
+    """A failure message, said plainly when it is an allocation failure."""
+    if not _OUT_OF_MEMORY.search(message):
+        return message
+    if memory_limit_mb:
+        return (
+            f"out of memory: the job hit this server's per-job memory limit of "
+            f"{memory_limit_mb} MB ({message})"
+        )
+    return f"out of memory ({message})"
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: Any) -> str:
     """One line naming each bad field, instead of pydantic's multi-line report."""
     parts = []
     for item in error.errors():
@@ -100,7 +137,8 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _limit_address_space(megabytes: int) -> None:
+def limit_address_space(megabytes: int) -> None:
+    """Cap this process's address space (RLIMIT_AS), never above an existing hard limit."""
     try:
         import resource
     except ImportError:  # not on this platform
