@@ -444,6 +444,69 @@ def test_recover_marks_jobs_left_running_as_interrupted(db: Path) -> None:
     assert interrupted["message"]
 
 
+def test_recover_ends_each_interrupted_job_with_one_interrupted_status_event(db: Path) -> None:
+    with JobStore(db) as s:
+        jobs = _jobs_in_every_state(s)
+        s.append_event(jobs["running"], {"type": "metrics", "step": 3, "loss": 1.0})
+        before = s.events([jobs["running"]])
+    with JobStore(db) as s:
+        s.recover(requeue=False)
+        events = s.events([jobs["running"]])
+        job = s.get_job(jobs["running"])
+        assert s.events([jobs["succeeded"]]) == []  # finished jobs are left as they were
+    assert job is not None and events[:-1] == before
+    assert events[-1]["event"] == {
+        "type": "status",
+        "step": 3,
+        "status": "interrupted",
+        "message": job["message"],
+        "summary": {},
+    }
+
+
+def test_recover_does_not_requeue_a_job_whose_worker_survived(db: Path) -> None:
+    with JobStore(db) as s:
+        jobs = [s.create_job(SPEC) for _ in range(2)]
+        for job_id in jobs:
+            s.mark_running(job_id)
+    with JobStore(db) as s:
+        assert s.recover(requeue=True, keep_interrupted={jobs[1]}) == jobs
+        requeued, kept = (s.get_job(job_id) for job_id in jobs)
+        assert [row["event"]["status"] for row in s.events([jobs[1]])] == ["interrupted"]
+    assert requeued is not None and requeued["status"] == "queued"
+    assert kept is not None and kept["status"] == "interrupted"
+    assert "could not be stopped" in kept["message"]
+
+
+def test_a_worker_taking_a_job_makes_it_running_and_is_recorded(store: JobStore) -> None:
+    job_id = store.create_job(SPEC)
+    assert store.mark_running(job_id, 4321, 99) is True
+    running = store.get_job(job_id)
+    assert running is not None and running["status"] == "running" and running["started"]
+    assert store.leftover_workers() == [(job_id, 4321, 99)]
+    assert store.mark_running(job_id) is False  # its `started` event later changes nothing
+    assert store.get_job(job_id) == running
+    store.set_status(job_id, "succeeded")
+    assert store.leftover_workers() == []  # an ended job has no worker
+    assert store.mark_running(job_id) is False
+    assert store.get_job(job_id)["status"] == "succeeded"  # type: ignore[index]
+    with pytest.raises(KeyError):
+        store.mark_running("nope")
+
+
+def test_status_counts_list_every_status(store: JobStore) -> None:
+    _jobs_in_every_state(store)
+    assert store.count_by_status() == {
+        "queued": 1,
+        "running": 1,
+        "succeeded": 1,
+        "diverged": 0,
+        "failed": 0,
+        "cancelled": 1,
+        "interrupted": 0,
+    }
+
+
 def test_recover_with_requeue_queues_jobs_left_running_again(db: Path) -> None:
     with JobStore(db) as s:
         jobs = _jobs_in_every_state(s)

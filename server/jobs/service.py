@@ -13,8 +13,11 @@ status updated, and only then published to the broker, all under one lock, so th
   event is published only after the status is set.
 
 Every job ends with exactly one final status event: the runner's, the executor's
-("cancelled before start"), or a synthetic "failed" one written here when a worker dies
-without sending one. The service knows nothing of HTTP; the API maps its errors
+("cancelled before start", a time limit reached), a synthetic "failed" one written here
+when a worker dies without sending one, or the store's "interrupted" one at the next start
+for a job the previous server left running. A job is "running" from the moment a worker
+takes it (`on_launch`), so the store is the one source of queued / running counts.
+The service knows nothing of HTTP; the API maps its errors
 (`NotFound` 404, `InvalidSpec` 422, `Conflict` 409, `QueueFull` 429) to responses.
 """
 
