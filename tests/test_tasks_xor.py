@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 
 import psgd
+from server.runner import JobSpec, run_job
 from server.tasks.xor import XOR_CONFIGS, XorConfig, xor_batch
 
 N = 50_000
@@ -221,6 +222,20 @@ def test_psgd_lra_newton_preset_steps():
         assert math.isfinite(float(loss.detach()))
         task.next_batch()
     assert any(not torch.equal(a, p) for a, p in zip(before, task.params))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_lbfgs_runs_on_xor(cell):
+    """Regression: the RNN's W_h came column-major from QR, its gradient too, and torch's
+    L-BFGS (which flattens gradients with .view) failed at step 1."""
+    task = XorConfig(sequence_length=8, cell=cell).build(torch.device("cpu"), 0)
+    assert all(p.is_contiguous() for p in task.params)
+    events: list = []
+    spec = {"task": {"name": "xor", "sequence_length": 8, "cell": cell}, "steps": 2}
+    spec |= {"optimizer": {"name": "lbfgs", "max_iter": 3}, "device": "cpu"}
+    status = run_job(JobSpec.model_validate(spec), events.append)
+    assert status.status == "succeeded", status.message
+    assert math.isfinite(status.summary["final_loss"])
 
 
 @pytest.mark.parametrize(

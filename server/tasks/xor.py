@@ -167,7 +167,9 @@ class XorTask(Task):
             }
         tensors["W_o"] = 0.1 * torch.randn(H, 1, generator=gen, dtype=dt)
         tensors["b_o"] = torch.zeros((), dtype=dt)
-        return {k: v.to(self.device).requires_grad_() for k, v in tensors.items()}
+        # Contiguous: QR returns Q column-major, and a transposed parameter gets transposed
+        # gradients, which torch's L-BFGS flattens with .view() (it failed at step 1).
+        return {k: v.to(self.device).contiguous().requires_grad_() for k, v in tensors.items()}
 
     @property
     def params(self) -> list[Tensor]:
