@@ -281,16 +281,8 @@ def test_a_worker_killed_by_the_oom_killer_is_reported_as_out_of_memory(
 
 #: needs ≈ 16 GB for the LSTM's activations over 512 steps of a 4096-sequence batch
 HUGE = {
-    "task": {
-        "name": "xor",
-        "cell": "lstm",
-        "hidden_size": 512,
-        "sequence_length": 512,
-        "batch_size": 4096,
-    },
-    "optimizer": {"name": "adam"},
-    "steps": 1,
-    "device": "cpu",
+    **spec(1),
+    "task": dict(name="xor", cell="lstm", hidden_size=512, sequence_length=512, batch_size=4096),
 }
 
 
