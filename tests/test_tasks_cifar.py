@@ -240,7 +240,10 @@ def test_config_fields_and_validation() -> None:
     assert (config.model, config.batch_size, config.augment) == ("small_cnn", 128, True)
     assert all(f.description for f in CifarConfig.model_fields.values())
     assert (CifarConfig,) == cifar.CIFAR_CONFIGS
-    for bad in ({"train_size": 50}, {"train_size": 50001}, {"model": "vgg"}, {"size": 1}):
+    assert config.train_eval_size == 1000
+    bad_values = ({"train_size": 50}, {"train_size": 50001}, {"model": "vgg"}, {"size": 1})
+    bad_values += ({"train_eval_size": 99}, {"train_eval_size": 10001})
+    for bad in bad_values:
         with pytest.raises(ValidationError):
             CifarConfig(**bad)
 
@@ -322,6 +325,21 @@ def test_evaluate_keys_ranges_and_modes(data: tuple[torch.Tensor, ...]) -> None:
     assert task.model.training  # evaluation leaves training mode on
     assert metrics == task.evaluate()  # eval mode: deterministic, no running-stat updates
     assert task.loss().dtype == torch.float64
+
+
+def test_train_accuracy_scores_its_own_bounded_sample(data: tuple[torch.Tensor, ...]) -> None:
+    """The train sample is `train_eval_size` images, not as many as the test subset."""
+    task = _build(train_size=1000, test_size=100, train_eval_size=300)
+    scored: list[int] = []
+    metrics = task._metrics
+    task._metrics = lambda images, labels: (scored.append(len(labels)), metrics(images, labels))[1]
+    task.evaluate()
+    assert scored == [300, 100]  # train sample, then the test subset
+    assert torch.bincount(task._train_eval_y, minlength=10).tolist() == [30] * 10
+    assert task.describe()["train_eval_size"] == 300
+    # capped at the train subset; the default is 1,000
+    assert _build(train_size=200, train_eval_size=500).describe()["train_eval_size"] == 200
+    assert _build(train_size=2000, test_size=500).describe()["train_eval_size"] == 1000
 
 
 def test_resnet18_shape_and_size() -> None:
