@@ -294,11 +294,11 @@ def test_a_job_over_the_memory_limit_fails_saying_so_and_the_next_runs(make_exec
     executor.submit("normal", spec(30, "psgd-dense"))
     assert rec.wait_exit("huge") is None
     (status,) = _final_statuses(rec.of("huge"))
-    assert status["status"] == "failed"
+    assert status["status"] == "failed", status
     prefix = f"out of memory: the job hit this server's per-job memory limit of {floor} MB ("
     assert status["message"].startswith(prefix), status["message"]
     assert rec.wait_exit("normal") is None
-    assert rec.of("normal")[-1]["status"] == "succeeded"
+    assert rec.of("normal")[-1]["status"] == "succeeded", rec.of("normal")[-1]
 
 
 def test_the_default_memory_limit_shares_three_quarters_of_memory_among_the_jobs() -> None:
