@@ -13,24 +13,26 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-#: Stable colours per optimizer: PSGD variants in blues/violets, baselines in other hues.
+#: Stable colours per optimizer, one qualitative palette: every pair differs clearly (CIELAB
+#: ΔE ≥ 29, tests/test_figures.py), PSGD variants included, and none is grey on the contour
+#: map or near the gold ★ of the minima except where two rarely meet.
 OPTIMIZER_COLORS: dict[str, str] = {
-    "psgd-kron": "#1f77b4",
-    "psgd-dense": "#0b3d91",
-    "psgd-lra": "#6f4fc9",
-    "psgd-xmat": "#17a2b8",
-    "psgd-diag": "#7aa6e8",
-    "sgd": "#d62728",
-    "sgd-nesterov": "#f08080",
-    "adam": "#ff7f0e",
-    "adamw": "#b8590b",
-    "rmsprop": "#2ca02c",
-    "adagrad": "#8fbc5a",
-    "lbfgs": "#8c564b",
-    "muon": "#e377c2",
-    "adafactor": "#7f7f7f",
+    "psgd-dense": "#0072b2",  # blue
+    "psgd-kron": "#009e73",  # bluish green
+    "psgd-lra": "#cc79a7",  # reddish purple
+    "psgd-xmat": "#00ced1",  # turquoise
+    "psgd-diag": "#1b2a6b",  # navy
+    "sgd": "#e41a1c",  # red
+    "sgd-nesterov": "#8e44ad",  # purple
+    "adam": "#e69f00",  # orange
+    "adamw": "#a65628",  # brown
+    "rmsprop": "#66a61e",  # green
+    "adagrad": "#7f7f7f",  # grey
+    "lbfgs": "#1a1a1a",  # near black
+    "muon": "#f0027f",  # magenta
+    "adafactor": "#bcbd22",  # olive
 }
-_FALLBACK = ("#bcbd22", "#9467bd", "#17becf", "#393b79", "#637939", "#843c39")
+_FALLBACK = ("#6a3d9a", "#b15928", "#fb6a4a", "#2b8cbe", "#31a354", "#636363")
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 #: Fixed `layout.uirevision` of every figure: zoom and hidden traces survive live updates.
@@ -77,6 +79,7 @@ def _band(steps: list, lows: list, highs: list, color: str, label: str, what: st
     return go.Scatter(
         x=[*steps, *reversed(steps)],
         y=[*highs, *reversed(lows)],
+        mode="lines",  # no vertex markers (plotly adds them to short traces by default)
         fill="toself",
         fillcolor=_rgba(color, 0.18),
         line={"width": 0},
@@ -296,6 +299,11 @@ def trajectory_figure(
                     hovertemplate=f"{label} {what}<br>(%{{x:.4g}}, %{{y:.4g}})<extra></extra>",
                 )
             )
+    if not fig.data:  # no map and no path yet: axes without data draw jumbled ticks
+        return empty_figure(
+            "Paths appear here once the runs report their positions",
+            title=title or "Trajectories",
+        )
     what = "PCA of the parameter path · " if pca else ""
     layout: dict[str, Any] = {
         "title": {
@@ -346,22 +354,56 @@ def _eigenvalues(event: EventLike) -> list[float]:
     return sorted(float(v) for v in values if v is not None and math.isfinite(v) and v > 0)
 
 
+def legend_key(label: str, color: str, *, text: str | None = None) -> go.Scatter:
+    """A legend-only entry for a label's group: one short entry per optimizer, which shows
+    or hides every trace of the group (their own names stay for hover and tests)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="lines+markers",
+        line={"color": color, "width": 2},
+        marker={"color": color, "size": 6},
+        legendgroup=label,
+        name=text or label,
+        hoverinfo="skip",
+    )
+
+
+def _legend_below(fig: go.Figure, entries: int, *, axis_title_px: int = 60) -> None:
+    """A horizontal legend at the bottom of the figure, under the x-axis titles (not over
+    them): anchored to the container, with the bottom margin sized for its rows."""
+    rows = max(1, math.ceil(entries / 2))  # two entries fit a row of half a page
+    fig.update_layout(
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 0,
+            "yanchor": "bottom",
+            "x": 0,
+            "xanchor": "left",
+        },
+        margin={"b": axis_title_px + 22 * rows},
+    )
+
+
 def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
     """Preconditioner spectra: left, the range (min–max band) and median of P's eigenvalues
     vs step per run; right, the latest snapshot's sorted eigenvalues, beside the exact |H|⁻¹
     eigenvalues at that run's point when the task reports them (small problems).
 
-    `runs`: (label, events) per run drawn (e.g. the first seed of each optimizer).
+    `runs`: (label, events) per run drawn (e.g. the first seed of each optimizer). The
+    legend has one entry per label; the subplot titles say which mark is which.
     """
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=("P over steps", "latest: P and exact |H|⁻¹"),
-        horizontal_spacing=0.12,
+        subplot_titles=("P over steps", "latest P ● · exact |H|⁻¹ ◇"),
+        horizontal_spacing=0.16,  # room for the right panel's tick labels
     )
-    drawn = estimates = 0
+    fig.update_annotations(font_size=12)  # the subplot titles: side by side in half a page
+    drawn = estimates = keys = 0
     for label, events in runs:
         color = optimizer_color(label)
         snapshots = [
@@ -372,23 +414,28 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
         estimated = any(_get(e, "estimated") for _, vs, e in snapshots if vs)
         mark = " (estimate)" if estimated else ""
         estimates += estimated
+        exact = [
+            (s, sorted(v for v in (_get(e, "inverse_hessian") or []) if v and v > 0))
+            for s, _, e in snapshots
+        ]
+        exact = [(s, vs) for s, vs in exact if vs]
+        if with_p or exact:
+            fig.add_trace(legend_key(label, color, text=f"{label}{mark}"), row=1, col=1)
+            keys += 1
+        hidden = {"legendgroup": label, "showlegend": False}
         if with_p:
             steps = [s for s, _ in with_p]
             lows, highs = [vs[0] for _, vs in with_p], [vs[-1] for _, vs in with_p]
-            fig.add_trace(
-                _band(steps, lows, highs, color, label, "P range"),
-                row=1,
-                col=1,
-            )
+            fig.add_trace(_band(steps, lows, highs, color, label, "P range"), row=1, col=1)
             fig.add_trace(
                 go.Scatter(
                     x=steps,
                     y=[vs[len(vs) // 2] for _, vs in with_p],
                     mode="lines",
                     line={"color": color, "width": 2},
-                    legendgroup=label,
                     name=f"{label}: P{mark} (median, band min–max)",
                     hovertemplate=f"{label}<br>step %{{x}}<br>λ %{{y:.3g}}<extra></extra>",
+                    **hidden,
                 ),
                 row=1,
                 col=1,
@@ -401,18 +448,13 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
                     mode="lines+markers",
                     marker={"color": color, "size": 6},
                     line={"color": color},
-                    legendgroup=label,
                     name=f"{label}: P{mark} at step {with_p[-1][0]}",
+                    **hidden,
                 ),
                 row=1,
                 col=2,
             )
             drawn += 1
-        exact = [
-            (s, sorted(v for v in (_get(e, "inverse_hessian") or []) if v and v > 0))
-            for s, _, e in snapshots
-        ]
-        exact = [(s, vs) for s, vs in exact if vs]
         if exact:
             step, values = exact[-1]
             fig.add_trace(
@@ -422,24 +464,28 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
                     mode="lines+markers",
                     marker={"color": color, "symbol": "diamond-open", "size": 9},
                     line={"color": color, "dash": "dot"},
-                    legendgroup=label,
                     name=f"{label}: |H|⁻¹ (exact) at step {step}",
+                    **hidden,
                 ),
                 row=1,
                 col=2,
             )
             drawn += 1
-    subtitle = "log scales" if drawn else "no spectrum snapshots yet (baselines have no P)"
+    subtitle = "log scales · line: median, band: min–max" if drawn else "no spectrum yet"
     if estimates:
-        subtitle += "; (estimate): quantiles within a few ranks of P's, extremes exact"
+        subtitle += "<br>(estimate): bounds within a few ranks, extremes exact"
+    elif not drawn:
+        subtitle += " (baselines have no P)"
     fig.update_layout(
         title={"text": f"{title or 'Preconditioner spectrum'}<br><sup>{subtitle}</sup>"},
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2},
-        margin={"t": 90},
+        margin={"t": 110 if estimates else 90},
         uirevision=UIREVISION,
     )
-    fig.update_yaxes(type="log", exponentformat="power", title_text="eigenvalue (log scale)")
+    _legend_below(fig, keys)
+    # one y title: both panels show eigenvalues, and a second title would sit on the first
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text="eigenvalue (log scale)", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="eigenvalue index (sorted)", row=1, col=2)
     return fig
@@ -457,11 +503,16 @@ def _distance_to_minimum(events: Sequence[EventLike], minima: Sequence[Sequence[
 
 
 def metrics_figure(
-    runs: Runs, *, task: Mapping[str, Any] | None = None, title: str | None = None
+    runs: Runs,
+    *,
+    task: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    finished: bool = False,
 ) -> go.Figure:
     """Task metrics vs step: evaluation metrics (accuracy, solved, …) averaged over the runs
     of a label; for landscapes without evaluations, the distance of the first run of each
-    label to the nearest known minimum (log scale)."""
+    label to the nearest known minimum (log scale). With neither, an empty figure that says
+    so: "not yet" while runs go on, and why there is nothing once they all `finished`."""
     groups = _group(runs)
     fig = go.Figure()
     keys: list[str] = []
@@ -509,7 +560,9 @@ def metrics_figure(
             "yaxis_type": "log",
             "yaxis_exponentformat": "power",
         }
-    subtitle = ", ".join(dict.fromkeys(keys)) if keys else "no evaluations yet"
+    if not keys:
+        return empty_figure(_no_metrics(task or {}, finished), title=title or "Task metrics")
+    subtitle = ", ".join(dict.fromkeys(keys))
     fig.update_layout(
         title={"text": f"{title or 'Task metrics'}<br><sup>{subtitle}</sup>"},
         xaxis_title="step",
@@ -518,3 +571,17 @@ def metrics_figure(
         **layout,
     )
     return fig
+
+
+def _no_metrics(task: Mapping[str, Any], finished: bool) -> str:
+    """Why the metrics panel is empty, in words (a line break keeps it inside half a page)."""
+    if not finished:
+        return "Accuracy, solved or the distance to a minimum<br>appear here as runs report them"
+    name, dim = task.get("name") or "this task", task.get("dim")
+    if dim is not None and dim != 2:
+        why = f"{name} reports no evaluations, and its {dim}-D path<br>is a projection: no distance"
+    elif dim == 2:
+        why = f"{name} reports no evaluations<br>and has no minimum to measure a distance to"
+    else:
+        why = f"{name} reported no evaluations"
+    return f"Nothing beyond the loss to show:<br>{why}"

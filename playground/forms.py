@@ -99,6 +99,20 @@ def base_values(fields: Sequence[Field], preset: Mapping[str, Any] | None = None
     return {f.key: (preset or {}).get(f.key, f.default) for f in fields}
 
 
+def number_step(kind: Kind, *values: Any) -> float:
+    """How far ArrowUp/ArrowDown move a number input of `kind` ("int" or "float"): a tenth
+    of the order of magnitude of the first positive value among `values` (what the input
+    shows, what the server fills in, the default), so lr 0.01 steps to 0.011 and 1e-8 to
+    1.1e-8; whole numbers step by at least 1. With no positive value: 1, or 0.1."""
+    whole = kind == "int"
+    for value in values:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value) and value > 0:
+            step = 10.0 ** (math.floor(math.log10(value)) - 1)
+            return max(1, int(step)) if whole else float(f"{step:.0e}")
+    return 1 if whole else 0.1
+
+
 # ---------------------------------------------------------------------- widget values
 def to_widget(field: Field, value: Any) -> Any:
     """A spec value as its input shows it (text for lists and mixed fields, "" for null)."""
@@ -207,11 +221,14 @@ def sections(
     entry = tasks.get(name) or {}
     fields = fields_of(entry.get("schema") or {})
     base = base_values(fields)
+    description = entry.get("description", f"{name!r} is not in this server's catalogue")
+    if entry.get("ready") is False:  # the catalogue says why, and what to do
+        description += f"\n\n⚠ Not ready on this server: {entry.get('not_ready_reason')}"
     out = [
         Section(
             "task",
             name,
-            entry.get("description", f"{name!r} is not in this server's catalogue"),
+            description,
             fields,
             base,
             {**base, **{k: v for k, v in task.items() if k != "name"}},

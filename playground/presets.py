@@ -73,6 +73,20 @@ def comparison_spec(setup: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def setup_of_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The setup of a comparison's spec (the inverse of `comparison_spec`): what the form
+    shows for a comparison opened from History or a `?comparison=` link."""
+    optimizers = spec.get("optimizers") or []
+    return {
+        "task": dict(spec["task"]),
+        "optimizers": [o["name"] for o in optimizers],
+        "hyperparameters": {
+            o["name"]: {k: v for k, v in o.items() if k != "name"} for o in optimizers if len(o) > 1
+        },
+        **{key: spec.get(key) for key in ("seeds", "steps", "epochs", "device", "target")},
+    }
+
+
 def encode_setup(setup: dict[str, Any]) -> str:
     raw = json.dumps(setup, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

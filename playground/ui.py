@@ -30,15 +30,21 @@ import gradio as gr
 
 from playground import figures, forms, live, views
 from playground.client import ApiClient, ApiError
-from playground.presets import PRESETS, comparison_spec, decode_setup, encode_setup
+from playground.presets import (
+    PRESETS,
+    comparison_spec,
+    decode_setup,
+    encode_setup,
+    setup_of_spec,
+)
 from playground.widgets import section_inputs
 
 DEFAULT_PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
 EMPTY = {
     "loss": "Run a preset to see PSGD learn the curvature",
-    "trajectory": "Paths over the landscape appear here (PCA of the path on big tasks)",
-    "spectrum": "Eigenvalues of P over time, beside the exact |H|⁻¹ on small problems",
-    "metrics": "Accuracy / solved / distance to the minimum appear here",
+    "trajectory": "Paths over the landscape appear here<br>(PCA of the path on big tasks)",
+    "spectrum": "Eigenvalues of P over time,<br>beside the exact |H|⁻¹ on small problems",
+    "metrics": "Accuracy / solved / distance to the minimum<br>appear here",
 }
 HISTORY_COLUMNS = ["id", "created", "task", "optimizers", "seeds", "status"]
 SHARE_JS = "(q) => q ? window.location.origin + window.location.pathname + q : ''"
@@ -67,17 +73,18 @@ def _empty_figures() -> list[Any]:
     return [figures.empty_figure(text, title=name.title()) for name, text in EMPTY.items()]
 
 
-def token_refusal(token: str | None, action: str) -> str:
-    """What a 401 from the API means to the person at the page: no token, or a wrong one.
-
-    Also a toast: while a comparison runs, its live redraw replaces the status line.
-    """
-    if (token or "").strip():
-        message = f"**Not {action}** — the server refused this token: check **Server token**."
-    else:
-        message = f"**Not {action}** — this server needs its token: enter the server token above."
-    gr.Warning(message.replace("**", ""))
+def refusal(message: str) -> str:
+    """A refused action's message for the status line at the top, also shown as a toast
+    (while a comparison runs, its live redraw replaces the status line)."""
+    gr.Warning(message.replace("**", "").replace("`", ""), duration=6)  # it covers Run
     return message
+
+
+def token_refusal(token: str | None, action: str) -> str:
+    """What a 401 from the API means to the person at the page: no token, or a wrong one."""
+    if (token or "").strip():
+        return refusal(f"**Not {action}** — the server refused this token: check **Server token**")
+    return refusal(f"**Not {action}** — this server needs its token: enter the server token above")
 
 
 class Playground:
@@ -100,6 +107,24 @@ class Playground:
             self._optimizers = {o["name"]: o for o in self.client.optimizers()}
             self._tasks = {t["name"]: t for t in self.client.tasks()}
         return self._tasks, self._optimizers
+
+    def not_ready(self, task: str) -> str | None:
+        """Why `task` cannot run with its default options on the server now, else None.
+        Asked afresh each time (the data may have been fetched since); the cached entry is
+        refreshed too, so the task's form says it as well."""
+        try:
+            fresh = {t["name"]: t for t in self.client.tasks()}
+        except ApiError:
+            return None  # the server will say it on Run
+        if self._tasks:
+            self._tasks.update(fresh)
+        entry = fresh.get(task) or {}
+        return None if entry.get("ready", True) else entry.get("not_ready_reason") or "not ready"
+
+    def task_note(self, task: str | None) -> str:
+        """The note at the top when the chosen task cannot run yet: why, and what to do."""
+        reason = self.not_ready(task) if task else None
+        return f"⚠ **{task} cannot run on this server yet** — {reason}" if reason else ""
 
     def contour(self, comparison: dict[str, Any], events: dict[str, list]) -> Any:
         """The landscape under the trajectories, from the API (cached); None unless 2-D."""
@@ -138,16 +163,20 @@ class Playground:
             gr.update(choices=list(optimizers), value=list(setup.get("optimizers") or [])),
             self.form_seed(setup),
             ", ".join(str(s) for s in setup.get("seeds") or [0]),
-            setup.get("steps"),
+            gr.update(value=setup.get("steps"), step=forms.number_step("int", setup.get("steps"))),
             setup.get("epochs"),
             setup.get("device") or "auto",
-            setup.get("target"),
+            gr.update(
+                value=setup.get("target"), step=forms.number_step("float", setup.get("target"))
+            ),
         ]
 
     def load_preset(self, name: str) -> list[Any]:
+        """The preset's setup in the form, and the note when its task cannot run yet."""
         if name not in PRESETS:
-            return [gr.skip()] * 8
-        return self.form_values(PRESETS[name])
+            return [gr.skip()] * 9
+        setup = PRESETS[name]
+        return [*self.form_values(setup), self.task_note(setup["task"]["name"])]
 
     def carry(
         self, form: list[forms.Section], seed: dict[str, Any], raws: tuple[Any, ...]
@@ -165,15 +194,16 @@ class Playground:
             {"task": {**options, "name": form[0].name}, "hyperparameters": hyperparameters}
         )
 
-    def on_task(self, name: str, seed: dict[str, Any] | None) -> Any:
-        """A new task: its options and its optimizer presets, nothing carried over.
+    def on_task(self, name: str, seed: dict[str, Any] | None) -> tuple[Any, Any]:
+        """A new task: its options and its optimizer presets, nothing carried over, and the
+        note when it cannot run yet.
 
         The dropdown can report the same pick twice (select, then blur); re-rendering for the
         task already shown would wipe what was typed into its form meanwhile.
         """
         if seed and (seed.get("task") or {}).get("name") == name:
-            return gr.skip()
-        return self.form_seed({"task": {"name": name}})
+            return gr.skip(), gr.skip()
+        return self.form_seed({"task": {"name": name}}), self.task_note(name)
 
     @staticmethod
     def read_setup(
@@ -209,27 +239,36 @@ class Playground:
     def run(
         self, form: list[forms.Section], generation: int, seed: Any, token: str, *values: Any
     ) -> tuple[Any, ...]:
-        """Submit the comparison with the user's token; a refused setup is explained beside
-        the form, a refused token in the status under the Run button."""
-        skip = (gr.skip(),) * 3
+        """Submit the comparison with the user's token. A refusal is said where the user
+        looks, the status line beside Run and a toast, and also beside the form."""
+        skip = (gr.skip(),) * 2
         if not seed or seed["generation"] != generation:
-            return (*skip, "The form was still loading: press **Run** again.")
+            return (*skip, refusal("The form was still loading: press **Run** again."), "")
         try:
             setup = self.read_setup(form, *values[:5], raws=values[5:])
         except forms.FormError as e:
-            return (*skip, f"**Not run** — {e}")
+            return (*skip, *self.refused(f"**Not run** — {e}"))
+        task = setup["task"]
+        # `ready` speaks for the task's default options; with others, the server decides
+        if len(task) == 1 and (reason := self.not_ready(task["name"])):
+            return (*skip, *self.refused(f"**Not run** — {task['name']}: {reason}"))
         try:
             with self.as_user(token) as client:
                 comparison = client.submit_comparison(comparison_spec(setup))
         except ApiError as e:
             if e.status == 401:
-                return (*skip[:2], token_refusal(token, "run"), "")
-            detail = forms.explain(e.detail, setup["task"]["name"], setup["optimizers"])
-            return (*skip, f"**The server refused the setup** — {detail}")
+                return (*skip, token_refusal(token, "run"), "")
+            detail = forms.explain(e.detail, task["name"], setup["optimizers"])
+            return (*skip, *self.refused(f"**The server refused the setup** — {detail}"))
         live.follow(self.client, comparison["id"])
         jobs = len(comparison.get("job_ids") or [])
         status = f"Submitted comparison `{comparison['id']}` ({jobs} jobs)"
         return comparison["id"], -1, status, ""
+
+    @staticmethod
+    def refused(message: str) -> tuple[str, str]:
+        """(status line, note beside the form) of a refused Run, with a toast."""
+        return refusal(message), message
 
     def cancel(self, comparison_id: str | None, token: str) -> str:
         if not comparison_id:
@@ -252,8 +291,9 @@ class Playground:
         return f"?setup={encode_setup(shared)}", ""
 
     def tick(self, comparison_id: str | None, rendered: Any) -> tuple[Any, ...]:
-        """Redraw when new events arrived; otherwise leave every output as it is."""
-        skip = (gr.skip(),) * 7
+        """Redraw when new events arrived; otherwise leave every output as it is. Once the
+        comparison has ended, the history is read again (its row no longer says running)."""
+        skip = (gr.skip(),) * 9
         if not comparison_id:
             return skip
         if isinstance(rendered, list) and rendered[1]:
@@ -263,51 +303,56 @@ class Playground:
         try:
             comparison = self.client.comparison(comparison_id)
         except ApiError as e:
-            return (*skip[:6], f"Comparison `{comparison_id}`: {e.detail}")
+            return (*skip[:6], f"Comparison `{comparison_id}`: {e.detail}", *skip[7:])
         statuses = [job["status"] for job in comparison.get("jobs") or []]
         finished = follower.done and comparison["status"] != "running"
         key = [version, finished, statuses]
         if rendered == key:
             return skip
         figs = views.build_figures(comparison, events, self.contour(comparison, events))
+        headers, rows = views.results_table(comparison)
+        history = self.history(keep_pick=True) if finished else (gr.skip(), gr.skip())
+        return (*figs.values(), {"headers": headers, "data": rows}, key,
+                self.comparison_status(comparison, events), *history)  # fmt: skip
+
+    @staticmethod
+    def comparison_status(comparison: dict[str, Any], events: dict[str, list]) -> str:
+        """The status line of a comparison: its state, its jobs' states, and every failed or
+        diverged job's message."""
+        statuses = [job["status"] for job in comparison.get("jobs") or []]
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
         task = comparison["spec"]["task"]["name"]
-        status = (
-            f"Comparison `{comparison_id}` on **{task}** — {comparison['status']} ({counts}); "
+        line = (
+            f"Comparison `{comparison['id']}` on **{task}** — {comparison['status']} ({counts}); "
             f"{sum(map(len, events.values()))} events"
         )
-        rows = views.results_rows(comparison)
-        return (*figs.values(), rows, key, status)
+        return "\n".join([line, *(f"- ⚠ {problem}" for problem in views.problems(comparison))])
+
+    def opened(self, comparison_id: str) -> dict[str, Any]:
+        """The setup of a comparison, its live view started: what History → Open, a
+        `?comparison=` link and a reload mid-run all show (ApiError when it is not there)."""
+        comparison = self.client.comparison(comparison_id)
+        live.follow(self.client, comparison_id)
+        return setup_of_spec(comparison["spec"])
 
     def open_comparison(self, comparison_id: str | None) -> tuple[Any, ...]:
         if not comparison_id:
             raise gr.Error("History: pick a comparison to open")
         try:
-            comparison = self.client.comparison(comparison_id)
+            setup = self.opened(comparison_id)
         except ApiError as e:
             raise gr.Error(f"History: {e.detail}") from e
-        spec = comparison["spec"]
-        setup = {
-            "task": spec["task"],
-            "optimizers": [o["name"] for o in spec["optimizers"]],
-            "hyperparameters": {
-                o["name"]: {k: v for k, v in o.items() if k != "name"} for o in spec["optimizers"]
-            },
-            "seeds": spec.get("seeds"),
-            "steps": spec.get("steps"),
-            "epochs": spec.get("epochs"),
-            "device": spec.get("device"),
-            "target": spec.get("target"),
-        }
-        live.follow(self.client, comparison_id)
         return (
             *self.form_values(setup),
             comparison_id,
             -1,
             f"Opened comparison `{comparison_id}`",
+            self.task_note(setup["task"].get("name")),
         )
 
-    def history(self) -> tuple[Any, Any]:
+    def history(self, keep_pick: bool = False) -> tuple[Any, Any]:
+        """The history table and the Open dropdown's choices (picking the newest unless
+        `keep_pick`: a refresh while the user may have picked one)."""
         try:
             items = self.client.comparisons(limit=50)["items"]
         except ApiError as e:
@@ -319,6 +364,8 @@ class Playground:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.get("created", 0)))
             rows.append([c["id"], when, task, opts, len(c.get("seeds") or []), c["status"]])
             choices.append((f"{c['id']} · {task} · {opts} · {c['status']}", c["id"]))
+        if keep_pick:
+            return rows, gr.update(choices=choices)
         return rows, gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     @staticmethod
@@ -344,28 +391,36 @@ class Playground:
         return str(path)
 
     def on_load(self, request: gr.Request) -> tuple[Any, ...]:
+        """The form and live view a page opens with: a `?comparison=` link's comparison (as
+        History → Open shows it), else a comparison still running (reload, second tab),
+        else the default preset; a `?setup=` share link's setup fills the form in any case."""
         params = dict(request.query_params) if request else {}
         note, setup, comparison_id = "", PRESETS[DEFAULT_PRESET], None
-        if params.get("setup"):
+        shared = params.get("setup")
+        if shared:
             try:
-                setup, note = decode_setup(params["setup"]), "Restored the shared setup"
+                setup, note = decode_setup(shared), "Restored the shared setup"
             except ValueError as e:
-                note = f"Share link: {e}"
-        if params.get("comparison"):
-            comparison_id = params["comparison"]
-        else:  # resume the live view of a comparison still running (reload, second tab)
+                note, shared = f"Share link: {e}", None
+        wanted, verb = params.get("comparison"), "Opened comparison"
+        if not wanted:
             running = [
                 c for c in self.client.comparisons(limit=20)["items"] if c["status"] == "running"
             ]
-            if running:
-                comparison_id = running[0]["id"]
-                note = note or f"Resumed the live view of comparison `{comparison_id}`"
-        if comparison_id:
-            live.follow(self.client, comparison_id)
+            wanted = running[0]["id"] if running else None
+            verb = "Resumed the live view of comparison"
+        if wanted:
+            try:
+                opened = self.opened(wanted)
+            except ApiError as e:
+                note = note or f"Comparison `{wanted}`: {e.detail}"
+            else:
+                comparison_id, setup = wanted, setup if shared else opened
+                note = note or f"{verb} `{wanted}`"
         asks_token = gr.update(visible=bool(self.client.health().get("auth")))
         return (
             *self.form_values(setup), comparison_id, -1, note or "Ready", *self.history(),
-            asks_token,
+            asks_token, self.task_note((setup.get("task") or {}).get("name")),
         )  # fmt: skip
 
 
@@ -393,6 +448,7 @@ def build_ui(api_url: str) -> gr.Blocks:
             run_btn = gr.Button("Run", variant="primary", scale=1, elem_id="run")
             cancel_btn = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
         status = gr.Markdown("Loading…", elem_id="status")
+        task_note = gr.Markdown("", elem_id="task-note")  # a task that cannot run yet: why
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 task = gr.Dropdown(label="Task", allow_custom_value=True, elem_id="task")
@@ -482,11 +538,15 @@ def build_ui(api_url: str) -> gr.Blocks:
                 )
                 optimizers.input(carry, inputs, form_seed)  # re-render, keeping typed values
 
-        demo.load(pg.on_load, None, [*form, comparison_id, rendered, status, history, pick, token])
+        demo.load(
+            pg.on_load,
+            None,
+            [*form, comparison_id, rendered, status, history, pick, token, task_note],
+        )
         demo.load(None, None, token, js=TOKEN_LOAD_JS)
         token.change(None, token, None, js=TOKEN_SAVE_JS)
-        preset.input(pg.load_preset, preset, form)
-        task.input(pg.on_task, [task, form_seed], form_seed)
+        preset.input(pg.load_preset, preset, [*form, task_note])
+        task.input(pg.on_task, [task, form_seed], [form_seed, task_note])
         cancel_btn.click(pg.cancel, [comparison_id, token], status)
         csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)
         json_btn.click(lambda cid: pg.export_metrics(cid, "json"), comparison_id, export_file)
@@ -496,12 +556,12 @@ def build_ui(api_url: str) -> gr.Blocks:
         )
         refresh_btn.click(pg.history, None, [history, pick])
         open_btn.click(
-            pg.open_comparison, pick, [*form, comparison_id, rendered, status]
+            pg.open_comparison, pick, [*form, comparison_id, rendered, status, task_note]
         ).then(pg.history, None, [history, pick])  # fmt: skip
         timer.tick(
             pg.tick,
             [comparison_id, rendered],
-            [*plots, results, rendered, status],
+            [*plots, results, rendered, status, history, pick],
             show_progress="hidden",
             concurrency_limit=None,
         )

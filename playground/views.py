@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 
 from playground import figures
 
+#: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
+#: gets one after "best loss", and "message" says why a run failed, diverged or stopped.
 RESULT_COLUMNS = [
     "optimizer",
     "seed",
@@ -22,7 +24,10 @@ RESULT_COLUMNS = [
     "steps to target",
     "seconds to target",
     "seconds",
+    "message",
 ]
+#: the statuses whose message the status line repeats (the user did not ask for them)
+PROBLEMS = ("failed", "diverged", "interrupted")
 
 
 def run_labels(comparison: dict[str, Any]) -> dict[str, tuple[str, int]]:
@@ -55,6 +60,14 @@ def contour_grid(answer: dict[str, Any]) -> tuple[list, list, list[list[float]]]
     return answer["x"], answer["y"], zs
 
 
+def finished(comparison: dict[str, Any]) -> bool:
+    """Whether every job of the comparison has ended (nothing more will arrive)."""
+    if "status" in comparison:  # running, succeeded or finished
+        return comparison["status"] != "running"
+    jobs = comparison.get("jobs") or []
+    return bool(jobs) and all(job.get("status") not in ("queued", "running") for job in jobs)
+
+
 def build_figures(
     comparison: dict[str, Any],
     events: dict[str, list[dict[str, Any]]],
@@ -82,7 +95,7 @@ def build_figures(
         "loss": figures.loss_figure(runs, title=f"Loss on {name}"),
         "trajectory": trajectory,
         "spectrum": figures.spectrum_figure(list(firsts.items())),
-        "metrics": figures.metrics_figure(runs, task=task),
+        "metrics": figures.metrics_figure(runs, task=task, finished=finished(comparison)),
     }
 
 
@@ -92,12 +105,25 @@ def _number(value: Any) -> Any:
     return "" if value is None else value
 
 
-def results_rows(comparison: dict[str, Any]) -> list[list[Any]]:
+def _eval_columns(jobs: list[dict[str, Any]]) -> list[str]:
+    """The final evaluation metrics any job reports, accuracies first."""
+    keys = {k for job in jobs for k in ((job.get("summary") or {}).get("final_eval") or {})}
+    return sorted(keys, key=lambda k: ("accuracy" not in k, k))
+
+
+def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows) of the results table: one row per job, its final evaluation
+    metrics in their own columns, and the job's message (why it failed, diverged, …)."""
     labels = run_labels(comparison)
+    jobs = list(comparison.get("jobs") or [])
+    evals = _eval_columns(jobs)
+    at = RESULT_COLUMNS.index("best loss") + 1
+    headers = [*RESULT_COLUMNS[:at], *(k.replace("_", " ") for k in evals), *RESULT_COLUMNS[at:]]
     rows = []
-    for job in comparison.get("jobs") or []:
+    for job in jobs:
         label, seed = labels.get(job["id"], (job.get("label", "?"), 0))
         s = job.get("summary") or {}
+        final = s.get("final_eval") or {}
         rows.append(
             [
                 label,
@@ -105,12 +131,32 @@ def results_rows(comparison: dict[str, Any]) -> list[list[Any]]:
                 job.get("status", "?"),
                 _number(s.get("final_loss")),
                 _number(s.get("best_loss")),
+                *(_number(final.get(k)) for k in evals),
                 _number(s.get("target_step") or s.get("solved_step")),
                 _number(s.get("target_seconds")),
                 _number(s.get("seconds")),
+                job.get("message") or "",
             ]
         )
-    return rows
+    return headers, rows
+
+
+def problems(comparison: dict[str, Any], max_chars: int = 300) -> list[str]:
+    """One line per distinct message of the jobs that failed, diverged or were interrupted,
+    naming the runs it concerns: "failed (adam, sgd): <message>"."""
+    labels = run_labels(comparison)
+    several_seeds = len((comparison.get("spec") or {}).get("seeds") or [0]) > 1
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for job in comparison.get("jobs") or []:
+        if job.get("status") not in PROBLEMS:
+            continue
+        label, seed = labels.get(job["id"], (job.get("label", "?"), 0))
+        run = f"{label} seed {seed}" if several_seeds else label
+        message = (job.get("message") or "no message").strip()
+        if len(message) > max_chars:
+            message = message[: max_chars - 1] + "…"
+        grouped.setdefault((job["status"], message), []).append(run)
+    return [f"{status} ({', '.join(runs)}): {text}" for (status, text), runs in grouped.items()]
 
 
 def figures_html(figs: dict[str, go.Figure]) -> str:

@@ -12,13 +12,16 @@ from typing import Any
 
 import gradio as gr
 
-from playground.forms import Field, Section, to_widget
+from playground.forms import Field, Section, number_step, to_widget
 
 EMPTY_CHOICE = "empty"  # how a dropdown shows null (the schema's "empty = ..." cases)
 
 
-def field_input(field: Field, value: Any, elem_id: str, key: tuple[Any, ...]) -> gr.Component:
-    """The input of one field, showing the spec value `value`."""
+def field_input(
+    field: Field, value: Any, elem_id: str, key: tuple[Any, ...], base: Any = None
+) -> gr.Component:
+    """The input of one field, showing the spec value `value` (numbers step by a fraction
+    of it, or of `base`, what the server fills in: see `number_step`)."""
     shown = to_widget(field, value)
     # interactive: Gradio infers it from listeners, and Run's are attached after rendering
     common = {"label": field.key, "info": field.info, "elem_id": elem_id, "interactive": True}
@@ -26,7 +29,13 @@ def field_input(field: Field, value: Any, elem_id: str, key: tuple[Any, ...]) ->
     common["key"] = key
     if field.kind in ("int", "float"):
         empty = {"placeholder": "empty = default"} if field.nullable else {}
-        return gr.Number(shown, precision=0 if field.kind == "int" else None, **empty, **common)
+        return gr.Number(
+            shown,
+            precision=0 if field.kind == "int" else None,
+            step=number_step(field.kind, value, base, field.default),
+            **empty,
+            **common,
+        )
     if field.kind == "bool":
         return gr.Checkbox(bool(shown), **common)
     if field.kind == "choice":
@@ -60,6 +69,7 @@ def section_inputs(section: Section, generation: int, *, open: bool) -> list[gr.
                     section.values.get(field.key),
                     elem_id=f"field-{prefix}-{field.key}",
                     key=(generation, prefix, field.key),
+                    base=section.base.get(field.key),
                 )
             )
     return inputs

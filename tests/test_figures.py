@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,7 +11,13 @@ pytest.importorskip("plotly")
 
 from playground import figures, views
 from playground.client import parse_sse
-from playground.presets import PRESETS, comparison_spec, decode_setup, encode_setup
+from playground.presets import (
+    PRESETS,
+    comparison_spec,
+    decode_setup,
+    encode_setup,
+    setup_of_spec,
+)
 
 
 def _run(losses, *, points=None, spectra=None, inverse=None, evals=None, path=None):
@@ -114,7 +121,9 @@ def test_views_label_runs_and_fill_the_results_table():
     assert views.run_labels(comparison) == {
         "a": ("adam", 0), "b": ("adam", 1), "c": ("adam#2", 0), "d": ("adam#2", 1),
     }  # fmt: skip
-    assert views.results_rows(comparison) == [["adam", 0, "succeeded", 0.1235, 0.1, "", "", 1.0]]
+    headers, rows = views.results_table(comparison)
+    assert headers == views.RESULT_COLUMNS
+    assert rows == [["adam", 0, "succeeded", 0.1235, 0.1, "", "", 1.0, ""]]
     figs = views.build_figures(comparison, {"a": _run([1.0, 0.5])})
     assert set(figs) == {"loss", "trajectory", "spectrum", "metrics"}
     assert "plotly" in views.figures_html(figs)
@@ -150,3 +159,135 @@ def test_presets_share_round_trip_and_spec():
 def test_parse_sse_skips_comments_and_joins_data_lines():
     lines = [": heartbeat", "", "id: 3", "event: metrics", 'data: {"id": 3,', 'data: "x": 1}', ""]
     assert list(parse_sse(iter(lines))) == [{"id": 3, "x": 1}]
+
+
+# ---------------------------------------------------------------------- issue 17
+def _lab(color: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of a #rrggbb colour, for perceptual distances."""
+    rgb = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z))
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def test_every_two_optimizers_get_clearly_different_colours():
+    colors = figures.OPTIMIZER_COLORS
+
+    def distance(a: str, b: str) -> float:  # CIE76 ΔE: about 2.3 is just noticeable
+        return math.dist(_lab(colors[a]), _lab(colors[b]))
+
+    closest = min((distance(a, b), a, b) for a, b in itertools.combinations(colors, 2))
+    assert closest[0] >= 29, closest  # was 20 (psgd-kron, psgd-diag: two blues)
+    # optimizers a preset puts side by side, and the two PSGD flagships, far apart (the
+    # dense and Kronecker blues were 32 apart, adam and sgd 40)
+    together = {tuple(s["optimizers"]) for s in PRESETS.values()} | {("psgd-dense", "psgd-kron")}
+    for names in together:
+        for a, b in itertools.combinations(names, 2):
+            assert distance(a, b) >= 50, (a, b, distance(a, b))
+    assert figures.optimizer_color("psgd-kron#2") == colors["psgd-kron"]  # stable per name
+
+
+def test_spectrum_figure_titles_and_legend_do_not_overlap():
+    runs = [
+        ("psgd-dense", _run([1.0], spectra=[[0.1, 1.0]], inverse=[0.5, 0.01])),
+        ("psgd-kron", _run([1.0], spectra=[[0.2, 2.0]])),
+    ]
+    fig = figures.spectrum_figure(runs)
+    assert fig.layout.yaxis.title.text == "eigenvalue (log scale)"
+    assert not fig.layout.yaxis2.title.text  # a second y title sat on the first panel
+    legend = fig.layout.legend
+    # below the plot in the container's own coordinates, with the margin made for it, so it
+    # no longer covers the x-axis titles (it sat at paper y = -0.2)
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
+    assert fig.layout.margin.b >= 80
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    assert shown == ["psgd-dense", "psgd-kron"]  # one entry per optimizer
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert bands and all(t.mode == "lines" for t in bands)  # no stray vertex markers
+
+
+def test_an_empty_trajectory_figure_says_so_without_axes():
+    fig = figures.trajectory_figure([("adam", _run([1.0]))])
+    assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+    assert "once the runs report" in fig.layout.annotations[0].text
+    assert fig.layout.uirevision == figures.UIREVISION
+
+
+def test_metrics_figure_says_why_it_is_empty_once_runs_ended():
+    saddle = {"name": "saddle", "dim": 2, "known_minima": []}
+    quadratic = {"name": "quadratic", "dim": 20, "known_minima": []}
+    runs = [("adam", _run([1.0, 0.5]))]
+    waiting = figures.metrics_figure(runs, task=saddle)
+    assert "appear here as runs report" in waiting.layout.annotations[0].text
+    ended = figures.metrics_figure(runs, task=saddle, finished=True)
+    text = ended.layout.annotations[0].text
+    assert "Nothing beyond the loss" in text and "no minimum" in text
+    assert "no evaluations yet" not in text
+    text = figures.metrics_figure(runs, task=quadratic, finished=True).layout.annotations[0].text
+    assert "20-D path" in text
+    # a finished 2-D landscape with a minimum shows the distance it promises
+    landscape = [("sgd", _run([1.0], points=[[0, 0], [3, 4]]))]
+    task = {"name": "rosenbrock", "dim": 2, "known_minima": [[3, 0]]}
+    fig = figures.metrics_figure(landscape, task=task, finished=True)
+    assert list(fig.data[0].y) == [3.0, 4.0]
+
+
+def _cifar_comparison():
+    summary = {
+        "final_loss": 1.2,
+        "best_loss": 1.1,
+        "seconds": 3.0,
+        "final_eval": {"test_loss": 1.3, "test_accuracy": 0.41234, "train_accuracy": 0.5},
+    }
+    missing = (
+        "CIFAR-10 not found in this server's data folders: run `psgd-playground data download`"
+    )
+    return {
+        "id": "c1", "status": "finished",
+        "spec": {"task": {"name": "cifar10"}, "seeds": [0],
+                 "optimizers": [{"name": "psgd-kron"}, {"name": "sgd"}, {"name": "adamw"}]},
+        "job_ids": ["a", "b", "c"],
+        "jobs": [
+            {"id": "a", "status": "succeeded", "message": "", "summary": summary},
+            {"id": "b", "status": "failed", "message": missing, "summary": {"seconds": 0.1}},
+            {"id": "c", "status": "failed", "message": missing, "summary": {}},
+        ],
+    }  # fmt: skip
+
+
+def test_results_table_has_final_accuracy_and_each_jobs_message():
+    headers, rows = views.results_table(_cifar_comparison())
+    assert headers[:5] == ["optimizer", "seed", "status", "final loss", "best loss"]
+    assert headers[5:8] == ["test accuracy", "train accuracy", "test loss"]  # accuracies first
+    assert headers[-1] == "message"
+    assert rows[0][5:8] == [0.4123, 0.5, 1.3]
+    assert rows[1][5:8] == ["", "", ""]
+    assert rows[1][-1].startswith("CIFAR-10 not found") and rows[0][-1] == ""
+
+
+def test_problems_name_the_runs_and_their_message_once():
+    lines = views.problems(_cifar_comparison())
+    assert lines == [
+        "failed (sgd, adamw): CIFAR-10 not found in this server's data folders: "
+        "run `psgd-playground data download`"
+    ]
+    comparison = _cifar_comparison()
+    comparison["spec"]["seeds"] = [0, 1]
+    comparison["jobs"][0].update(status="diverged", message="x" * 500)
+    first = views.problems(comparison, max_chars=50)[0]
+    assert first.startswith("diverged (psgd-kron seed 0): xxx") and first.endswith("x…")
+
+
+def test_finished_means_every_job_ended():
+    assert views.finished({"status": "finished"}) and not views.finished({"status": "running"})
+    assert views.finished({"jobs": [{"status": "failed"}, {"status": "succeeded"}]})
+    assert not views.finished({"jobs": [{"status": "failed"}, {"status": "queued"}]})
+
+
+def test_a_comparisons_setup_is_what_its_spec_was_made_from():
+    for name, setup in PRESETS.items():
+        full = {"device": "auto", "steps": None, "epochs": None, "target": None, **setup}
+        assert setup_of_spec(comparison_spec(setup)) == full, name

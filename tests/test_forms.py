@@ -128,3 +128,22 @@ def test_server_errors_name_the_optimizer_and_task_as_the_form_does():
     explained = forms.explain(detail, "rosenbrock", ["psgd-dense", "adam"])
     assert explained == "adam · lr: Input should be greater than 0; rosenbrock · dim: must be even"
     assert forms.explain("optimizers[5].lr: x", "t", ["adam"]) == "optimizers[5].lr: x"
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "step"),
+    [
+        ("float", (0.01,), 0.001),  # ArrowUp on lr 0.01 gives 0.011, not 1.01
+        ("float", (0.05,), 0.001),
+        ("float", (1.0,), 0.1),
+        ("float", (1e-8,), 1e-9),
+        ("float", (None, 0.002), 0.0001),  # empty: scaled by what the server fills in
+        ("float", (0.0, None), 0.1),  # nothing positive to scale by
+        ("int", (20,), 1),
+        ("int", (10000,), 1000),
+        ("int", (None,), 1),
+        ("float", (True,), 0.1),  # a bool is no magnitude
+    ],
+)
+def test_numbers_step_by_a_tenth_of_their_magnitude(kind, values, step):
+    assert forms.number_step(kind, *values) == step

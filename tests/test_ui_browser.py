@@ -157,6 +157,59 @@ def comparison_id(page) -> str:
     return match.group(1)
 
 
+def box(page, selector: str) -> dict[str, float] | None:
+    """The bounding box of the first element matching `selector` that has text, else None."""
+    return page.evaluate(
+        """(sel) => {
+            const el = [...document.querySelectorAll(sel)].find((e) => e.textContent.trim());
+            if (!el) return null;
+            const r = el.getBoundingClientRect();
+            return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
+        }""",
+        selector,
+    )
+
+
+def line_colors(page, plot: str) -> dict[str, str]:
+    """trace name → line colour in the plot with elem id `plot`."""
+    return page.evaluate(
+        """(id) => {
+            const d = document.querySelector('#' + id + ' .js-plotly-plot');
+            const out = {};
+            for (const t of (d && d.data) || []) {
+                if (t.line && t.line.color) out[t.name] = t.line.color;
+            }
+            return out;
+        }""",
+        plot,
+    )
+
+
+def annotation(page, plot: str) -> str:
+    """The text of the first annotation of a plot (an empty figure's message)."""
+    return page.evaluate(
+        """(id) => {
+            const d = document.querySelector('#' + id + ' .js-plotly-plot');
+            const notes = (d && d.layout && d.layout.annotations) || [];
+            return notes.length ? notes[0].text : '';
+        }""",
+        plot,
+    )
+
+
+def history_status(page, cid: str) -> str:
+    """The status cell of a comparison's row in the history table (its visible text has
+    one line per cell: id, created, task, optimizers, seeds, status)."""
+    cells = [line.strip() for line in page.inner_text("#history").splitlines() if line.strip()]
+    return cells[cells.index(cid) + 5] if cid in cells else ""
+
+
+def open_comparison_link(page, url: str, cid: str, until: str, timeout: float = 120) -> None:
+    """Open `?comparison=cid` and wait until its status line holds `until`."""
+    open_ui(page, url, f"?comparison={cid}")
+    wait_for(lambda: until in status(page), timeout, f"{until!r} in the status of {cid}")
+
+
 def curves_have_points(page) -> bool:
     drawn = traces(page, "loss-plot")
     return all(drawn.get(name, 0) > 0 for name in OPTIMIZERS)
@@ -186,6 +239,16 @@ def test_rosenbrock_preset_runs_live(ui, server):
     assert any("|H|⁻¹ (exact)" in name for name in spectrum), spectrum
     rows = page.inner_text("#results")
     assert all(name in rows for name in OPTIMIZERS) and rows.count("succeeded") == 3
+    # the history row follows the comparison's end (it said "running" until a Refresh)
+    cid = comparison_id(page)
+    wait_for(lambda: history_status(page, cid) == "succeeded", 20, "the history row")
+    colors = line_colors(page, "loss-plot")
+    assert len({colors[name] for name in OPTIMIZERS}) == 3, colors
+    # spectrum: one y title, and the legend below the x-axis titles, not over them
+    assert box(page, "#spec-plot .g-y2title") is None
+    legend = box(page, "#spec-plot .legend")
+    titles = [box(page, f"#spec-plot .{t}") for t in ("g-xtitle", "g-x2title")]
+    assert legend and all(t and legend["top"] >= t["bottom"] - 1 for t in titles), (legend, titles)
     # README's screenshot; written into docs/ only on request, so test runs leave the tree clean.
     shots = ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOT") == "1" else ARTIFACTS
     shots.mkdir(exist_ok=True)
@@ -345,21 +408,48 @@ def test_schema_forms_set_the_task_options_and_hyperparameters(ui, server):
     wait_for(lambda: f"{newest} on quadratic — succeeded" in status(page), 90, "the run to end")
 
 
-def test_out_of_range_values_are_explained_beside_the_form(ui, server):
+def test_a_comparison_link_fills_the_form_so_run_repeats_it(ui, server):
+    page = ui
+    newest = httpx.get(f"{server}/api/comparisons").json()["items"][0]["id"]
+    open_comparison_link(page, server, newest, "on quadratic —", 60)
+    assert f"Opened comparison {newest}" in status(page) or newest in status(page)
+    # the form holds that comparison's setup (it held the default preset: Run ran that)
+    assert page.locator("#task input").input_value() == "quadratic"
+    assert field(page, "task", "dim").input_value() == "4"
+    assert page.locator("#steps input").input_value() == "40"
+    assert "sgd" in page.inner_text("#optimizers")
+    assert field(page, "adam", "lr").input_value() == "0.02"
+    page.click("#run")
+    wait_for(lambda: "Submitted comparison" in status(page), 30, "the submission")
+    again = comparison_id(page)
+    jobs = httpx.get(f"{server}/api/comparisons/{again}").json()["jobs"]
+    specs = {job["spec"]["optimizer"]["name"]: job["spec"] for job in jobs}
+    assert set(specs) == {*OPTIMIZERS, "sgd"} and specs["adam"]["optimizer"]["lr"] == 0.02
+    assert all(spec["task"]["dim"] == 4 and spec["steps"] == 40 for spec in specs.values())
+    wait_for(lambda: f"{again} on quadratic — succeeded" in status(page), 90, "the run to end")
+
+
+def test_out_of_range_values_are_explained_at_the_top_and_beside_the_form(ui, server):
     page = ui
     before = httpx.get(f"{server}/api/comparisons").json()["total"]
     open_ui(page, server)
     page.click("#form-adam")
-    field(page, "adam", "lr").fill("0")
+    field(page, "adam", "lr").fill("-1")
     page.click("#run")
     wait_for(lambda: "lr" in page.inner_text("#form-error"), 15, "the error")
     error = page.inner_text("#form-error")
     assert "adam · lr: Input should be greater than 0" in error, error
+    # where the user looks: the status line beside Run (it said "Ready"), and a toast
+    assert "adam · lr: Input should be greater than 0" in status(page)
+    top = page.locator("#status").bounding_box()
+    assert top is not None and top["y"] < 200, top
+    assert page.get_by_text("adam · lr: Input should be greater than 0").count() >= 3
     field(page, "adam", "lr").fill("0.05")
     field(page, "task", "start").fill("1, x")
     page.click("#run")
     wait_for(lambda: "start" in page.inner_text("#form-error"), 15, "the second error")
     assert "rosenbrock · start: numbers separated by commas" in page.inner_text("#form-error")
+    assert "rosenbrock · start: numbers separated by commas" in status(page)
     assert httpx.get(f"{server}/api/comparisons").json()["total"] == before
 
 
@@ -376,11 +466,70 @@ def test_ill_conditioned_quadratic_preset_shows_the_exact_inverse_hessian(ui, se
     assert spectrum["psgd-dense: P (median, band min–max)"] > 1
     exact = [n for n in spectrum if n.startswith("psgd-dense: |H|⁻¹ (exact)")]
     assert len(exact) == 1 and spectrum[exact[0]] == 20  # one per eigenvalue
+    # nothing to show beyond the loss, and the panel says why (it said "no evaluations yet")
+    wait_for(lambda: "Nothing beyond the loss" in annotation(page, "metrics-plot"), 30, "why")
+    assert "20-D path" in annotation(page, "metrics-plot")
     axis = page.evaluate(
         "() => document.querySelector('#traj-plot .js-plotly-plot').layout.xaxis.title.text"
     )
     assert axis == "PC 1"  # 20-D: the PCA projection of the paths
     assert all(traces(page, "traj-plot").get(name, 0) > 1 for name in ("psgd-dense", "adam", "sgd"))
+
+
+def test_numbers_step_by_a_fraction_of_their_value(ui, server):
+    page = ui
+    open_ui(page, server)
+    page.click("#form-adam")
+    lr = field(page, "adam", "lr")
+    assert lr.input_value() == "0.05"  # the Rosenbrock preset's
+    lr.focus()
+    page.keyboard.press("ArrowUp")
+    assert lr.input_value() == "0.051"  # it stepped by 1: 1.05
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert lr.input_value() == "0.049"
+    steps = page.locator("#steps input")
+    steps.focus()
+    page.keyboard.press("ArrowUp")
+    assert steps.input_value() == "310"
+
+
+def test_the_cifar_preset_says_what_to_do_before_it_runs(ui, server):
+    page = ui
+    before = httpx.get(f"{server}/api/comparisons").json()["total"]
+    open_ui(page, server)
+    choose_preset(page, "CIFAR-10 subset: PSGD vs SGD vs AdamW", "")
+    # the test server's data folder holds no CIFAR-10: the top of the page says so, and how
+    wait_for(lambda: "cannot run" in page.inner_text("#task-note"), 15, "the note")
+    note = page.inner_text("#task-note")
+    assert "cifar10 cannot run on this server yet" in note
+    assert "psgd-playground data download" in note
+    assert "psgd-playground data download" in page.inner_text("#form-task")
+    page.click("#run")
+    wait_for(lambda: "Not run" in status(page), 15, "the refusal")
+    assert "cifar10" in status(page) and "psgd-playground data download" in status(page)
+    assert httpx.get(f"{server}/api/comparisons").json()["total"] == before  # no failing jobs
+    choose_preset(page, PRESET, "300")
+    wait_for(lambda: not page.inner_text("#task-note").strip(), 15, "the note to go")
+
+
+def test_results_show_why_a_run_failed_and_its_final_accuracy(ui, server):
+    page = ui
+    diverging = {"task": {"name": "rosenbrock"}, "steps": 30,
+                 "optimizers": [{"name": "sgd", "lr": 1.0}, {"name": "adam"}]}  # fmt: skip
+    xor = {"task": {"name": "xor", "sequence_length": 8}, "steps": 40,
+           "optimizers": [{"name": "adam"}]}  # fmt: skip
+    ids = [
+        httpx.post(f"{server}/api/comparisons", json=body).json()["id"] for body in (diverging, xor)
+    ]
+    open_comparison_link(page, server, ids[0], "finished (", 120)
+    why = "diverged (sgd): loss or parameters became non-finite at step"
+    assert why in status(page)  # the status line at the top names the run and says why
+    rows = page.inner_text("#results")
+    assert "non-finite at step" in rows and "message" in rows
+    open_comparison_link(page, server, ids[1], "succeeded (", 120)
+    headers = page.locator("#results thead").first.inner_text()
+    assert "accuracy" in headers and "eval loss" in headers  # the final evaluation
 
 
 def test_a_server_with_a_token_asks_for_it_before_running(ui, token_server):

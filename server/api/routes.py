@@ -23,6 +23,7 @@ from server.api.sse import event_stream
 from server.events import STATUSES
 from server.jobs.service import JobService
 from server.settings import Settings
+from server.tasks import cifar
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 
@@ -125,10 +126,18 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/tasks", response_model=list[schemas.TaskEntry], tags=["info"])
     def list_tasks() -> list[dict[str, Any]]:
-        return [
-            {**entry, "presets": optimizers.TASK_PRESETS.get(entry["name"], {})}
-            for entry in tasks.catalogue()
-        ]
+        entries = []
+        for entry in tasks.catalogue():
+            reason = _not_ready_reason(entry["name"])
+            entries.append(
+                {
+                    **entry,
+                    "presets": optimizers.TASK_PRESETS.get(entry["name"], {}),
+                    "ready": reason is None,
+                    "not_ready_reason": reason,
+                }
+            )
+        return entries
 
     @router.get(
         "/tasks/{name}/contour",
@@ -438,3 +447,16 @@ def _version() -> str:
         return version("psgd-playground")
     except Exception:
         return "unknown"
+
+
+def _not_ready_reason(task: str) -> str | None:
+    """Why `task` cannot run with its default options on this server now, else None: the
+    task module's own check (CIFAR-10: is the default dataset in the data folders; its
+    message names the folders' variables and the download command, never a server path)."""
+    if task != "cifar10":
+        return None
+    try:
+        cifar.locate_dataset(None)
+    except FileNotFoundError as error:
+        return str(error)
+    return None

@@ -43,6 +43,12 @@ class TaskEntry(CatalogueEntry):
         description="per optimizer, the hyperparameters this task's preset sets "
         "(over the schema defaults; a job's own values win)"
     )
+    ready: bool = Field(
+        True, description="whether it can run with its default options on this server now"
+    )
+    not_ready_reason: str | None = Field(
+        None, description="why not, and what to do (e.g. the command that fetches its data)"
+    )
 
 
 class Contour(BaseModel):
