@@ -96,15 +96,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if stop.is_set():
                     break
                 progress.start(record)
+                log = files.EventLog(folder, record)
 
-                def sink(event: Any, record: out.RunRecord = record) -> None:
+                def sink(
+                    event: Any, record: out.RunRecord = record, log: files.EventLog = log
+                ) -> None:
                     record.events.append(event)
+                    log.write(event)
                     progress.event(event)
 
-                record.status = run_job(record.job, sink, stop.is_set)
+                try:
+                    record.status = run_job(record.job, sink, stop.is_set)
+                finally:
+                    log.close()
                 progress.finish(record.status)
                 done.append(record)
-                files.write_events(folder, record)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

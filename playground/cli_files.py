@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,30 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_events(out: Path, record: RunRecord) -> Path:
-    folder = out / "events"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / record.events_name
-    with open(path, "w", encoding="utf-8") as f:
-        for event in record.events:
-            f.write(json.dumps(jsonable(event.model_dump()), allow_nan=False) + "\n")
-    return path
+#: events/*.jsonl is flushed at most this often (and when the job ends).
+EVENTS_FLUSH_SECONDS = 1.0
+
+
+class EventLog:
+    """A job's events/<run>.jsonl, written as the events come (one JSON object a line) and
+    flushed every `EVENTS_FLUSH_SECONDS`, so a long run can be followed with `tail -f`."""
+
+    def __init__(self, out: Path, record: RunRecord) -> None:
+        folder = out / "events"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / record.events_name
+        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._flushed = time.monotonic()
+
+    def write(self, event: Any) -> None:
+        self._file.write(json.dumps(jsonable(event.model_dump()), allow_nan=False) + "\n")
+        now = time.monotonic()
+        if now - self._flushed >= EVENTS_FLUSH_SECONDS:
+            self._file.flush()
+            self._flushed = now
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def write_results(out: Path, records: list[RunRecord], spec: dict[str, Any]) -> list[str]:

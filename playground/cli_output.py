@@ -13,11 +13,17 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 _BAR = 24
 _REDRAW_SECONDS = 0.1  # at most 10 redraws per second
+#: Without a terminal (a log file, CI, nohup): a line per job at each tenth of its steps or
+#: after this many seconds without one, whichever comes first ...
+PROGRESS_LINE_SECONDS = 10.0
+#: ... but never two within this many seconds (a fast job prints just its final line).
+PROGRESS_MIN_GAP = 1.0
 
 
 @dataclass
@@ -56,19 +62,29 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Progress on stderr: one redrawn line per job on a terminal, else one line per job."""
+    """Progress on stderr: one redrawn line per job on a terminal; otherwise plain lines
+    (no carriage returns) at each tenth of a job's steps or every `PROGRESS_LINE_SECONDS`,
+    and one when it ends, so a log file shows a long run as it goes."""
 
-    def __init__(self, total_jobs: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        total_jobs: int,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.total_jobs = total_jobs
         self.quiet = quiet
+        self.clock = clock
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.record: RunRecord | None = None
 
     def start(self, record: RunRecord) -> None:
         self.record = record
-        self.began = time.monotonic()
+        self.began = self.clock()
         self.last_draw = -math.inf
+        self.last_line, self.last_tenth = self.began, 0
         self.step, self.total_steps, self.loss = 0, None, math.nan
 
     def _head(self) -> str:
@@ -83,10 +99,28 @@ class Progress:
             self.step, self.loss = event.step, event.loss
         else:
             return
-        now = time.monotonic()
-        if self.tty and not self.quiet and now - self.last_draw >= _REDRAW_SECONDS:
+        if self.quiet:
+            return
+        now = self.clock()
+        if self.tty and now - self.last_draw >= _REDRAW_SECONDS:
             self.last_draw = now
             self._draw(self._bar_line(now))
+        elif not self.tty and event.type == "metrics":
+            self._maybe_line(now)
+
+    def _maybe_line(self, now: float) -> None:
+        total = self.total_steps or 0
+        tenth = 10 * self.step // total if total else 0
+        due = tenth > self.last_tenth or now - self.last_line >= PROGRESS_LINE_SECONDS
+        if not due or now - self.last_line < PROGRESS_MIN_GAP:
+            return
+        self.last_line, self.last_tenth = now, tenth
+        of_total = f"/{total} ({100 * self.step // total}%)" if total else ""
+        loss = f"{self.loss:.2e}" if math.isfinite(self.loss) else "-"
+        self.stream.write(
+            f"{self._head()} step {self.step}{of_total} loss {loss} {_clock(now - self.began)}\n"
+        )
+        self.stream.flush()
 
     def _bar_line(self, now: float) -> str:
         total = self.total_steps or 0
@@ -103,7 +137,7 @@ class Progress:
     def finish(self, status: Any) -> None:
         if self.quiet:
             return
-        now = time.monotonic()
+        now = self.clock()
         loss = status.summary.get("final_loss")
         loss_text = f"{loss:.2e}" if isinstance(loss, float) and status.step else "-"
         tail = (

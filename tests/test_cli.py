@@ -367,6 +367,70 @@ def test_progress_redraws_one_line_per_job_on_a_terminal():
     assert "[2/2] adam seed=1 |########################| 500/500 loss 2.00e-03" in text
 
 
+def test_progress_without_a_terminal_prints_lines_as_the_job_goes():
+    """A log file gets a plain line at each tenth of the steps (no carriage returns), at
+    most one a second, and one every 10 s in between; it used to get nothing until the end."""
+    from server.events import Metrics, Started, Status
+
+    now = [0.0]
+    stream = io.StringIO()  # not a terminal
+    progress = Progress(1, stream=stream, clock=lambda: now[0])
+
+    class Job:
+        seed = 0
+
+    def at(step: int, seconds: float) -> None:
+        now[0] = seconds
+        metrics = Metrics(step=step, loss=1.0, grad_norm=1, lr=0.1, step_time=0, elapsed=0)
+        progress.event(metrics)
+
+    progress.start(RunRecord(index=1, label="sgd", job=Job()))
+    progress.event(Started(total_steps=1000, meta={}))
+    at(50, 0.5)  # 5 %: nothing due
+    at(100, 0.9)  # 10 % but within a second of the start: held back
+    at(150, 1.5)  # the held-back tenth is printed now
+    at(160, 1.6)
+    at(170, 11.6)  # 10 s without a line
+    at(200, 12.0)  # 20 %, but 0.4 s after the last line
+    at(300, 13.0)  # 30 %
+    progress.finish(Status(step=1000, status="succeeded", summary={"final_loss": 0.5}))
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines == [
+        "[1/1] sgd seed=0 step 150/1000 (15%) loss 1.00e+00 0:01",
+        "[1/1] sgd seed=0 step 170/1000 (17%) loss 1.00e+00 0:11",
+        "[1/1] sgd seed=0 step 300/1000 (30%) loss 1.00e+00 0:13",
+        "[1/1] sgd seed=0 succeeded at step 1000, loss 5.00e-01, 0:13",
+    ]
+
+
+def test_events_are_written_while_the_job_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """events/*.jsonl grows during the job (flushed about once a second), not only at its end."""
+    import server.runner
+    from playground import cli_files
+
+    monkeypatch.setattr(cli_files, "EVENTS_FLUSH_SECONDS", 0.0)  # flush every line
+    seen: list[int] = []
+    real_run_job = server.runner.run_job
+
+    def watching_run_job(job, sink, should_stop):
+        def spy(event):
+            sink(event)
+            if event.type == "metrics" and event.step == 5:
+                (path,) = (tmp_path / "out" / "events").iterdir()
+                seen.append(len(path.read_text().splitlines()))
+
+        return real_run_job(job, spy, should_stop)
+
+    monkeypatch.setattr(server.runner, "run_job", watching_run_job)
+    argv = ["run", "--task", "rosenbrock", "--optimizer", "adam", "--steps", "20"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--plot", "none", "--quiet"]) == 0
+    assert seen and seen[0] >= 6  # started + five metrics lines already on disk
+    (path,) = (tmp_path / "out" / "events").iterdir()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert events[0]["type"] == "started" and events[-1]["type"] == "status"
+
+
 def test_figures_accept_event_dicts():
     def run(scale: float) -> list[dict]:
         events: list[dict] = [{"type": "started", "total_steps": 3, "meta": {}}]
