@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         description="address-space limit of each CPU worker process in MB (default: 3/4 of "
         "the machine's memory / concurrency, at least 2048; 0: no limit)",
     )
+    pool_size: int | None = Field(
+        None,
+        ge=0,
+        description="warm worker processes kept idle, torch imported, so that a job starts "
+        "at once (default: concurrency; 0: none, each job starts a new one)",
+    )
+    threads_per_job: int | None = Field(
+        None, ge=1, description="torch threads of each job (default: 1)"
+    )
     heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
     max_jobs_per_minute: int = Field(
         300, ge=1, description="jobs created per minute, cancelled ones included (429 beyond)"

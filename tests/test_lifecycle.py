@@ -4,7 +4,8 @@
 * a job whose set-up hangs ends `failed` at its time limit;
 * a restart kills a worker its predecessor left alive before rerunning the job, and ends
   an interrupted job with one `interrupted` status event;
-* workers die with a server killed by SIGKILL (a real server process on loopback).
+* workers, busy or idle in the warm pool, die with a server killed by SIGKILL (a real
+  server process on loopback).
 """
 
 from __future__ import annotations
@@ -215,6 +216,10 @@ def _workers(pid: int) -> list[int]:
     return [child for child in children if b"spawn_main" in _cmdline(child)]
 
 
+def _maps(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/maps").read_bytes()
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -232,13 +237,17 @@ def test_workers_die_with_a_killed_server_and_the_restart_runs_the_job_once(
     try:
         job_id = client.post("/api/jobs", json=JOB).json()["id"]
         wait_until(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "running", "run")
-        (worker,) = wait_until(lambda: _workers(first.pid), "its worker")
-        # in its set-up: torch is loaded, which a worker does after `die_with_parent`
-        wait_until(lambda: b"libtorch" in Path(f"/proc/{worker}/maps").read_bytes(), "set-up")
-        first.kill()  # SIGKILL: no clean-up at all; the worker is busy setting up, silent
+        # the job's worker and the warm one that replaced it in the pool (pool size 1)
+        workers = wait_until(lambda: len(w := _workers(first.pid)) == 2 and w, "two workers")
+        # torch loaded, which a worker does after `die_with_parent`: the job's worker is in
+        # its set-up, the idle one has warmed up or is warming up
+        wait_until(lambda: all(b"libtorch" in _maps(w) for w in workers), "torch in both")
+        first.kill()  # SIGKILL: no clean-up at all; the workers are busy or idle, silent
         first.wait()
         client.close()
-        wait_until(lambda: processes.identity(worker) is None, "the worker to die", timeout=5)
+        wait_until(
+            lambda: all(processes.identity(w) is None for w in workers), "their deaths", timeout=5
+        )
     finally:
         if first.poll() is None:
             first.kill()

@@ -67,6 +67,8 @@ def make_executor(settings: Settings) -> Executor:
         concurrency=settings.concurrency,
         limits=Limits(max_steps=settings.max_steps, max_seconds=settings.max_seconds),
         memory_limit_mb=settings.memory_limit_mb,
+        pool_size=settings.pool_size,
+        threads_per_job=settings.threads_per_job,
     )
 
 

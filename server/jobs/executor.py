@@ -11,8 +11,11 @@ on the executor's own thread, never on the caller's (so never on an asyncio loop
 a time.
 
 `LocalExecutor` runs each job in a fresh spawned interpreter, so a crash, a hang or an
-out-of-memory kill ends that job only. It enforces each job's wall-clock limit from
-outside (set-up included) and a per-job memory limit (`default_memory_limit_mb`).
+out-of-memory kill ends that job only. It keeps `pool_size` such interpreters started ahead
+of need, torch already imported (`server.jobs.pool`), so that a job starts at once; each runs
+one job and exits. It enforces each job's wall-clock limit from outside (set-up included), a
+per-job memory limit (`default_memory_limit_mb`) and a per-job torch thread count
+(DEFAULT_THREADS_PER_JOB).
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from server.events import Status
+from server.jobs.pool import WorkerPool
 from server.jobs.processes import identity
-from server.jobs.worker import run_worker
+from server.jobs.worker import job_order, run_worker
 from server.runner import Limits
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,9 @@ _READ_BATCH = 256  # events read from one job before looking at the others
 RUNNER_GRACE = 5.0
 MEMORY_FRACTION = 0.75  # of the machine's memory, shared by the jobs that run at once
 MIN_MEMORY_LIMIT_MB = 2048  # a CPU worker reserves ≈ 1 GB of address space with torch loaded
+#: torch threads per job unless set: the playground's jobs are small, and on a busy machine
+#: two threads made a delayed-XOR step 26× slower than one (README "Benchmarks")
+DEFAULT_THREADS_PER_JOB = 1
 
 
 def cancelled_status(message: str, step: int = 0) -> dict[str, Any]:
@@ -167,7 +174,9 @@ def _visible_gpus() -> list[str]:
 class _Job:
     id: str
     spec: dict[str, Any]
-    stop: Any  # a shared byte (lock-free, so a killed worker can't leave it locked)
+    #: a shared byte (lock-free, so a killed worker can't leave it locked); the worker's
+    #: own once the job has one
+    stop: Any
     process: BaseProcess | None = None
     conn: Connection | None = None
     pid: int | None = None
@@ -188,8 +197,9 @@ class _Job:
 class LocalExecutor(Executor):
     """Runs each job in its own spawned worker process, `concurrency` at a time.
 
-    One thread does all the bookkeeping: it starts queued jobs when a slot is free,
-    forwards each worker's events from its pipe, notices exited workers, escalates
+    One thread does all the bookkeeping: it hands queued jobs to idle warm workers (or to
+    new ones) when a slot is free, keeps `pool_size` warm workers idle, forwards each
+    worker's events from its pipe, notices exited workers, escalates
     cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE),
     ends jobs at their time limit (terminate(), then kill()) and calls the callbacks.
     Workers die with the process that runs this thread (`processes.die_with_parent`).
@@ -205,21 +215,34 @@ class LocalExecutor(Executor):
         concurrency: int | None = None,
         limits: Limits = DEFAULT_LIMITS,
         memory_limit_mb: int | None = None,
+        pool_size: int | None = None,
+        threads_per_job: int | None = None,
     ) -> None:
         """`memory_limit_mb`: each CPU worker's address-space limit; None for
-        `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None)."""
+        `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
+        `pool_size`: warm workers kept idle; None for `concurrency`, 0 for none (each job
+        then waits for a new interpreter to import torch). `threads_per_job`: torch threads
+        of each job; None for DEFAULT_THREADS_PER_JOB."""
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if memory_limit_mb is not None and memory_limit_mb < 0:
             raise ValueError("memory_limit_mb must be 0 (no limit) or more")
+        if pool_size is not None and pool_size < 0:
+            raise ValueError("pool_size must be 0 (no warm workers) or more")
+        if threads_per_job is not None and threads_per_job < 1:
+            raise ValueError("threads_per_job must be at least 1")
         self.concurrency = concurrency or default_concurrency()
         self.limits = limits
         if memory_limit_mb is None:
             memory_limit_mb = default_memory_limit_mb(self.concurrency)
         self.memory_limit_mb: int | None = memory_limit_mb or None
-        self.threads_per_job = max(1, (os.cpu_count() or 1) // self.concurrency)
+        self.threads_per_job = threads_per_job or DEFAULT_THREADS_PER_JOB
+        self.pool_size = self.concurrency if pool_size is None else pool_size
         self._gpus = _visible_gpus()
         self._ctx = multiprocessing.get_context("spawn")
+        self._pool = WorkerPool(
+            self._ctx, self.worker_main, os.getpid(), self.pool_size, self._gpus
+        )
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # queued or running, not yet reported as exited
         self._waiting: deque[str] = deque()
@@ -329,6 +352,7 @@ class LocalExecutor(Executor):
             if job.conn is not None:
                 job.conn.close()
         if thread is None or not thread.is_alive():
+            self._pool.close()  # the thread closes it on its way out; this is for a stuck one
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
 
@@ -352,18 +376,22 @@ class LocalExecutor(Executor):
             os.write(self._wake_w, b"x")
 
     def _loop(self) -> None:
-        while True:
-            try:
-                if not self._iterate():
-                    return
-            except Exception:  # keep serving the other jobs
-                log.exception("job executor: unexpected error")
-                time.sleep(0.1)
+        try:
+            while True:
+                try:
+                    if not self._iterate():
+                        return
+                except Exception:  # keep serving the other jobs
+                    log.exception("job executor: unexpected error")
+                    time.sleep(0.1)
+        finally:
+            self._pool.close()
 
     def _iterate(self) -> bool:
         with self._lock:
             if self._stopping:
                 return False
+            closed = self._closed
             unstarted = list(self._unstarted_cancels)
             self._unstarted_cancels.clear()
             starts = []
@@ -380,10 +408,15 @@ class LocalExecutor(Executor):
             self._finish(job, "cancelled before start")
         for job in starts:
             self._launch(job)
+        if closed:
+            self._pool.close()
+        else:
+            self._pool.fill()  # after the launches, which take idle workers first
 
         with self._lock:
             active = [job for job in self._running.values() if job.process is not None]
-        channels: list[Any] = [self._wake_r]
+        idle = {worker.process.sentinel: worker for worker in self._pool.idle()}
+        channels: list[Any] = [self._wake_r, *idle]
         by_sentinel: dict[int, _Job] = {}
         by_conn: dict[int, _Job] = {}
         deadlines = []
@@ -403,6 +436,8 @@ class LocalExecutor(Executor):
         for item in ready:
             if item is self._wake_r:
                 self._drain_wake()
+            elif item in idle:
+                self._pool.lost(idle[item])
             elif isinstance(item, int):
                 exited.append(by_sentinel[item])
             else:
@@ -430,35 +465,24 @@ class LocalExecutor(Executor):
         return min(self._gpus, key=lambda gpu: load[gpu])
 
     def _launch(self, job: _Job) -> None:
-        receiver, sender = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=self.worker_main,
-            args=(
-                job.spec,
-                sender,
-                job.stop,
-                self.threads_per_job,
-                dataclasses.asdict(self.limits),  # plain values: unpickled before the worker runs
-                self.memory_limit_mb,
-                job.gpu,
-                os.getpid(),
-            ),
-            name=f"job-{job.id}",
-            daemon=True,
-        )
+        """Hand the job to an idle warm worker pinned to its GPU, else to a new worker."""
         try:
-            process.start()
+            worker = self._pool.take(job.gpu)
         except Exception as error:
-            receiver.close()
             log.exception("job %s: could not start its worker", job.id)
             self._finish(job, f"could not start the worker process: {error}")
             return
-        finally:
-            sender.close()  # the worker holds the only write end: EOF means it has gone
         with self._lock:
-            job.process, job.conn, job.pid = process, receiver, process.pid
+            if job.stop.value:  # cancelled since it left the queue
+                worker.stop.value = 1
+            job.stop = worker.stop
+            job.process, job.conn, job.pid = worker.process, worker.events, worker.process.pid
             job.limit_at = time.monotonic() + job.time_limit
             job.oom_kills = _oom_kills()
+        # plain values only: a worker that has not yet imported the runner can unpickle them
+        limits = dataclasses.asdict(self.limits)
+        worker.hand(job_order(job.spec, self.threads_per_job, limits, self.memory_limit_mb))
+        process = worker.process
         try:
             self._on_launch(job.id, process.pid, identity(process.pid))
         except Exception:

@@ -1,11 +1,15 @@
 """The body of one job's worker process.
 
 `LocalExecutor` starts `run_worker` in a fresh interpreter (multiprocessing "spawn"), so it
-must stay a module-level function of an importable module. The worker validates the spec,
-runs the job and sends every event dict down its own one-way pipe; a crash, a hang or an
-out-of-memory kill ends this process only, never the server. This module imports little at
-the top, so that `prepare_process` ties the worker to its server within milliseconds of
-its start, before torch is loaded.
+must stay a module-level function of an importable module. A worker first ties itself to
+its server, then warms up (imports torch, torch._dynamo and the runner with its tasks and
+optimizers: seconds), then waits on its order pipe for exactly one job, runs it, sends every
+event dict down its own one-way event pipe, and exits: a worker never runs a second job, so
+each job starts from a clean process (memory limit, thread count, GPU pinning, torch's
+global state). The executor starts workers ahead of need (`server.jobs.pool`), so that a job
+finds one warm. A crash, a hang or an out-of-memory kill ends this process only, never the
+server. This module imports little at the top, so that `prepare_process` ties the worker to
+its server within milliseconds of its start, before torch is loaded.
 """
 
 from __future__ import annotations
@@ -29,29 +33,29 @@ _OUT_OF_MEMORY = re.compile(
 
 
 def run_worker(
-    spec: dict[str, Any],
-    conn: Connection,
-    stop: Any,
-    threads: int,
-    limits: dict[str, Any],
-    memory_limit_mb: int | None,
-    gpu: str | None,
-    parent_pid: int,
+    orders: Connection, events: Connection, stop: Any, gpu: str | None, parent_pid: int
 ) -> None:
-    """Run one job; `stop` is a shared byte the executor sets to ask the job to end.
+    """Warm up, run the one job that arrives on `orders` (a `job_order` dict), and exit.
 
-    Every argument is a plain value or shared byte: spawn unpickles them before this runs,
-    and a class from server.runner would import torch (seconds) before `prepare_process`.
+    `stop` is a shared byte the executor sets to ask the job to end; `gpu`, the one GPU
+    this worker may use (set before torch loads). End of file on `orders` instead of a job
+    means the executor no longer needs this worker. Every argument is a plain value, pipe
+    or shared byte: spawn unpickles them before this runs, before `prepare_process`.
     """
     prepare_process(parent_pid, gpu)
+    import_error = warm_up()
     code = 0
     try:
-        _run(spec, conn, stop, threads, limits, memory_limit_mb)
+        order = orders.recv()
+        orders.close()
+        _run(order, events, stop, import_error)
+    except EOFError:  # no job for this worker: the executor has dropped it
+        pass
     except BaseException:  # only a broken pipe gets here: run_job turns errors into statuses
         traceback.print_exc()
         code = 1
     finally:
-        conn.close()
+        events.close()
     if multiprocessing.parent_process() is not None:
         # The job is over and its pipe closed: skip the interpreter's teardown, which takes
         # a second or more with torch loaded and would hold the executor's slot meanwhile.
@@ -60,46 +64,71 @@ def run_worker(
         os._exit(code)
 
 
+def job_order(
+    spec: dict[str, Any],
+    threads: int,
+    limits: dict[str, Any],
+    memory_limit_mb: int | None,
+) -> dict[str, Any]:
+    """What the executor sends a worker for its job: plain values only."""
+    return {
+        "spec": spec,
+        "threads": threads,
+        "limits": limits,
+        "memory_limit_mb": memory_limit_mb,
+    }
+
+
 def prepare_process(parent_pid: int, gpu: str | None) -> None:
     """Set up a fresh worker process before it loads anything heavy."""
     die_with_parent(parent_pid)
     # Ctrl+C reaches the whole process group: the server cancels its jobs in an orderly way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if gpu is not None:  # before the first CUDA call: the job sees its one GPU as cuda:0
+    if gpu is not None:  # before torch loads: the job sees its one GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
-def _run(
-    spec: dict[str, Any],
-    conn: Connection,
-    stop: Any,
-    threads: int,
-    limits: dict[str, Any],
-    memory_limit_mb: int | None,
-) -> None:
+def warm_up() -> str | None:
+    """Import what every job needs before a job arrives; None, or what failed to import
+    (reported as the job's failure, as it would have been without a warm-up)."""
+    try:
+        import torch._dynamo  # noqa: F401  imported lazily by the first optimizer: seconds
+
+        import server.runner  # noqa: F401  its tasks, optimizers and psgd with it
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _run(order: dict[str, Any], conn: Connection, stop: Any, import_error: str | None) -> None:
     from pydantic import ValidationError
 
     from server.events import Status
 
+    memory_limit_mb = order["memory_limit_mb"]
+
     def failed(message: str) -> dict[str, Any]:
         return Status(step=0, status="failed", message=message).model_dump()
 
+    if import_error is not None:
+        conn.send(failed(memory_message(import_error, memory_limit_mb)))
+        return
     try:
         import torch
 
         from server.runner import JobSpec, Limits, run_job
 
-        job = JobSpec.model_validate(spec)
+        job = JobSpec.model_validate(order["spec"])
     except ValidationError as error:
         conn.send(failed(f"invalid job spec: {_describe(error)}"))
         return
     except Exception as error:
         conn.send(failed(memory_message(f"{type(error).__name__}: {error}", memory_limit_mb)))
         return
-    if stop.value:  # cancelled while this interpreter was starting
+    if stop.value:  # cancelled before the job reached this worker
         conn.send(Status(step=0, status="cancelled", message="cancelled before start").model_dump())
         return
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, order["threads"]))
     on_cuda = job.device != "cpu" and torch.cuda.is_available()
     if memory_limit_mb and not on_cuda:
         # Not for CUDA jobs: the driver reserves far more address space than it uses.
@@ -113,7 +142,8 @@ def _run(
             data["message"] = memory_message(data["message"], memory_limit_mb)
         conn.send(data)
 
-    run_job(job, send, should_stop=lambda: bool(stop.value), limits=Limits(**limits))
+    limits = Limits(**order["limits"])
+    run_job(job, send, should_stop=lambda: bool(stop.value), limits=limits)
 
 
 def memory_message(message: str, memory_limit_mb: int | None) -> str:
