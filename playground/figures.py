@@ -197,13 +197,86 @@ def path_points(events: Sequence[EventLike]) -> list[list[float]]:
 
 
 def pca_path(events: Sequence[EventLike]) -> tuple[list[list[float]], list[int]]:
-    """The latest PCA projection of a high-dimensional run's path, and its steps."""
+    """The latest per-run PCA projection of an older high-dimensional run's path (runs
+    before the common basis sent it), and its steps."""
     for e in reversed(_of_type(events, "trajectory")):
         path = _get(e, "path")
         if path:
             steps = _get(e, "path_steps") or list(range(len(path)))
             return [list(p[:2]) + [0.0] * (2 - len(p[:2])) for p in path], list(steps)
     return [], []
+
+
+def sketch_path(events: Sequence[EventLike]) -> tuple[list[list[float]], list[int]]:
+    """A high-dimensional run's parameters at each snapshot, in the runner's shared random
+    projection (the trajectory events' `sketch`), and their steps."""
+    kept = [e for e in _of_type(events, "trajectory") if _get(e, "sketch")]
+    return [list(_get(e, "sketch")) for e in kept], [int(_get(e, "step")) for e in kept]
+
+
+#: points per run that enter the common PCA and the figure (evenly thinned beyond)
+PCA_POINTS = 1000
+
+
+def common_pca(
+    paths: Sequence[Sequence[Sequence[float]]],
+) -> tuple[list[list[list[float]]], list[float]]:
+    """Every path on the two principal axes of all paths' points together, and each axis's
+    share of their variance.
+
+    One basis for all runs, so that equal points (e.g. a shared start) land at one place.
+    Each axis is oriented so that the runs move towards its positive side on the whole
+    (their end points minus their start points sum to ≥ 0 along it).
+    """
+    import torch  # lazily: only high-dimensional runs need it
+
+    sizes = [len(path) for path in paths]
+    if not sum(sizes):
+        return [[] for _ in paths], [0.0, 0.0]
+    points = torch.tensor([p for path in paths for p in path], dtype=torch.float64)
+    centred = points - points.mean(dim=0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(centred.T @ centred)
+    variances = eigenvalues.flip(0).clamp(min=0)
+    axes = eigenvectors.flip(1)[:, :2]
+    coords = centred @ axes
+    if coords.shape[1] < 2:  # a one-parameter task: the second axis is flat
+        coords = torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
+    parts = list(torch.split(coords, sizes))
+    moves = sum(
+        (part[-1] - part[0] for part in parts if len(part)), torch.zeros(2, dtype=torch.float64)
+    )
+    signs = torch.where(moves < 0, -1.0, 1.0)
+    total = float(variances.sum())
+    shares = [float(v) / total if total > 0 else 0.0 for v in variances[:2]]
+    return [(part * signs).tolist() for part in parts], [*shares, 0.0][:2]
+
+
+def _projected_paths(
+    runs: Sequence[tuple[str, Sequence[EventLike]]],
+) -> tuple[list[tuple[list[list[float]], list[int]]], tuple[str, str], str] | None:
+    """High-dimensional runs' paths in 2-D, the axis titles and a note for the subtitle, or
+    None when no run has a path. On one PCA basis of all runs' sketched points; runs
+    recorded before the common basis draw their own per-run PCA, and the figure says so."""
+    sketched = [sketch_path(events) for _, events in runs]
+    if any(points for points, _ in sketched):
+        thinned = []
+        for points, steps in sketched:
+            kept = _decimate(list(range(len(points))), PCA_POINTS) if points else []
+            thinned.append(([points[i] for i in kept], [steps[i] for i in kept]))
+        coords, shares = common_pca([points for points, _ in thinned])
+        titles = (  # the y title short: a flat plot's y axis is short too
+            f"PC1 (common basis of all runs, {100 * shares[0]:.0f} % of variance)",
+            f"PC2 ({100 * shares[1]:.0f} % of variance)",
+        )
+        paths = [(xy, steps) for xy, (_, steps) in zip(coords, thinned)]
+        older = sum(not xy and bool(pca_path(events)[0]) for xy, (_, events) in zip(coords, runs))
+        note = "one PCA of all runs' parameter paths"
+        return paths, titles, f"{note} ({older} older runs not drawn)" if older else note
+    own = [pca_path(events) for _, events in runs]
+    if not any(points for points, _ in own):
+        return None
+    titles = ("PC 1 (each run's own basis)", "PC 2 (each run's own basis)")
+    return own, titles, "older runs: each path on its own PCA basis, not comparable"
 
 
 def trajectory_figure(
@@ -213,7 +286,8 @@ def trajectory_figure(
     task: Mapping[str, Any] | None = None,
     title: str | None = None,
 ) -> go.Figure:
-    """Paths of 2-D landscape runs, over the landscape's contour map when given.
+    """Paths of 2-D landscape runs, over the landscape's contour map when given; on
+    high-dimensional tasks, the runs' parameter paths on one PCA basis (`common_pca`).
 
     `runs`: (label, events) per path drawn (e.g. the first seed of each optimizer).
     `contour`: (xs, ys, zs) with zs[i][j] the objective at (xs[j], ys[i]); it is drawn as
@@ -223,10 +297,8 @@ def trajectory_figure(
     fig = go.Figure()
     task = task or {}
     runs = list(runs)
-    pca = not any(path_points(events) for _, events in runs) and any(
-        pca_path(events)[0] for _, events in runs
-    )
-    if pca:
+    projected = None if any(path_points(e) for _, e in runs) else _projected_paths(runs)
+    if projected is not None:
         contour, task = None, {}
     if contour is not None:
         xs, ys, zs = contour
@@ -262,9 +334,9 @@ def trajectory_figure(
                 hovertemplate="minimum (%{x:.4g}, %{y:.4g})<extra></extra>",
             )
         )
-    for label, events in runs:
-        if pca:
-            points, steps = pca_path(events)
+    for index, (label, events) in enumerate(runs):
+        if projected is not None:
+            points, steps = projected[0][index]
         else:
             points = path_points(events)
             steps = [_get(e, "step") for e in _of_type(events, "trajectory") if _get(e, "point")]
@@ -304,13 +376,14 @@ def trajectory_figure(
             "Paths appear here once the runs report their positions",
             title=title or "Trajectories",
         )
-    what = "PCA of the parameter path · " if pca else ""
+    what = f"{projected[2]} · " if projected is not None else ""
+    axis_titles = projected[1] if projected is not None else ("x", "y")
     layout: dict[str, Any] = {
         "title": {
             "text": f"{title or 'Trajectories'}<br><sup>{what}● start · ✕ end · ★ minimum</sup>"
         },
-        "xaxis_title": "PC 1" if pca else "x",
-        "yaxis_title": "PC 2" if pca else "y",
+        "xaxis_title": axis_titles[0],
+        "yaxis_title": axis_titles[1],
         "template": "plotly_white",
         "uirevision": UIREVISION,
         "xaxis": {"constrain": "domain"},
@@ -392,10 +465,12 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
     eigenvalues at that run's point when the task reports them (small problems).
 
     `runs`: (label, events) per run drawn (e.g. the first seed of each optimizer). The
-    legend has one entry per label; the subplot titles say which mark is which.
+    legend has one entry per label; the subplot titles say which mark is which. Below, a
+    strip of P's fit error against |H|⁻¹ when runs report it (`add_fit_error`).
     """
     from plotly.subplots import make_subplots
 
+    runs = list(runs)  # read twice: here and by `add_fit_error`
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -488,6 +563,79 @@ def spectrum_figure(runs: Runs, *, title: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text="eigenvalue (log scale)", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="eigenvalue index (sorted)", row=1, col=2)
+    return add_fit_error(fig, runs)
+
+
+def fit_errors(events: Sequence[EventLike]) -> tuple[list[int], list[float]]:
+    """A run's fit error of P against the exact |H|⁻¹ (the spectrum events' `fit_error`:
+    decades off in the worst direction) and the steps it was measured at."""
+    kept = [
+        e
+        for e in _of_type(events, "spectrum")
+        if isinstance(_get(e, "fit_error"), (int, float)) and math.isfinite(_get(e, "fit_error"))
+    ]
+    return [int(_get(e, "step")) for e in kept], [float(_get(e, "fit_error")) for e in kept]
+
+
+#: why P's large eigenvalues trail |H|⁻¹'s for long (README, Inspection), under the strip
+SLOW_FIT_NOTE = (
+    "PSGD fits flat directions slowly: each step on Q is scaled by the stiffest curvature, so"
+    "<br>P's largest eigenvalues move by tiny relative steps (noisy ones at a large"
+    " preconditioner lr)"
+)
+
+
+def add_fit_error(fig: go.Figure, runs: Runs) -> go.Figure:
+    """Add a strip under the spectrum panels: each run's fit error of P against |H|⁻¹ over
+    the steps (small problems with an exact Hessian), and why it falls slowly. Returns
+    `fig` unchanged when no run reports a fit error."""
+    series = [(label, *fit_errors(events)) for label, events in runs]
+    series = [(label, steps, errors) for label, steps, errors in series if steps]
+    if not series:
+        return fig
+    top, strip = 0.5, 0.24
+    fig.update_layout(
+        height=max(fig.layout.height or 0, 640),
+        yaxis={"domain": [top, 1]},
+        yaxis2={"domain": [top, 1]},
+        xaxis3={"domain": [0, 1], "anchor": "y3", "title": {"text": "step"}},
+        yaxis3={
+            "domain": [0, strip],
+            "anchor": "x3",
+            "rangemode": "tozero",
+            "title": {"text": "decades off"},
+        },
+    )
+    fig.add_annotation(
+        text="fit error of P vs |H|⁻¹: max |log10 λ(P|H|)|, worst direction (0 = exact)"
+        f"<br><span style='font-size:10px'>{SLOW_FIT_NOTE}</span>",
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=strip + 0.02,
+        xanchor="left",
+        yanchor="bottom",
+        align="left",
+        showarrow=False,
+        font={"size": 12},
+    )
+    for label, steps, errors in series:
+        color = optimizer_color(label)
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=errors,
+                xaxis="x3",
+                yaxis="y3",
+                mode="lines+markers",
+                marker={"color": color, "size": 4},
+                line={"color": color, "width": 2},
+                legendgroup=label,
+                showlegend=False,
+                name=f"{label}: fit error of P vs |H|⁻¹",
+                hovertemplate=f"{label}<br>step %{{x}}<br>%{{y:.3g}} decades<extra></extra>",
+            )
+        )
     return fig
 
 

@@ -31,7 +31,10 @@ class Metrics(BaseModel):
     grad_norm: float
     lr: float
     step_time: float = Field(description="wall seconds of this step")
-    elapsed: float = Field(description="wall seconds since the run started")
+    elapsed: float = Field(
+        description="wall seconds since step 1 began (set-up excluded: see the summary's "
+        "setup_seconds)"
+    )
 
 
 class Evaluation(BaseModel):
@@ -54,17 +57,33 @@ class Spectrum(BaseModel):
     inverse_hessian: list[float] | None = Field(
         None, description="sorted eigenvalues of |H|⁻¹ at the current point (small problems)"
     )
+    fit_error: float | None = Field(
+        None,
+        description="how far P is from |H|⁻¹ in its worst direction, in decades: "
+        "max |log10 λ| over the eigenvalues λ of |H|^½ P |H|^½ (0 when P = |H|⁻¹, 1 when "
+        "a factor 10 off); with inverse_hessian, for optimizers with a preconditioner",
+    )
 
 
 class Trajectory(BaseModel):
     type: Literal["trajectory"] = "trajectory"
     step: int
     point: list[float] | None = Field(None, description="2-D position on a landscape")
-    path: list[list[float]] | None = Field(
-        None, description="PCA projection of the parameter path so far (high-dim tasks)"
+    sketch: list[float] | None = Field(
+        None,
+        description="high-dimensional tasks: the parameters at this step in a fixed random "
+        "projection (≤ 64 values) that is the same for every run of the task, so that one "
+        "PCA of all runs' points gives them common axes",
     )
-    path_steps: list[int] | None = None
-    explained_variance: list[float] | None = None
+    path: list[list[float]] | None = Field(
+        None,
+        description="no longer written: the per-run PCA of the path that older runs sent "
+        "(read to draw them)",
+    )
+    path_steps: list[int] | None = Field(None, description="steps of `path` (older runs)")
+    explained_variance: list[float] | None = Field(
+        None, description="variance shares of `path`'s two axes (older runs)"
+    )
 
 
 class Status(BaseModel):

@@ -21,6 +21,11 @@ from torch import Tensor
 
 import psgd
 from server.cadence import EVALUATION_SHARE, SNAPSHOT_SHARE, Cadence
+from server.curvature import (
+    inverse_hessian_spectrum,
+    preconditioner_fit_error,
+    small_hessian,
+)
 from server.events import Evaluation, Event, Metrics, Spectrum, Started, Status, Trajectory
 from server.optimizers import AnyOptimizerConfig, optimizer_config
 from server.tasks import AnyTaskConfig
@@ -29,9 +34,11 @@ from server.tasks.base import Task
 Sink = Callable[[Event], None]
 
 _SPECTRUM_VALUES = 256
-_HESSIAN_LIMIT = 64
-_PATH_POINTS = 200
-_SKETCH_DIM = 1024
+#: dimensions of the shared parameter projection: each trajectory event of a high-dimensional
+#: task carries at most this many floats (≈ 1.3 KB of JSON)
+SKETCH_DIM = 64
+#: the projection's seed: a constant, so that every run of a task projects alike
+SKETCH_SEED = 0x5EED
 
 
 @dataclass(frozen=True)
@@ -108,55 +115,33 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
     }
 
 
-class PathRecorder:
-    """Keeps a bounded, sketched history of the parameters for a PCA trajectory.
+class ParameterSketch:
+    """The parameters as a point of one fixed random projection shared by every run.
 
-    Why a sketch: the path of a 0.3M-parameter model over 200 snapshots would take 240 MB;
-    a fixed random signed bucketing into 1024 dims (a CountSketch) preserves distances
-    well enough for a 2-D picture at 1/300 of the memory.
+    Why: a comparison's runs live in separate worker processes, so no runner sees the
+    others' paths; each run sends its points in the same low-dimensional coordinates and
+    the trajectory figure finds one PCA basis for all of them (playground/figures.py). The
+    projection's seed is a constant, never the job's, so equal parameters give equal points
+    in every run of a task. Up to `SKETCH_DIM` parameters are sent as they are (exact);
+    beyond, a CountSketch (each parameter added with a random sign to one of `SKETCH_DIM`
+    buckets) keeps squared distances in expectation (relative spread ≈ √(2/64) ≈ 18 %),
+    costs one pass over the parameters and holds two numbers per parameter.
     """
 
-    def __init__(self, numel: int, seed: int) -> None:
+    def __init__(self, numel: int) -> None:
         self.numel = numel
-        gen = torch.Generator().manual_seed(seed)
-        if numel > _SKETCH_DIM:
-            self.buckets = torch.randint(0, _SKETCH_DIM, (numel,), generator=gen)
+        if numel > SKETCH_DIM:
+            gen = torch.Generator().manual_seed(SKETCH_SEED)
+            self.buckets = torch.randint(0, SKETCH_DIM, (numel,), generator=gen)
             self.signs = torch.randint(0, 2, (numel,), generator=gen).double() * 2 - 1
-        self.points: list[Tensor] = []
-        self.steps: list[int] = []
 
-    def record(self, step: int, params: list[Tensor]) -> None:
+    def point(self, params: list[Tensor]) -> list[float]:
         flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in params])
-        if self.numel > _SKETCH_DIM:
-            flat = torch.zeros(_SKETCH_DIM, dtype=torch.float64).index_add_(
+        if self.numel > SKETCH_DIM:
+            flat = torch.zeros(SKETCH_DIM, dtype=torch.float64).index_add_(
                 0, self.buckets, flat * self.signs
             )
-        self.points.append(flat)
-        self.steps.append(step)
-        if len(self.points) > _PATH_POINTS:  # halve the history, keeping the first point
-            self.points = self.points[::2]
-            self.steps = self.steps[::2]
-
-    def projection(self) -> tuple[list[list[float]], list[float]]:
-        """The path on its two principal axes, and their shares of the variance.
-
-        From the eigendecomposition of the smaller Gram matrix (≤ 201 × 201) instead of an
-        SVD of the points (5× cheaper). Each axis points towards the newest point, so the
-        picture does not flip between snapshots.
-        """
-        x = torch.stack(self.points)
-        x = x - x.mean(dim=0)
-        few_points = x.shape[0] <= x.shape[1]
-        eigenvalues, eigenvectors = torch.linalg.eigh(x @ x.T if few_points else x.T @ x)
-        variances = eigenvalues.flip(0)[:2].clamp(min=0)
-        axes = eigenvectors.flip(1)[:, :2]
-        coords = axes * variances.sqrt() if few_points else x @ axes
-        coords = coords * torch.where(coords[-1] < 0, -1.0, 1.0)
-        if coords.shape[1] < 2:
-            coords = torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
-        total = float(eigenvalues.clamp(min=0).sum()) or 1.0
-        shares = [float(v) / total for v in variances]
-        return coords.tolist(), shares
+        return flat.tolist()
 
 
 def _step_health(loss: Tensor, params: list[Tensor]) -> tuple[float, float, bool]:
@@ -193,18 +178,13 @@ def _take_step(kind: str, opt: Any, task: Task) -> Tensor:
     return loss
 
 
-def _inverse_hessian_spectrum(task: Task) -> list[float] | None:
-    if sum(p.numel() for p in task.params) > _HESSIAN_LIMIT:
-        return None
-    hessian = task.hessian()
-    if hessian is None:
-        return None
-    eigenvalues = torch.linalg.eigvalsh(hessian.detach().double().cpu())
-    return sorted((1.0 / eigenvalues.abs().clamp(min=1e-12)).tolist())
-
-
 class _Run:
-    """One job's mutable progress: best values, time to target, snapshots."""
+    """One job's mutable progress: best values, time to target, snapshots.
+
+    Two clocks: set-up (building the task and optimizer, which on a fresh worker includes
+    torch's lazy imports, and the step-0 snapshot) runs from `start` to `run_start`, the
+    start of step 1; the run's seconds, `elapsed` and the time to target count from there.
+    """
 
     def __init__(self, spec: JobSpec, sink: Sink, limits: Limits) -> None:
         self.spec, self.sink, self.limits = spec, sink, limits
@@ -218,9 +198,15 @@ class _Run:
         self.step_seconds = 0.0  # in the optimizer steps alone
         self.cadences: dict[str, Cadence] = {}
         self.start = time.perf_counter()
+        self.run_start: float | None = None  # set as step 1 begins
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds since step 1 began (0 before it)."""
+        return 0.0 if self.run_start is None else time.perf_counter() - self.run_start
+
+    def setup_seconds(self) -> float:
+        end = time.perf_counter() if self.run_start is None else self.run_start
+        return end - self.start
 
     def note_target(self, step: int, value: float, lower_is_better: bool) -> None:
         target = self.spec.target
@@ -232,6 +218,7 @@ class _Run:
     def summary(self, step: int) -> dict[str, Any]:
         return {
             "steps": step,
+            "setup_seconds": self.setup_seconds(),
             "seconds": self.elapsed(),
             "final_loss": self.last_loss,
             "best_loss": self.best_loss if math.isfinite(self.best_loss) else None,
@@ -248,10 +235,12 @@ class _Run:
 
     def observe(self, name: str, step: int, observation: Callable[[], bool]) -> None:
         """Run a snapshot or evaluation and charge its wall time to its cadence (unless
-        there was nothing to observe: a task without evaluation)."""
+        there was nothing to observe: a task without evaluation); one before step 1 is
+        part of the set-up."""
         began = time.perf_counter()
         if observation():
-            self.cadences[name].record(step, time.perf_counter() - began)
+            cost = time.perf_counter() - began
+            self.cadences[name].record(step, cost, in_setup=self.run_start is None)
 
 
 def run_job(
@@ -297,7 +286,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
     run.cadences = {"snapshots": snapshots, "evaluations": evaluations}
     numel = sum(p.numel() for p in task.params)
     two_d = task.position() is not None
-    path = None if two_d else PathRecorder(numel, spec.seed)
+    sketch = None if two_d else ParameterSketch(numel)
     metric, lower_is_better = task.target_metric
     run.sink(
         Started(
@@ -314,7 +303,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
     )
 
     def snapshot(step: int) -> None:
-        run.observe("snapshots", step, lambda: _snapshot(run, task, opt, path, step))
+        run.observe("snapshots", step, lambda: _snapshot(run, task, opt, sketch, step))
 
     def evaluate(step: int) -> None:
         run.observe(
@@ -324,10 +313,11 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
         )
 
     snapshot(0)
+    run.run_start = time.perf_counter()
     for step in range(1, total + 1):
         if should_stop():
             return Status(step=step - 1, status="cancelled", message="cancelled by request")
-        if run.elapsed() > max_seconds:
+        if time.perf_counter() - run.start > max_seconds:  # the job's whole wall time
             return Status(
                 step=step - 1,
                 status="failed",
@@ -387,27 +377,24 @@ def _evaluate(
     return True
 
 
-def _snapshot(run: _Run, task: Task, opt: Any, path: PathRecorder | None, step: int) -> bool:
+def _snapshot(run: _Run, task: Task, opt: Any, sketch: ParameterSketch | None, step: int) -> bool:
     spectra_of = getattr(opt, "preconditioner_spectra_info", None)
     spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
-    inverse = _inverse_hessian_spectrum(task)
-    if spectra or inverse:
+    hessian = small_hessian(task)
+    if spectra or hessian is not None:
         run.sink(
             Spectrum(
                 step=step,
                 spectra={k: s.values.tolist() for k, s in spectra.items()},
                 estimated=[k for k, s in spectra.items() if not s.exact],
-                inverse_hessian=inverse,
+                inverse_hessian=None if hessian is None else inverse_hessian_spectrum(hessian),
+                fit_error=preconditioner_fit_error(opt, hessian) if spectra else None,
             )
         )
-    if path is None:
+    if sketch is None:
         run.sink(Trajectory(step=step, point=task.position()))
-        return True
-    path.record(step, task.params)
-    coords, shares = path.projection()
-    run.sink(
-        Trajectory(step=step, path=coords, path_steps=list(path.steps), explained_variance=shares)
-    )
+    else:
+        run.sink(Trajectory(step=step, sketch=sketch.point(task.params)))
     return True
 
 

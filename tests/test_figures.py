@@ -75,7 +75,7 @@ def test_trajectory_over_contour_with_start_end_and_minima():
 def test_trajectory_falls_back_to_the_pca_path_of_high_dimensional_runs():
     runs = [("adam", _run([1.0], path=[[0.0, 0.0], [1.0, 0.5], [2.0, 0.2]]))]
     fig = figures.trajectory_figure(runs, contour=([0], [0], [[0]]), task={"known_minima": [[1]]})
-    assert fig.layout.xaxis.title.text == "PC 1"
+    assert fig.layout.xaxis.title.text == "PC 1 (each run's own basis)"  # an older run
     path = next(t for t in fig.data if t.name == "adam")
     assert list(path.x) == [0.0, 1.0, 2.0]
     assert "landscape" not in [t.name for t in fig.data]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 from server.cadence import Cadence
 from server.events import Evaluation, Metrics, Spectrum, Started, Status, Trajectory
 from server.optimizers import REGISTRY, TASK_PRESETS, catalogue, optimizer_config
-from server.runner import ComparisonSpec, JobSpec, Limits, run_job
+from server.runner import SKETCH_DIM, ComparisonSpec, JobSpec, Limits, run_job
 
 
 def _run(spec: dict, **kwargs: object) -> tuple[list, Status]:
@@ -188,21 +189,34 @@ def test_time_to_target_is_the_first_step_reaching_it() -> None:
     assert status.summary["target_seconds"] > 0
 
 
-def test_high_dimensional_tasks_get_a_pca_trajectory() -> None:
-    events, _ = _run(
-        {
-            "task": {"name": "rosenbrock", "dim": 10},
-            "optimizer": {"name": "adam"},
-            "steps": 40,
-            "snapshot_every": 10,
-        }
-    )
-    paths = [e for e in events if isinstance(e, Trajectory)]
-    assert [e.step for e in paths] == [0, 10, 20, 30, 40]
-    last = paths[-1]
-    assert len(last.path) == 5 and all(len(p) == 2 for p in last.path)
-    assert last.path_steps == [0, 10, 20, 30, 40]
-    assert 0.5 < sum(last.explained_variance) <= 1 + 1e-9
+def _sketches(spec: dict) -> list[Trajectory]:
+    return [e for e in _run(spec)[0] if isinstance(e, Trajectory)]
+
+
+def test_high_dimensional_tasks_send_one_bounded_sketch_point_per_snapshot() -> None:
+    base = {"optimizer": {"name": "adam"}, "steps": 40, "snapshot_every": 10, "device": "cpu"}
+    small = _sketches({**base, "task": {"name": "rosenbrock", "dim": 10}})
+    assert [e.step for e in small] == [0, 10, 20, 30, 40]
+    assert all(e.path is None and e.point is None for e in small)
+    assert small[0].sketch == [0.0] * 10  # ≤ 64 parameters: the parameters themselves
+    big = _sketches({**base, "task": {"name": "quadratic", "dim": 500}})
+    assert all(len(e.sketch) == SKETCH_DIM for e in big)  # bounded, whatever the size
+    start = torch.ones(500, dtype=torch.float64)  # the quadratic's default start
+    assert sum(v * v for v in big[0].sketch) == pytest.approx(float(start @ start), rel=0.5)
+
+
+def test_runs_from_the_same_start_get_identical_first_sketch_points() -> None:
+    """The projection is seeded by a constant, not the job's seed: two runs of different
+    optimizers and seeds from one start (not the zero vector) send one same first point."""
+    task = {"name": "rosenbrock", "dim": 100, "start": [0.1 * (i % 7) for i in range(100)]}
+    runs = [
+        _sketches({"task": task, "optimizer": opt, "seed": seed, "steps": 5, "device": "cpu"})
+        for opt, seed in (({"name": "adam"}, 0), ({"name": "sgd", "lr": 1e-4}, 3))
+    ]
+    first, second = (r[0].sketch for r in runs)
+    assert len(first) == SKETCH_DIM and any(first)
+    assert first == second
+    assert runs[0][-1].sketch != runs[1][-1].sketch  # they part afterwards
 
 
 def test_xor_task_reports_evaluation_and_solved_step() -> None:
@@ -249,6 +263,13 @@ def test_cadence_spaces_an_observation_by_its_cost_share_and_keeps_the_last_step
     assert cadence.report() == {"count": 3, "seconds": pytest.approx(10.101)}
 
 
+def test_a_set_up_observation_spaces_the_next_but_is_not_totalled() -> None:
+    cadence = Cadence(total=1000, share=0.02)
+    cadence.record(0, seconds=0.1, in_setup=True)
+    assert cadence.gap(mean_step_seconds=0.01) == 500
+    assert cadence.report() == {"count": 0, "seconds": 0.0}
+
+
 def test_an_explicit_snapshot_every_wins_over_the_measured_spacing() -> None:
     cadence = Cadence(total=100, share=0.02, every=7)
     cadence.record(0, seconds=100.0)
@@ -267,10 +288,55 @@ def test_default_snapshots_and_evaluations_include_first_and_last_and_report_the
     evaluations = [e.step for e in events if isinstance(e, Evaluation)]
     assert snapshots[0] == 0 and snapshots[-1] == 40 and evaluations[-1] == 40
     overhead = status.summary["overhead"]
-    assert overhead["snapshots"]["count"] == len(snapshots)
+    # the step-0 snapshot is part of the set-up: the totals are shares of the run's seconds
+    assert overhead["snapshots"]["count"] == len(snapshots) - 1
     assert overhead["evaluations"]["count"] == len(evaluations)
     assert overhead["snapshots"]["seconds"] > 0 and overhead["evaluations"]["seconds"] > 0
-    assert 0 < overhead["step_seconds"] < status.summary["seconds"]
+    observed = sum(overhead[k]["seconds"] for k in ("snapshots", "evaluations"))
+    assert 0 < overhead["step_seconds"] + observed < status.summary["seconds"]
+
+
+def test_set_up_time_is_reported_apart_from_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the task and optimizer (seconds of lazy imports on a fresh worker) is not
+    run time: a clock that jumps 1000 s during set-up leaves the run's times untouched."""
+    import server.runner as runner
+
+    offset = [0.0]
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return time.perf_counter() + offset[0]
+
+    def slow_build(device: str) -> torch.device:
+        offset[0] += 1000.0
+        return torch.device("cpu")
+
+    monkeypatch.setattr(runner, "time", Clock)
+    monkeypatch.setattr(runner, "resolve_device", slow_build)
+    events, status = _run(
+        {
+            "task": {"name": "rosenbrock"},
+            "optimizer": {"name": "psgd-dense"},
+            "steps": 300,
+            "target": 1e-3,
+        }
+    )
+    summary = status.summary
+    assert summary["setup_seconds"] >= 1000
+    assert summary["target_step"] is not None and 0 < summary["target_seconds"] < 1000
+    assert 0 < summary["seconds"] < 1000
+    elapsed = [e.elapsed for e in events if isinstance(e, Metrics)]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[0] < elapsed[-1] <= summary["seconds"]
+
+
+def test_a_job_that_fails_in_set_up_reports_set_up_time_and_no_run_time() -> None:
+    _, status = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 10},
+        limits=Limits(max_steps=5),
+    )
+    assert status.status == "failed"
+    assert status.summary["seconds"] == 0.0 and status.summary["setup_seconds"] > 0
 
 
 def test_metrics_grad_norm_is_the_norm_of_all_gradients() -> None:
