@@ -206,7 +206,8 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
     solved = _has_solved_notion(records)
     step_header = "steps to target" if target is not None else "steps to solve"
     header = ["run", "optimizer", "seed", "status", "final loss", "best loss", step_header]
-    header += ["time (s)", *([f"final {metric}"] if metric else [])]
+    # set-up (building task and optimizer, step 0) apart from the run (steps 1…n)
+    header += ["setup (s)", "run (s)", *([f"final {metric}"] if metric else [])]
     rows = [header]
     for r in records:
         s = r.summary
@@ -214,11 +215,11 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
         row = [str(r.index), r.label, str(r.seed), r.status.status if r.status else "-"]
         final = s.get("final_loss") if s.get("steps") else None  # no step, no loss
         row += [_num(final), _num(s.get("best_loss")), _num(reached, "d")]
-        row.append(_num(s.get("seconds"), ".2f"))
+        row += [_num(s.get("setup_seconds"), ".2f"), _num(s.get("seconds"), ".2f")]
         if metric:
             row.append(_num((s.get("final_eval") or {}).get(metric), ".4g"))
         rows.append(row)
-    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8})
+    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8, 9})
     lines.insert(1, "-" * len(lines[0]))
 
     lines.append("")

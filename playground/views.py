@@ -15,6 +15,8 @@ from playground import figures
 
 #: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
 #: gets one after "best loss", and "message" says why a run failed, diverged or stopped.
+#: Run seconds count from step 1 (as do seconds to target); set-up (task, optimizer, the
+#: step-0 snapshot) is apart.
 RESULT_COLUMNS = [
     "optimizer",
     "seed",
@@ -23,7 +25,8 @@ RESULT_COLUMNS = [
     "best loss",
     "steps to target",
     "seconds to target",
-    "seconds",
+    "run seconds",
+    "setup seconds",
     "message",
 ]
 #: the statuses whose message the status line repeats (the user did not ask for them)
@@ -135,6 +138,7 @@ def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]
                 _number(s.get("target_step") or s.get("solved_step")),
                 _number(s.get("target_seconds")),
                 _number(s.get("seconds")),
+                _number(s.get("setup_seconds")),
                 job.get("message") or "",
             ]
         )

@@ -84,7 +84,8 @@ def test_issue_example_writes_every_output(tmp_path: Path, capsys: pytest.Captur
         assert "cdn." not in figure_script
 
     table = captured.out
-    assert "final loss" in table and "best loss" in table and "time (s)" in table
+    assert "final loss" in table and "best loss" in table
+    assert "setup (s)" in table and "run (s)" in table
     assert sum(" succeeded " in line for line in table.splitlines()) == 6
     assert "psgd-dense  final loss" in table and "adam" in table
     # Not a terminal: one progress line per finished job on stderr.
