@@ -10,7 +10,8 @@ state (setup + generation) says what they start with (changing the optimizers ca
 typed values into a new seed), and Run reads them back. Live figures
 come from a shared `live.Follower` per comparison (an SSE reader thread) and are redrawn by a
 1 s timer only when new events arrived; every figure keeps a fixed `uirevision`, so zoom
-survives.
+survives. Whether a task can run here (its data present) comes from the catalogue's `ready`,
+asked afresh when a task is picked and on Run; the UI never imports `server.tasks`.
 """
 
 from __future__ import annotations
@@ -545,7 +546,9 @@ def build_ui(api_url: str) -> gr.Blocks:
         )
         demo.load(None, None, token, js=TOKEN_LOAD_JS)
         token.change(None, token, None, js=TOKEN_SAVE_JS)
-        preset.input(pg.load_preset, preset, [*form, task_note])
+        # select, not input: the dropdown reports input twice (select, then blur), and two
+        # quick re-renders of the forms left Run bound to a listener the server had replaced
+        preset.select(pg.load_preset, preset, [*form, task_note])
         task.input(pg.on_task, [task, form_seed], [form_seed, task_note])
         cancel_btn.click(pg.cancel, [comparison_id, token], status)
         csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)

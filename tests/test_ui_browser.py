@@ -327,7 +327,8 @@ def test_reload_mid_run_resumes_then_cancel(ui, server):
     wait_for(lambda: curves_have_points(page), 60, "points after the reload")
     wait_for(lambda: traces(page, "loss-plot") != before, 60, "new points after the reload")
     page.click("#cancel")
-    wait_for(lambda: page.inner_text("#results").count("cancelled") == 3, 20, "cancellation")
+    # the status line counts the jobs by status (the results table also has their messages)
+    wait_for(lambda: "finished (3 cancelled)" in status(page), 20, "cancellation")
     assert httpx.get(f"{server}/api/comparisons/{running}").json()["status"] == "finished"
 
 
@@ -472,7 +473,7 @@ def test_ill_conditioned_quadratic_preset_shows_the_exact_inverse_hessian(ui, se
     axis = page.evaluate(
         "() => document.querySelector('#traj-plot .js-plotly-plot').layout.xaxis.title.text"
     )
-    assert axis == "PC 1"  # 20-D: the PCA projection of the paths
+    assert re.match(r"PC ?1\b", axis), axis  # 20-D: the PCA projection of the paths
     assert all(traces(page, "traj-plot").get(name, 0) > 1 for name in ("psgd-dense", "adam", "sgd"))
 
 
