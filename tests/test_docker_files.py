@@ -146,3 +146,18 @@ def test_compose_builds_both_images_and_passes_every_setting_through() -> None:
         assert volume.split(":")[1] == env[ENV_PREFIX + "DATA_DIR"]
         assert set(service["environment"]) == settable
     assert services["playground-gpu"]["profiles"] == ["gpu"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_keep_the_host_check_on_although_they_bind_every_interface(
+    dockerfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.api.guards import trusted_hosts
+
+    for name, value in _env(dockerfile).items():
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.setenv(name, value)
+    hosts = trusted_hosts(Settings())
+    assert hosts is not None, "bound to 0.0.0.0 without trusted_hosts, any Host is answered"
+    assert {"127.0.0.1", "localhost", "::1"} <= hosts
+    assert "evil.example" not in hosts
