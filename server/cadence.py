@@ -47,14 +47,10 @@ class Cadence:
             return step % self.every == 0
         return step - self.last_step >= self.gap(mean_step_seconds)
 
-    def record(self, step: int, seconds: float, *, in_setup: bool = False) -> None:
-        """Note an observation's cost. One `in_setup` (the step-0 snapshot) spaces the next
-        but is not totalled: its time is in the summary's `setup_seconds`, and the totals
-        here are shares of the run's `seconds`."""
+    def record(self, step: int, seconds: float) -> None:
         self.last_step, self.last_cost = step, seconds
-        if not in_setup:
-            self.seconds += seconds
-            self.count += 1
+        self.seconds += seconds
+        self.count += 1
 
     def report(self) -> dict[str, float | int]:
         return {"count": self.count, "seconds": self.seconds}

@@ -235,12 +235,17 @@ class _Run:
 
     def observe(self, name: str, step: int, observation: Callable[[], bool]) -> None:
         """Run a snapshot or evaluation and charge its wall time to its cadence (unless
-        there was nothing to observe: a task without evaluation); one before step 1 is
-        part of the set-up."""
+        there was nothing to observe: a task without evaluation).
+
+        One before step 1 (the step-0 snapshot) is set-up: its time is in `setup_seconds`,
+        and it neither counts in the cadence's totals (shares of the run's seconds) nor
+        spaces the next one, since it often carries one-time costs (the first LAPACK or
+        autograd call of a process) that, under load, pushed the next snapshot past the
+        end of a short run.
+        """
         began = time.perf_counter()
-        if observation():
-            cost = time.perf_counter() - began
-            self.cadences[name].record(step, cost, in_setup=self.run_start is None)
+        if observation() and self.run_start is not None:
+            self.cadences[name].record(step, time.perf_counter() - began)
 
 
 def run_job(

@@ -263,13 +263,6 @@ def test_cadence_spaces_an_observation_by_its_cost_share_and_keeps_the_last_step
     assert cadence.report() == {"count": 3, "seconds": pytest.approx(10.101)}
 
 
-def test_a_set_up_observation_spaces_the_next_but_is_not_totalled() -> None:
-    cadence = Cadence(total=1000, share=0.02)
-    cadence.record(0, seconds=0.1, in_setup=True)
-    assert cadence.gap(mean_step_seconds=0.01) == 500
-    assert cadence.report() == {"count": 0, "seconds": 0.0}
-
-
 def test_an_explicit_snapshot_every_wins_over_the_measured_spacing() -> None:
     cadence = Cadence(total=100, share=0.02, every=7)
     cadence.record(0, seconds=100.0)
@@ -296,9 +289,8 @@ def test_default_snapshots_and_evaluations_include_first_and_last_and_report_the
     assert 0 < overhead["step_seconds"] + observed < status.summary["seconds"]
 
 
-def test_set_up_time_is_reported_apart_from_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Building the task and optimizer (seconds of lazy imports on a fresh worker) is not
-    run time: a clock that jumps 1000 s during set-up leaves the run's times untouched."""
+def _jumping_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Give the runner a clock that runs `offset[0]` seconds ahead of the real one."""
     import server.runner as runner
 
     offset = [0.0]
@@ -308,11 +300,21 @@ def test_set_up_time_is_reported_apart_from_the_run(monkeypatch: pytest.MonkeyPa
         def perf_counter() -> float:
             return time.perf_counter() + offset[0]
 
+    monkeypatch.setattr(runner, "time", Clock)
+    return offset
+
+
+def test_set_up_time_is_reported_apart_from_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the task and optimizer (seconds of lazy imports on a fresh worker) is not
+    run time: a clock that jumps 1000 s during set-up leaves the run's times untouched."""
+    import server.runner as runner
+
+    offset = _jumping_clock(monkeypatch)
+
     def slow_build(device: str) -> torch.device:
         offset[0] += 1000.0
         return torch.device("cpu")
 
-    monkeypatch.setattr(runner, "time", Clock)
     monkeypatch.setattr(runner, "resolve_device", slow_build)
     events, status = _run(
         {
@@ -328,6 +330,28 @@ def test_set_up_time_is_reported_apart_from_the_run(monkeypatch: pytest.MonkeyPa
     assert 0 < summary["seconds"] < 1000
     elapsed = [e.elapsed for e in events if isinstance(e, Metrics)]
     assert elapsed == sorted(elapsed) and 0 < elapsed[0] < elapsed[-1] <= summary["seconds"]
+
+
+def test_a_slow_step_0_snapshot_does_not_push_the_next_past_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step-0 snapshot often pays a process's one-time costs; under load, spacing by
+    its cost left a short run with no snapshot but the last (a one-point P curve)."""
+    import server.runner as runner
+
+    offset = _jumping_clock(monkeypatch)
+    snapshot = runner._snapshot
+
+    def first_is_slow(run, task, opt, sketch, step: int) -> bool:  # the runner's, slower
+        offset[0] += 1000.0 if step == 0 else 0.0
+        return snapshot(run, task, opt, sketch, step)
+
+    monkeypatch.setattr(runner, "_snapshot", first_is_slow)
+    events, status = _run({"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"},
+                           "steps": 200})  # fmt: skip
+    steps = [e.step for e in events if isinstance(e, Trajectory)]
+    assert steps[:2] == [0, 2]  # the ≈ 1 % floor: 200 // 100
+    assert status.summary["setup_seconds"] >= 1000 and status.summary["seconds"] < 1000
 
 
 def test_a_job_that_fails_in_set_up_reports_set_up_time_and_no_run_time() -> None:
