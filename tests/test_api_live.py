@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ class Server:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.db = data_dir / "jobs.sqlite"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
         env.update(PSGD_PLAYGROUND_CONCURRENCY="2", PYTHONUNBUFFERED="1")
         self.log = log
@@ -75,7 +77,14 @@ class Server:
         assert self.process.returncode == 0, self.log.read_text()
 
     def workers(self) -> list[int]:
-        """Pids of the server's job worker processes (spawned interpreters)."""
+        """Pids of the server's job worker processes (spawned interpreters) running a job
+        (not the idle warm ones of its pool): those the store records for a running job."""
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT worker_pid FROM jobs WHERE status = 'running'")
+            busy = {pid for (pid,) in rows}
+        finally:
+            db.close()
         pids = []
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             for pid in (task / "children").read_text().split():
@@ -83,7 +92,7 @@ class Server:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"spawn_main" in cmdline:
+                if b"spawn_main" in cmdline and int(pid) in busy:
                     pids.append(int(pid))
         return pids
 

@@ -1,4 +1,5 @@
-"""LocalExecutor: worker processes, FIFO queueing, cancellation, crashes and bad specs.
+"""LocalExecutor: worker processes, FIFO queueing, cancellation, crashes and bad specs,
+and the warm worker pool (workers started ahead of need, one job each, replaced).
 
 Every worker is a fresh spawned interpreter that imports torch (~2 s), so the tests use
 few processes and tiny Rosenbrock runs; a "long" job is 10⁶ steps that always gets cancelled.
@@ -11,12 +12,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 from hanging_setup import HangingSetupExecutor
+from reporting_worker import run_worker_reporting_set_up
 
+from server.api.app import make_executor as executor_for
 from server.jobs import executor as executor_module
 from server.jobs.executor import LocalExecutor, default_memory_limit_mb, total_memory_mb
 from server.jobs.processes import identity
@@ -55,6 +58,7 @@ class Recorder:
         with self.cond:
             assert job_id not in self.launches and not self.of(job_id)  # before any event
             self.launches[job_id] = (pid, started)
+            self.cond.notify_all()
 
     def on_event(self, job_id: str, event: dict[str, Any]) -> None:
         with self.cond:
@@ -319,3 +323,128 @@ def _limit_of(**kwargs: Any) -> int | None:
     executor = LocalExecutor(**kwargs)
     executor.shutdown()
     return executor.memory_limit_mb
+
+
+# ---- the warm worker pool ------------------------------------------------------------------
+
+
+class ReportingExecutor(LocalExecutor):
+    """Its jobs' `started` events tell how their worker process was set up."""
+
+    worker_main = staticmethod(run_worker_reporting_set_up)
+
+
+#: jobs that draw random numbers (PSGD's probe vectors; XOR's data and weights too): same
+#: seed, same losses, whichever worker runs them
+PROBED = {**spec(12, "psgd-dense"), "seed": 3}
+RANDOM = {**spec(12, "psgd-lra"), "task": {"name": "xor", "sequence_length": 8}, "seed": 3}
+
+
+def idle_workers(executor: LocalExecutor, count: int, not_in: Iterable[int] = ()) -> list[int]:
+    """Wait until `count` warm workers, none of them in `not_in`, are idle; their pids."""
+    pids: list[int] = []
+
+    def found() -> bool:
+        pids[:] = executor.idle_workers()
+        return len(pids) == count and not set(pids) & set(not_in)
+
+    until(found, f"{count} idle worker(s)")
+    return pids
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def process_of(rec: Recorder, job_id: str) -> dict[str, Any]:
+    return rec.of(job_id)[0]["meta"]["process"]
+
+
+def losses(rec: Recorder, job_id: str) -> list[float]:
+    return [event["loss"] for event in rec.of(job_id) if event["type"] == "metrics"]
+
+
+def test_a_job_runs_in_a_worker_started_before_it_which_runs_no_other(make_executor) -> None:
+    executor, rec = make_executor(
+        ReportingExecutor, concurrency=1, memory_limit_mb=3000, threads_per_job=2
+    )
+    assert executor.pool_size == 1  # the default: one idle worker per slot
+    (warm,) = idle_workers(executor, 1)
+    executor.submit("a", PROBED)
+    assert rec.wait_exit("a") is None and rec.of("a")[-1]["status"] == "succeeded"
+    assert rec.launches["a"][0] == warm
+    # the job's own settings, applied when it arrived in the warmed-up worker
+    assert process_of(rec, "a") == {
+        "pid": warm,
+        "threads": 2,
+        "gpu": None,
+        "memory_limit_mb": 3000,
+    }
+    (replacement,) = idle_workers(executor, 1, not_in=[warm])
+    until(lambda: identity(warm) is None, "the used worker to exit")  # never reused
+    executor.submit("b", PROBED)
+    assert rec.wait_exit("b") is None
+    assert rec.launches["b"][0] == replacement
+    assert losses(rec, "b") == losses(rec, "a") and len(losses(rec, "a")) == 12
+
+
+def test_without_a_pool_each_job_starts_a_worker_and_gets_the_same_results(
+    make_executor,
+) -> None:
+    executor, rec = make_executor(concurrency=1, pool_size=0)
+    executor.submit("cold", RANDOM)
+    assert rec.wait_exit("cold") is None and rec.of("cold")[-1]["status"] == "succeeded"
+    assert executor.idle_workers() == []
+    warm_executor, warm_rec = make_executor(concurrency=1)
+    idle_workers(warm_executor, 1)
+    warm_executor.submit("warm", RANDOM)
+    assert warm_rec.wait_exit("warm") is None
+    assert losses(warm_rec, "warm") == losses(rec, "cold") and len(losses(rec, "cold")) == 12
+
+
+def test_an_idle_worker_that_dies_is_replaced_and_jobs_still_run(make_executor) -> None:
+    executor, rec = make_executor(concurrency=1)
+    (first,) = idle_workers(executor, 1)
+    os.kill(first, signal.SIGKILL)  # a crash or the OOM killer, while it waits for a job
+    (second,) = idle_workers(executor, 1, not_in=[first])
+    executor.submit("next", spec(20))
+    assert rec.wait_exit("next") is None and rec.of("next")[-1]["status"] == "succeeded"
+    assert rec.launches["next"][0] == second
+
+
+def test_warm_workers_are_pinned_to_the_gpu_their_job_gets(
+    make_executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two pretend GPUs (the jobs run on the CPU): CUDA_VISIBLE_DEVICES is set in each
+    # worker before torch loads, so the pool keeps one idle worker per GPU.
+    monkeypatch.setattr(executor_module, "_visible_gpus", lambda: ["0", "1"])
+    executor, rec = make_executor(ReportingExecutor, concurrency=2)
+    warm = idle_workers(executor, 2)
+    executor.submit("long", LONG)  # on GPU 0, the least busy
+    rec.wait_metrics("long")
+    executor.submit("short", spec(20))  # on GPU 1: GPU 0 is busy
+    assert rec.wait_exit("short") is None
+    assert process_of(rec, "long")["gpu"] == "0" and process_of(rec, "short")["gpu"] == "1"
+    assert {rec.launches["long"][0], rec.launches["short"][0]} == set(warm)
+    executor.cancel("long", wait=True)
+
+
+def test_pool_size_and_threads_per_job_come_from_the_settings() -> None:
+    assert (_made(), _made(concurrency=3)) == ((1, 1), (3, 1))  # pool: concurrency; 1 thread
+    assert _made(concurrency=2, pool_size=0, threads_per_job=4) == (0, 4)
+    for wrong in ({"pool_size": -1}, {"threads_per_job": 0}):
+        with pytest.raises(ValueError, match=next(iter(wrong))):
+            LocalExecutor(concurrency=1, **wrong)
+        with pytest.raises(ValueError, match=next(iter(wrong))):
+            Settings(**wrong)
+
+
+def _made(**settings: Any) -> tuple[int, int]:
+    """(pool_size, threads_per_job) of the executor the server makes from these settings."""
+    executor = executor_for(Settings(**{"concurrency": 1, **settings}))
+    executor.shutdown()  # never started: no worker was
+    assert isinstance(executor, LocalExecutor)
+    return executor.pool_size, executor.threads_per_job

@@ -315,6 +315,10 @@ class LocalExecutor(Executor):
         with self._lock:
             return list(self._waiting)
 
+    def idle_workers(self) -> list[int]:
+        """The process ids of the warm workers waiting for a job."""
+        return [worker.process.pid for worker in self._pool.idle()]
+
     def pid(self, job_id: str) -> int | None:
         """The worker process id of a running job (None if queued or unknown)."""
         with self._lock:
