@@ -60,7 +60,7 @@ RUNNER_GRACE = 5.0
 MEMORY_FRACTION = 0.75  # of the machine's memory, shared by the jobs that run at once
 MIN_MEMORY_LIMIT_MB = 2048  # a CPU worker reserves ≈ 1 GB of address space with torch loaded
 #: torch threads per job unless set: the playground's jobs are small, and on a busy machine
-#: two threads made a delayed-XOR step 26× slower than one (README "Benchmarks")
+#: two threads made a delayed-XOR step 26× slower than one (README "Benchmark")
 DEFAULT_THREADS_PER_JOB = 1
 
 
@@ -356,7 +356,7 @@ class LocalExecutor(Executor):
             if job.conn is not None:
                 job.conn.close()
         if thread is None or not thread.is_alive():
-            self._pool.close()  # the thread closes it on its way out; this is for a stuck one
+            self._pool.close()  # a no-op unless the thread never ran: it closes the pool
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
 
