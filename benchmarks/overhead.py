@@ -9,9 +9,9 @@ What it measures
       api     POST /api/jobs to a real `psgd-playground serve` on 127.0.0.1 with one SSE
               client attached: seconds from the POST to the first metrics event and to the
               final status (the server's own worker process, threads and start-up included).
-    All three use the same torch thread count (--threads; the server's concurrency is set
-    so that each of its jobs gets that many): on a loaded 2-core machine two threads made a
-    delayed-XOR step 25× slower than one.
+    All three use the same torch thread count (--threads; the server gets it as its
+    threads_per_job): on a loaded 2-core machine two threads made a delayed-XOR step 25×
+    slower than one.
     Ratios are medians over rounds, to the bare loop's median.
 
 Targets (issue 12): ≤ 1.05× bare for jobs of 30 s or more, ≤ 1.5× for short landscape jobs,
@@ -155,9 +155,8 @@ class Server:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
-        # The executor gives each job cpu_count // concurrency torch threads: match --threads.
-        concurrency = max(1, (os.cpu_count() or 1) // threads)
-        env.update(PSGD_PLAYGROUND_CONCURRENCY=str(concurrency), PYTHONUNBUFFERED="1")
+        # Each job gets --threads torch threads, like the bare loop and the runner.
+        env.update(PSGD_PLAYGROUND_THREADS_PER_JOB=str(threads), PYTHONUNBUFFERED="1")
         env[cifar.EXTRA_DATA_DIR_ENV] = str(CIFAR_ARCHIVE.parent)
         command = [sys.executable, "-m", "playground.cli", "serve", "--port", str(self.port)]
         self.log = data_dir / "server.log"

@@ -52,6 +52,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from server.settings import DB_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "soak"
@@ -623,16 +626,31 @@ class Soak:
 
     # --- faults
     def kill_worker(self) -> None:
-        """kill -9 a running job's worker (waits a little for one)."""
+        """kill -9 a running job's worker (waits a little for one). Only a worker the store
+        records for a running job: the warm pool's idle workers hold no job."""
         until = min(self.deadline, time.monotonic() + 30)
         while time.monotonic() < until:
-            workers = [w for w in self.server.workers() if w.age > 1.0]
+            busy = self.busy_worker_pids()
+            workers = [w for w in self.server.workers() if w.age > 1.0 and w.pid in busy]
             if workers:
                 os.kill(self.rng.choice(workers).pid, signal.SIGKILL)
                 self.findings.count("worker kills")
                 return
             time.sleep(0.05)
         self.findings.note("a worker kill was skipped: no worker ran for 30 s")
+
+    def busy_worker_pids(self) -> set[int]:
+        """The worker pids the job store records for running jobs (read-only)."""
+        uri = f"file:{self.data_dir / DB_NAME}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+                rows = db.execute(
+                    "SELECT worker_pid FROM jobs WHERE status = 'running'"
+                    " AND worker_pid IS NOT NULL"
+                ).fetchall()
+        except sqlite3.Error:
+            return set()
+        return {pid for (pid,) in rows}
 
     def wait_until_running(self, job_id: str) -> bool:
         until = min(self.deadline, time.monotonic() + 120)
