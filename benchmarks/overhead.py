@@ -46,6 +46,8 @@ from typing import Any
 
 import torch
 
+#: the kinds of observation the runner spaces by cost (the summary's `overhead` keys)
+OBSERVATIONS = ("snapshots", "trajectories", "evaluations")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -263,10 +265,11 @@ def _row(
         "steps": summary["steps"],
         "seconds": median,
         "runner_ratio": runner_seconds / median["bare"],
-        "snapshots": overhead["snapshots"],
-        "evaluations": overhead["evaluations"],
-        "snapshot_share": overhead["snapshots"]["seconds"] / summary["seconds"],
-        "evaluation_share": overhead["evaluations"]["seconds"] / summary["seconds"],
+        # per kind of observation (snapshots, trajectories, evaluations): count and share
+        "observations": {
+            kind: {**overhead[kind], "share": overhead[kind]["seconds"] / summary["seconds"]}
+            for kind in OBSERVATIONS
+        },
         "samples": record,
     }
     if "api" in median:
@@ -282,8 +285,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}):",
         "",
         "| case | steps | bare s | runner s | runner / bare | API s | API / bare "
-        "| first metrics s | snapshots (share) | evaluations (share) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| first metrics s | " + " | ".join(f"{kind} (share)" for kind in OBSERVATIONS) + " |",
+        "|---|---|---|---|---|---|---|---" + "|---" * len(OBSERVATIONS) + "|",
     ]
     for r in rows:
         s = r["seconds"]
@@ -295,8 +298,11 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['case']} | {r['steps']} | {s['bare']:.2f} | {s['runner']:.2f} "
             f"| {r['runner_ratio']:.2f}× | {api} "
-            f"| {r['snapshots']['count']} ({r['snapshot_share']:.1%}) "
-            f"| {r['evaluations']['count']} ({r['evaluation_share']:.1%}) |"
+            + "".join(
+                f"| {o['count']} ({o['share']:.1%}) "
+                for o in (r["observations"][kind] for kind in OBSERVATIONS)
+            )
+            + "|"
         )
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 #: Largest share of the job's training time each kind of observation may take.
-SNAPSHOT_SHARE = 0.015
+SNAPSHOT_SHARE = 0.015  # spectra (and the fit error against |H|⁻¹ on small problems)
+TRAJECTORY_SHARE = 0.015  # the position or the parameters' 64-D sketch: cheap
 EVALUATION_SHARE = 0.015
 #: Without a measured cost, observe every ≈ 1 % of the steps (and never more often).
 DEFAULT_POINTS = 100

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from torch import Tensor
 
 import psgd
-from server.cadence import EVALUATION_SHARE, SNAPSHOT_SHARE, Cadence
+from server.cadence import EVALUATION_SHARE, SNAPSHOT_SHARE, TRAJECTORY_SHARE, Cadence
 from server.curvature import (
     inverse_hessian_spectrum,
     preconditioner_fit_error,
@@ -287,8 +287,13 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
         )
     max_seconds = min(spec.max_seconds or math.inf, run.limits.max_seconds)
     snapshots = Cadence(total, SNAPSHOT_SHARE, spec.snapshot_every)
+    trajectories = Cadence(total, TRAJECTORY_SHARE, spec.snapshot_every)
     evaluations = Cadence(total, EVALUATION_SHARE, spec.snapshot_every)
-    run.cadences = {"snapshots": snapshots, "evaluations": evaluations}
+    run.cadences = {
+        "snapshots": snapshots,
+        "trajectories": trajectories,
+        "evaluations": evaluations,
+    }
     numel = sum(p.numel() for p in task.params)
     two_d = task.position() is not None
     sketch = None if two_d else ParameterSketch(numel)
@@ -308,7 +313,10 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
     )
 
     def snapshot(step: int) -> None:
-        run.observe("snapshots", step, lambda: _snapshot(run, task, opt, sketch, step))
+        run.observe("snapshots", step, lambda: _spectrum_snapshot(run, task, opt, step))
+
+    def trajectory(step: int) -> None:
+        run.observe("trajectories", step, lambda: _trajectory_point(run, task, sketch, step))
 
     def evaluate(step: int) -> None:
         run.observe(
@@ -318,6 +326,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
         )
 
     snapshot(0)
+    trajectory(0)
     run.run_start = time.perf_counter()
     for step in range(1, total + 1):
         if should_stop():
@@ -365,6 +374,8 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             evaluate(step)
         if snapshots.due(step, mean_step):
             snapshot(step)
+        if trajectories.due(step, mean_step):
+            trajectory(step)
     return Status(step=total, status="succeeded")
 
 
@@ -382,7 +393,7 @@ def _evaluate(
     return True
 
 
-def _snapshot(run: _Run, task: Task, opt: Any, sketch: ParameterSketch | None, step: int) -> bool:
+def _spectrum_snapshot(run: _Run, task: Task, opt: Any, step: int) -> bool:
     spectra_of = getattr(opt, "preconditioner_spectra_info", None)
     spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
     hessian = small_hessian(task)
@@ -396,6 +407,14 @@ def _snapshot(run: _Run, task: Task, opt: Any, sketch: ParameterSketch | None, s
                 fit_error=preconditioner_fit_error(opt, hessian) if spectra else None,
             )
         )
+        return True
+    return False  # nothing to observe (no preconditioner, no small Hessian): not counted
+
+
+def _trajectory_point(run: _Run, task: Task, sketch: ParameterSketch | None, step: int) -> bool:
+    """The position (2-D landscapes) or the parameters' sketch: cheap, so on its own
+    cadence, which keeps ≈ 100 points a job where spectra are dear (a trajectory drawn
+    from a handful of spectrum snapshots was a few straight segments)."""
     if sketch is None:
         run.sink(Trajectory(step=step, point=task.position()))
     else:

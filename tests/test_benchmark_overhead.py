@@ -46,7 +46,8 @@ def test_quick_run_times_bare_and_runner_and_writes_json_and_markdown(overhead, 
     assert row["case"] == "rosenbrock" and row["steps"] == 100
     assert row["seconds"]["bare"] > 0 and row["seconds"]["runner"] > 0
     assert row["runner_ratio"] == pytest.approx(row["seconds"]["runner"] / row["seconds"]["bare"])
-    assert row["snapshots"]["count"] >= 1  # the last step at least (step 0 is set-up)
+    assert row["observations"]["snapshots"]["count"] >= 1  # the last step (0 is set-up)
+    assert row["observations"]["trajectories"]["count"] >= 1
     assert json.loads((out / "overhead.json").read_text()) == rows
     text = table.read_text()
     assert text == (out / "overhead.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -277,15 +278,17 @@ def test_default_snapshots_and_evaluations_include_first_and_last_and_report_the
             "steps": 40,
         }
     )
-    snapshots = [e.step for e in events if isinstance(e, Trajectory)]
+    points = [e.step for e in events if isinstance(e, Trajectory)]
     evaluations = [e.step for e in events if isinstance(e, Evaluation)]
-    assert snapshots[0] == 0 and snapshots[-1] == 40 and evaluations[-1] == 40
+    assert points[0] == 0 and points[-1] == 40 and evaluations[-1] == 40
     overhead = status.summary["overhead"]
-    # the step-0 snapshot is part of the set-up: the totals are shares of the run's seconds
-    assert overhead["snapshots"]["count"] == len(snapshots) - 1
+    # the step-0 point is part of the set-up: the totals are shares of the run's seconds
+    assert overhead["trajectories"]["count"] == len(points) - 1
     assert overhead["evaluations"]["count"] == len(evaluations)
-    assert overhead["snapshots"]["seconds"] > 0 and overhead["evaluations"]["seconds"] > 0
-    observed = sum(overhead[k]["seconds"] for k in ("snapshots", "evaluations"))
+    # Adam on XOR has no preconditioner and no small Hessian: no spectrum to observe
+    assert overhead["snapshots"]["count"] == 0
+    assert overhead["trajectories"]["seconds"] > 0 and overhead["evaluations"]["seconds"] > 0
+    observed = sum(overhead[k]["seconds"] for k in ("trajectories", "evaluations"))
     assert 0 < overhead["step_seconds"] + observed < status.summary["seconds"]
 
 
@@ -340,16 +343,16 @@ def test_a_slow_step_0_snapshot_does_not_push_the_next_past_the_run(
     import server.runner as runner
 
     offset = _jumping_clock(monkeypatch)
-    snapshot = runner._snapshot
+    snapshot = runner._spectrum_snapshot
 
-    def first_is_slow(run, task, opt, sketch, step: int) -> bool:  # the runner's, slower
+    def first_is_slow(run, task, opt, step: int) -> bool:  # the runner's, slower
         offset[0] += 1000.0 if step == 0 else 0.0
-        return snapshot(run, task, opt, sketch, step)
+        return snapshot(run, task, opt, step)
 
-    monkeypatch.setattr(runner, "_snapshot", first_is_slow)
+    monkeypatch.setattr(runner, "_spectrum_snapshot", first_is_slow)
     events, status = _run({"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"},
                            "steps": 200})  # fmt: skip
-    steps = [e.step for e in events if isinstance(e, Trajectory)]
+    steps = [e.step for e in events if isinstance(e, Spectrum)]
     assert steps[:2] == [0, 2]  # the ≈ 1 % floor: 200 // 100
     assert status.summary["setup_seconds"] >= 1000 and status.summary["seconds"] < 1000
 
@@ -403,3 +406,26 @@ def test_small_preconditioners_are_exact_in_the_spectrum_event() -> None:
     )
     spectra = [e for e in events if isinstance(e, Spectrum)]
     assert spectra and all(e.estimated == [] for e in spectra)
+
+
+def test_trajectory_points_are_not_thinned_by_dear_spectrum_snapshots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spectrum snapshot far dearer than a step spaces only the spectra: the landscape's
+    path keeps a point every ≈ 1 % of the steps (with one shared cadence, a 200-step
+    Rosenbrock job drew its path from 2 points)."""
+    import server.runner as runner
+
+    real = runner._spectrum_snapshot
+
+    def dear(*args: Any) -> bool:
+        time.sleep(0.01)
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_spectrum_snapshot", dear)
+    events, _ = _run(
+        {"task": {"name": "rosenbrock"}, "optimizer": {"name": "psgd-dense"}, "steps": 200}
+    )
+    points = [e.step for e in events if isinstance(e, Trajectory)]
+    spectra = [e.step for e in events if isinstance(e, Spectrum)]
+    assert len(spectra) <= 5 < 100 <= len(points)
