@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def overhead():
-    spec = importlib.util.spec_from_file_location("overhead", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["overhead"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("overhead")
 
 
 @pytest.mark.parametrize(

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load_benchmark
 
 from server.optimizers import TASK_PRESETS
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "xor_delay.py"
 
 
 @pytest.fixture(scope="module")
 def xor_delay():
-    spec = importlib.util.spec_from_file_location("xor_delay", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["xor_delay"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("xor_delay")
 
 
 def test_parse_seeds_lists_and_ranges(xor_delay):

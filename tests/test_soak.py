@@ -3,25 +3,18 @@ against a real server (kill -9 of the server and of a worker, SSE clients, a res
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+from benchmark_scripts import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def soak():
-    spec = importlib.util.spec_from_file_location("soak", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("soak")
 
 
 def _row(event_id: int, kind: str, **fields) -> dict:
@@ -103,7 +96,7 @@ def test_quick_soak_run_finds_no_violations(tmp_path):
     """kill -9 of the server and of a worker under load: nothing lost or changed, one final
     status per job, no orphan worker, gap-free SSE ids (the run exits 1 on any violation)."""
     run = subprocess.run(
-        [sys.executable, str(_PATH), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(BENCHMARKS / "soak.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=540,
