@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +257,10 @@ def local_data(path: str | None, task: dict[str, Any], jobs: list[Any]) -> Any:
 
 def _check_memory(jobs: list[Any]) -> None:
     from server import memory
+    from server.jobs.executor import total_memory_mb
 
     try:
-        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        machine = total_memory_mb() * 2**20
     except (ValueError, OSError, AttributeError):  # not on this platform
         return
     for job in jobs:
