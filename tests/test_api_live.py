@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from threaded_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_JOB = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "sgd"}, "steps": 1_000_000}
@@ -38,9 +38,7 @@ class Server:
     """`psgd-playground serve` on a free loopback port, its output in a log file."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = data_dir / "jobs.sqlite"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}

@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from fake_executor import FakeExecutor
 from fastapi.testclient import TestClient
 from hanging_setup import HangingSetupExecutor
 from hanging_worker import sleep_forever
+from threaded_server import free_port
 
 from server.api import create_app
 from server.jobs import processes
@@ -174,15 +174,9 @@ def test_an_interrupted_job_ends_with_one_interrupted_status_event(serve, tmp_pa
 # ---- a real server process killed with SIGKILL --------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch(command: list[str], data_dir: Path, log: Path, **env: str) -> tuple[Any, httpx.Client]:
     """Start a server on a free loopback port; returns (process, client) once it answers."""
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
     environment.update(PSGD_PLAYGROUND_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **env)
     with open(log, "ab") as out:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from threaded_server import free_port
 
 from playground.app import UI_MISSING, create_app
 from server.settings import Settings
@@ -41,9 +41,7 @@ def test_the_app_serves_the_api_alone_when_gradio_is_missing(
 
 @pytest.mark.timeout(90)
 def test_serve_without_gradio_starts_and_says_the_ui_is_missing(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
     command = [sys.executable, "-c", WITHOUT_GRADIO, "serve", "--port", str(port)]
     command += ["--data-dir", str(tmp_path / "data")]

@@ -13,12 +13,17 @@ from typing import Any
 import uvicorn
 
 
+def free_port() -> int:
+    """A loopback port free at the time of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextmanager
 def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     """Yields the base URL while the server runs; `config` goes to uvicorn.Config."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     settings = uvicorn.Config(app, host="127.0.0.1", port=port, **config)
     settings.timeout_graceful_shutdown = 2
     server = uvicorn.Server(settings)

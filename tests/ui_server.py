@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from threaded_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = (
@@ -29,9 +29,7 @@ def ui_server(data_dir: Path, log_path: Path, token: str | None = None) -> Itera
     `token` becomes PSGD_PLAYGROUND_TOKEN; without it the server needs none, whatever the
     calling shell has set.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PSGD_PLAYGROUND_TOKEN"}
     env.update(
         PSGD_PLAYGROUND_DATA_DIR=str(data_dir),
