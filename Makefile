@@ -25,7 +25,7 @@ venv: $(STAMP)
 $(STAMP): $(STAMP_DEPS)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,server,ui,bench]'
+	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,server,ui,bench,ray]'
 	@touch $@
 
 test: venv
