@@ -51,7 +51,7 @@ OBSERVATIONS = ("snapshots", "trajectories", "evaluations")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.runner import JobSpec, _take_step, run_job  # noqa: E402
+from server.runner import JobSpec, Work, _take_step, run_job  # noqa: E402
 from server.tasks import cifar  # noqa: E402
 
 CIFAR_ARCHIVE = Path(
@@ -135,7 +135,7 @@ def bare(spec: dict[str, Any]) -> float:
     total = job.steps or (job.epochs or 1) * (per_epoch or 1)
     for _ in range(total):
         task.next_batch()
-        float(_take_step(kind, opt, task).detach())
+        float(_take_step(kind, opt, task, Work()).detach())
     if per_epoch is not None:
         task.evaluate()  # an epoch task's one evaluation belongs to the bare job too
     return time.perf_counter() - began

@@ -25,6 +25,8 @@ Probability = float | Callable[[int], float]
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 MATRIX_LIMIT = 4096
+#: the counts of `PSGDOptimizer.work`
+WORK_KEYS = ("function_evaluations", "gradient_evaluations", "hessian_vector_products")
 
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
@@ -70,7 +72,17 @@ class Unit:
 
 
 class PSGDOptimizer(torch.optim.Optimizer):
-    """Base class; see the family classes (`psgd.Kron`, `psgd.LRA`, …) for the math."""
+    """Base class; see the family classes (`psgd.Kron`, `psgd.LRA`, …) for the math.
+
+    `work` counts, cumulatively, what `step()` evaluated itself, so that optimizers can be
+    compared by work rather than by steps: ``function_evaluations`` (closure calls),
+    ``gradient_evaluations`` and ``hessian_vector_products``. Newton fitting: one closure
+    call and one gradient a step, plus one Hessian-vector product on a step that probes
+    (exact), or a second closure call and gradient at θ + εv instead (finite differences).
+    Whitening: a closure, when given, counts as one function and one gradient evaluation
+    (it calls backward); gradients the caller computed before `step()` are not counted.
+    The counts are saved in `state_dict()` and restored by `load_state_dict()`.
+    """
 
     whole_vector: ClassVar[bool] = True
     fitting_modes: ClassVar[tuple[str, ...]] = ("whiten", "newton")
@@ -110,6 +122,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.seed = seed
         self._global_step = 0
+        self.work: dict[str, int] = dict.fromkeys(WORK_KEYS, 0)
         self._generators: dict[str, torch.Generator] = {}
         self._pending_rng: dict[str, Tensor] = {}
         defaults = dict(
@@ -274,6 +287,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
             if closure is not None:
                 with torch.enable_grad():
                     result = closure()
+                self._count(function_evaluations=1, gradient_evaluations=1)
         self._global_step += 1
         units = [self._units(g) for g in groups]
         scale = self._auto_scale(groups, units, pairs)
@@ -302,12 +316,25 @@ class PSGDOptimizer(torch.optim.Optimizer):
         if self.hessian_vector_product == "exact":
             in_param_dtype = [v.to(p.dtype) for v, p in zip(probes, probed_params)]
             grads, hvps = hvp.exact(loss, params, probed, in_param_dtype)
+            self._count(1, 1, hessian_vector_products=int(any(probed)))
         else:
             grads, hvps = hvp.finite_difference(closure, loss, params, probed, probes, rng_state)
+            shifted = int(any(probed))  # the second closure call and gradient at θ + εv
+            self._count(1 + shifted, 1 + shifted)
         for p, g in zip(params, grads):
             p.grad = g
         pairs = {p: (v, h) for p, v, h in zip(probed_params, probes, hvps)}
         return result, pairs
+
+    def _count(
+        self,
+        function_evaluations: int = 0,
+        gradient_evaluations: int = 0,
+        hessian_vector_products: int = 0,
+    ) -> None:
+        self.work["function_evaluations"] += function_evaluations
+        self.work["gradient_evaluations"] += gradient_evaluations
+        self.work["hessian_vector_products"] += hessian_vector_products
 
     def _auto_scale(self, groups: list[dict], units: list[list[Unit]], pairs: dict) -> float | None:
         """One automatic initial scale shared by every unit that still needs one.
@@ -494,6 +521,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
         state["psgd"] = {
             "seed": self.seed,
             "global_step": self._global_step,
+            "work": dict(self.work),
             "rng": {k: g.get_state() for k, g in self._generators.items()},
         }
         return state
@@ -515,6 +543,8 @@ class PSGDOptimizer(torch.optim.Optimizer):
         if extra is not None:
             self.seed = extra["seed"]
             self._global_step = extra["global_step"]
+            saved_work = extra.get("work", {})  # absent from state saved before the counts
+            self.work = {key: int(saved_work.get(key, 0)) for key in WORK_KEYS}
             self._generators = {}
             self._pending_rng = {k: v.clone() for k, v in extra["rng"].items()}
         for group in self.param_groups:

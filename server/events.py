@@ -35,6 +35,17 @@ class Metrics(BaseModel):
         description="wall seconds since step 1 began (set-up excluded: see the summary's "
         "setup_seconds)"
     )
+    function_evaluations: int | None = Field(
+        None,
+        description="loss evaluations so far, cumulative (an L-BFGS step's inner ones "
+        "included); absent from runs recorded before the counts",
+    )
+    gradient_evaluations: int | None = Field(
+        None, description="gradient evaluations so far, cumulative"
+    )
+    hessian_vector_products: int | None = Field(
+        None, description="Hessian-vector products so far (PSGD Newton fitting), cumulative"
+    )
 
 
 class Evaluation(BaseModel):

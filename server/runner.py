@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -159,21 +159,57 @@ def _step_health(loss: Tensor, params: list[Tensor]) -> tuple[float, float, bool
     return values[-1], grad_norm, all(map(math.isfinite, values[len(grads) : -1]))
 
 
-def _take_step(kind: str, opt: Any, task: Task) -> Tensor:
+@dataclass
+class Work:
+    """The evaluations a job's optimizer made so far, cumulative (sent with each metrics
+    event): comparable across optimizers whose steps cost very differently (an L-BFGS step
+    evaluates the loss up to `max_iter` times; a Newton-fitting PSGD step adds a
+    Hessian-vector product)."""
+
+    function_evaluations: int = 0
+    gradient_evaluations: int = 0
+    hessian_vector_products: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _take_step(kind: str, opt: Any, task: Task, work: Work) -> Tensor:
+    """One optimizer step, its evaluations added to `work`: every call of the closure the
+    optimizer gets is one function evaluation (and one gradient evaluation when it calls
+    backward); Newton-fitting PSGD differentiates itself and reports its gradients and
+    Hessian-vector products in `opt.work`."""
     if kind == "newton":
-        return opt.step(task.loss)
+
+        def loss_only() -> Tensor:
+            work.function_evaluations += 1
+            return task.loss()
+
+        before = dict(opt.work)
+        loss = opt.step(loss_only)
+        work.gradient_evaluations += (
+            opt.work["gradient_evaluations"] - before["gradient_evaluations"]
+        )
+        work.hessian_vector_products += (
+            opt.work["hessian_vector_products"] - before["hessian_vector_products"]
+        )
+        return loss
     if kind == "closure":
 
         def closure() -> Tensor:
             opt.zero_grad()
             loss = task.loss()
             loss.backward()
+            work.function_evaluations += 1
+            work.gradient_evaluations += 1
             return loss
 
         return opt.step(closure)
     opt.zero_grad()
     loss = task.loss()
     loss.backward()
+    work.function_evaluations += 1
+    work.gradient_evaluations += 1
     opt.step()
     return loss
 
@@ -192,7 +228,11 @@ class _Run:
         self.last_loss = math.nan
         self.target_step: int | None = None
         self.target_seconds: float | None = None
+        self.target_work: dict[str, int] | None = None
         self.solved_step: int | None = None
+        self.solved_seconds: float | None = None
+        self.solved_work: dict[str, int] | None = None
+        self.work = Work()
         self.last_eval: dict[str, float] = {}
         self.step = 0
         self.step_seconds = 0.0  # in the optimizer steps alone
@@ -214,6 +254,12 @@ class _Run:
             return
         if (value <= target) if lower_is_better else (value >= target):
             self.target_step, self.target_seconds = step, self.elapsed()
+            self.target_work = self.work.counts()
+
+    def note_solved(self, step: int) -> None:
+        if self.solved_step is None:
+            self.solved_step, self.solved_seconds = step, self.elapsed()
+            self.solved_work = self.work.counts()
 
     def summary(self, step: int) -> dict[str, Any]:
         return {
@@ -225,7 +271,11 @@ class _Run:
             "target": self.spec.target,
             "target_step": self.target_step,
             "target_seconds": self.target_seconds,
+            "target_work": self.target_work,
             "solved_step": self.solved_step,
+            "solved_seconds": self.solved_seconds,
+            "solved_work": self.solved_work,
+            "work": self.work.counts(),
             "final_eval": self.last_eval,
             "overhead": {
                 "step_seconds": self.step_seconds,
@@ -339,7 +389,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             )
         task.next_batch()
         began = time.perf_counter()
-        loss = _take_step(kind, opt, task)
+        loss = _take_step(kind, opt, task, run.work)
         step_time = time.perf_counter() - began
         loss_value, grad_norm, params_finite = _step_health(loss, task.params)
         run.step = step
@@ -355,7 +405,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
         if metric == "loss":
             run.note_target(step, loss_value, lower_is_better)
         if run.solved_step is None and task.solved(loss_value):
-            run.solved_step = step
+            run.note_solved(step)
         run.sink(
             Metrics(
                 step=step,
@@ -364,6 +414,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
                 lr=float(opt.param_groups[0]["lr"]),
                 step_time=step_time,
                 elapsed=run.elapsed(),
+                **run.work.counts(),
             )
         )
         mean_step = run.step_seconds / step
