@@ -1,0 +1,1 @@
+"""Tuning sweeps: Optuna searches whose trials are ordinary jobs (see service.py)."""
