@@ -358,6 +358,7 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
                 "budget_unit": task.budget_unit,
                 "steps_per_epoch": per_epoch,
                 "target_metric": metric,
+                "target_lower_is_better": lower_is_better,
             },
         )
     )

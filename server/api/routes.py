@@ -22,6 +22,7 @@ from server.api.schemas import json_safe
 from server.api.sse import event_stream
 from server.events import STATUSES
 from server.jobs.service import JobService
+from server.jobs.summary import comparison_summary
 from server.settings import Settings
 from server.tasks import cifar
 
@@ -342,6 +343,21 @@ def build_router(settings: Settings) -> APIRouter:
         if format == "csv":
             return _csv_response(metrics, comparison_id)
         return {"comparison_id": comparison_id, "jobs": metrics}
+
+    @router.get(
+        "/comparisons/{comparison_id}/summary",
+        tags=["comparisons"],
+        summary="Results over seeds: 95 % intervals, success rates, pairwise tests",
+        responses={**NOT_FOUND, **INVALID},
+    )
+    def get_comparison_summary(comparison_id: str, service: Service) -> dict[str, Any]:
+        """Per optimizer: the final metric's mean with a Student-t 95 % interval, the best
+        loss, the success rate (target reached, else task solved) with a Wilson interval,
+        and steps / evaluations / function evaluations / seconds to target as median,
+        quartiles and range with unreached runs censored; per pair: Welch's t interval of
+        the difference and a sentence. Failed, cancelled and interrupted runs are left
+        out; queued and running ones are counted in `pending`."""
+        return json_safe(comparison_summary(service.store, service.comparison(comparison_id)))
 
     def _stream(
         service: JobService,
