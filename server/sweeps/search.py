@@ -161,8 +161,7 @@ def outcome(
     summary = job.get("summary") or {}
     value: Any
     if objective.kind in TO_TARGET:
-        key = "target_step" if objective.kind == "steps_to_target" else "target_seconds"
-        value = summary.get(key)
+        value = _to_target(objective, summary)
         if value is None:
             return "missed", None, f"did not reach the target {objective.target}"
     elif objective.metric == "loss":
@@ -175,6 +174,14 @@ def outcome(
     if not _finite(value):
         return "failed", None, f"the job reported no finite {objective.metric}"
     return "complete", float(value), ""
+
+
+def _to_target(objective: Objective, summary: dict[str, Any]) -> Any:
+    if objective.kind == "steps_to_target":
+        return summary.get("target_step")
+    if objective.kind == "seconds_to_target":
+        return summary.get("target_seconds")
+    return (summary.get("target_work") or {}).get(objective.counter)
 
 
 def _finite(value: Any) -> bool:

@@ -100,7 +100,7 @@ class SweepService:
                 self._finish(sweep_id, "failed", f"{type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ requests
-    def create(self, data: dict[str, Any]) -> dict[str, Any]:
+    def create(self, data: dict[str, Any] | SweepSpec) -> dict[str, Any]:
         """Validate and store a sweep; its runner submits the trials."""
         spec = validate_sweep(self.jobs, data)
         self.jobs.quota.admit(0)  # a full job store refuses the sweep now, not trial by trial
@@ -148,7 +148,7 @@ class SweepService:
             items.append(
                 {
                     **row,
-                    "task": spec["task"].get("name"),
+                    "task": spec["task"]["name"],
                     "optimizers": [o["name"] for o in spec["optimizers"]],
                     "objective": spec["objective"],
                     "trials_total": spec["trials"] * len(spec["optimizers"]),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import annotated_types
 from optuna.distributions import (
@@ -39,68 +39,59 @@ ChoiceValue = Union[bool, int, float, str, None]  # noqa: UP007 - a runtime alia
 _OPEN_END_SHRINK = 1e-3
 
 
-class FloatRange(StrictModel):
-    """Floats from `low` to `high`; `log`: uniform in the logarithm (both ends > 0)."""
+class Param(StrictModel):
+    """A searched hyperparameter: `float` or `int` from `low` to `high` (`log`: uniform in
+    the logarithm, both ends > 0), or `choice` among `values`.
 
-    type: Literal["float"] = "float"
-    low: float
-    high: float
+    One model rather than a union of three: pydantic would put the union member's tag in
+    the location of each error (`space.lr.float.low`), not the path the user wrote."""
+
+    type: Literal["float", "int", "choice"]
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
+    values: list[ChoiceValue] | None = Field(None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
-        _check_order(self.low, self.high, self.log)
+    def _consistent(self) -> Param:
+        if self.type == "choice":
+            if self.values is None or self.low is not None or self.high is not None:
+                raise ValueError("a choice has values, and no low or high")
+            return self
+        if self.low is None or self.high is None or self.values is not None:
+            raise ValueError(f"a {self.type} range has low and high, and no values")
+        if self.type == "int" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("an int range has integer low and high")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
         return self
-
-
-class IntRange(StrictModel):
-    """Integers from `low` to `high` inclusive; `log`: uniform in the logarithm."""
-
-    type: Literal["int"] = "int"
-    low: int
-    high: int
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        _check_order(self.low, self.high, self.log)
-        return self
-
-
-class Choice(StrictModel):
-    """One of `values`."""
-
-    type: Literal["choice"] = "choice"
-    values: list[ChoiceValue] = Field(min_length=1, max_length=64)
-
-
-Param = Annotated[FloatRange | IntRange | Choice, Field(discriminator="type")]
 
 
 class SpaceError(ValueError):
     """A hyperparameter that cannot be searched as asked; the message names it."""
 
 
-def _check_order(low: float, high: float, log: bool) -> None:
-    if low > high:
-        raise ValueError(f"low ({low}) is above high ({high})")
-    if log and low <= 0:
-        raise ValueError(f"a log range needs low > 0, got {low}")
-
-
 def distribution(param: Param) -> BaseDistribution:
     """The Optuna distribution a parameter is sampled from."""
-    if isinstance(param, FloatRange):
-        return FloatDistribution(param.low, param.high, log=param.log)
-    if isinstance(param, IntRange):
-        return IntDistribution(param.low, param.high, log=param.log)
-    return CategoricalDistribution(param.values)
+    if param.type == "choice":
+        return CategoricalDistribution(param.values or [])
+    assert param.low is not None and param.high is not None
+    if param.type == "int":
+        return IntDistribution(int(param.low), int(param.high), log=param.log)
+    return FloatDistribution(param.low, param.high, log=param.log)
 
 
 def bounds_samples(param: Param) -> list[Any]:
     """Values that stand for the whole parameter when checking it against the schema."""
-    if isinstance(param, Choice):
-        return list(param.values)
+    if param.type == "choice":
+        return list(param.values or [])
+    assert param.low is not None and param.high is not None
+    if param.type == "int":
+        return [int(param.low), int(param.high)]
     return [param.low, param.high]
 
 
@@ -113,27 +104,33 @@ def default_param(schema: type[BaseModel], name: str, default: Any) -> Param:
         raise SpaceError(f"no hyperparameter {name!r}; it has {known}")
     annotation, optional = _without_none(field.annotation)
     if typing.get_origin(annotation) is Literal:
-        return Choice(values=[*typing.get_args(annotation), *([None] if optional else [])])
+        return Param(
+            type="choice", values=[*typing.get_args(annotation), *([None] if optional else [])]
+        )
     if annotation is bool:
-        return Choice(values=[False, True])
+        return Param(type="choice", values=[False, True])
     low, high, open_low, open_high = _bounds(field.metadata)
     if annotation is int and isinstance(default, int) and default > 0:
-        return IntRange(
+        return Param(
+            type="int",
             low=max(math.ceil(default / 10), low if low is not None else 1),
             high=min(default * 10, high if high is not None else default * 10),
             log=True,
         )
     if annotation is float and isinstance(default, (int, float)):
         if default > 0 and (high is None or high >= 10 * default):
-            return FloatRange(
+            return Param(
+                type="float",
                 low=max(default / 100, low if low is not None and low > 0 else 0.0),
                 high=min(default * 100, high if high is not None else math.inf),
                 log=True,
             )
         if low is not None and high is not None and high - low <= 1:
             shrink = (high - low) * _OPEN_END_SHRINK
-            return FloatRange(
-                low=low + shrink if open_low else low, high=high - shrink if open_high else high
+            return Param(
+                type="float",
+                low=low + shrink if open_low else low,
+                high=high - shrink if open_high else high,
             )
     raise SpaceError(
         f"no default range for {name!r} (default {default!r}); give one, e.g. "

@@ -21,11 +21,15 @@ from pydantic import ConfigDict, Field, model_validator
 
 from server.strict import StrictModel
 from server.sweeps.space import Param
+from server.tasks import AnyTaskConfig
 
 #: trials one sweep may run over all its optimizers: a larger one is refused (422, `trials`)
 MAX_SWEEP_TRIALS = 1000
-ObjectiveKind = Literal["final", "best", "steps_to_target", "seconds_to_target"]
-TO_TARGET: tuple[str, ...] = ("steps_to_target", "seconds_to_target")
+ObjectiveKind = Literal[
+    "final", "best", "steps_to_target", "seconds_to_target", "evaluations_to_target"
+]
+TO_TARGET: tuple[str, ...] = ("steps_to_target", "seconds_to_target", "evaluations_to_target")
+WorkCounter = Literal["gradient_evaluations", "function_evaluations", "hessian_vector_products"]
 
 
 class SweepOptimizer(StrictModel):
@@ -55,8 +59,9 @@ class SweepOptimizer(StrictModel):
 
 class Objective(StrictModel):
     """What a trial scores. `final` / `best`: the metric at the end or its best (`loss`,
-    or an evaluation metric such as `accuracy`); `steps_to_target` / `seconds_to_target`:
-    how soon the task's metric reaches `target` (a trial that never does is `missed`)."""
+    or an evaluation metric such as `accuracy`); `steps_to_target`, `seconds_to_target`,
+    `evaluations_to_target` (of `counter`, cumulative): how soon the task's metric reaches
+    `target` (a trial that never does is `missed`)."""
 
     kind: ObjectiveKind = "final"
     metric: str = Field("loss", min_length=1, max_length=64)
@@ -64,6 +69,9 @@ class Objective(StrictModel):
         None, description="default: minimize a loss or a time, maximize an accuracy"
     )
     target: float | None = Field(None, description="target of the task's metric (to_target)")
+    counter: WorkCounter = Field(
+        "gradient_evaluations", description="the evaluations evaluations_to_target counts"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Objective:
@@ -103,7 +111,7 @@ class Pruning(StrictModel):
 class SweepSpec(StrictModel):
     """A tuning sweep with an equal trial budget per optimizer, then re-runs of each best."""
 
-    task: dict[str, Any] = Field(description='task spec, e.g. {"name": "rosenbrock"}')
+    task: AnyTaskConfig
     optimizers: list[SweepOptimizer] = Field(min_length=1, max_length=8)
     trials: int = Field(20, ge=1, le=MAX_SWEEP_TRIALS, description="trials per optimizer")
     objective: Objective = Field(default_factory=Objective)
@@ -121,11 +129,10 @@ class SweepSpec(StrictModel):
     max_seconds: float | None = Field(None, gt=0)
 
     def job_fields(self) -> dict[str, Any]:
-        """The fields every trial and re-run job shares (task and budget)."""
-        fields = self.model_dump(include={"steps", "epochs", "device", "snapshot_every"})
-        fields["max_seconds"] = self.max_seconds
-        fields["target"] = self.objective.target
-        return {"task": self.task, **{k: v for k, v in fields.items() if v is not None}}
+        """The fields every trial and re-run job shares (task and budget), as JSON."""
+        shared = {"task", "steps", "epochs", "device", "snapshot_every", "max_seconds"}
+        fields = {**self.model_dump(mode="json", include=shared), "target": self.objective.target}
+        return {name: value for name, value in fields.items() if value is not None}
 
     def rerun_seeds(self) -> list[int]:
         return [self.seed + 1 + i for i in range(self.seeds)]

@@ -20,16 +20,15 @@ from server.sweeps.space import SpaceError, bounds_samples, default_param
 from server.sweeps.spec import MAX_SWEEP_TRIALS, TO_TARGET, SweepOptimizer, SweepSpec
 
 
-def validate_sweep(jobs: JobService, data: dict[str, Any]) -> SweepSpec:
+def validate_sweep(jobs: JobService, data: dict[str, Any] | SweepSpec) -> SweepSpec:
     """The spec, resolved and checked against this server's limits, or InvalidSpec."""
     try:
-        spec = SweepSpec.model_validate(data)
+        spec = data if isinstance(data, SweepSpec) else SweepSpec.model_validate(data)
     except ValidationError as e:
         raise InvalidSpec(validation_message(e.errors(), data)) from e
     _check_budget(jobs, spec)
-    task_name = spec.task.get("name") if isinstance(spec.task, dict) else None
     resolved = [
-        _resolve(jobs, spec, optimizer, f"optimizers[{i}]", task_name)
+        _resolve(jobs, spec, optimizer, f"optimizers[{i}]", spec.task.name)
         for i, optimizer in enumerate(spec.optimizers)
     ]
     return spec.model_copy(update={"optimizers": resolved})
@@ -58,14 +57,14 @@ def _check_budget(jobs: JobService, spec: SweepSpec) -> None:
 
 
 def _resolve(
-    jobs: JobService, spec: SweepSpec, optimizer: SweepOptimizer, at: str, task: Any
+    jobs: JobService, spec: SweepSpec, optimizer: SweepOptimizer, at: str, task: str
 ) -> SweepOptimizer:
     schema = REGISTRY.get(optimizer.name)
     if schema is None:
         raise InvalidSpec(f"{at}.name: unknown optimizer {optimizer.name!r}; known: {_names()}")
     fixed = {"name": optimizer.name, **optimizer.fixed}
     _check_job(jobs, spec, fixed, at)
-    config = optimizer_config(fixed, task if isinstance(task, str) else None)
+    config = optimizer_config(fixed, task)
     space = dict(optimizer.space)
     for name in optimizer.tune:
         try:
