@@ -10,8 +10,9 @@ span many decades: a global bound lets small-scale coordinates crawl (§2.2).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from psgd.linalg import lipschitz_step
 
 
 def fit(
@@ -32,9 +33,7 @@ def fit(
     a2 = (q * h).square()
     b2 = (v / q).square()
     ell = (a2.max() + b2.max() if lipschitz.dim() == 0 else a2 + b2).float()
-    bound = torch.maximum(lipschitz_beta * lipschitz + (1 - lipschitz_beta) * ell, ell)
-    lipschitz.copy_(bound)
-    step = lr / bound.clamp(min=torch.finfo(torch.float32).tiny).to(q.dtype)
+    step = lipschitz_step(lipschitz, ell, lr, lipschitz_beta, q.dtype)
     q.sub_(step * (a2 - b2) * q)
 
 

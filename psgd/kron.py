@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from psgd.linalg import procrustes_step, spd_norm_lower_bound
+from psgd.linalg import lipschitz_step, procrustes_step, spd_norm_lower_bound
 from psgd.spectra import SpectrumSummary, kron_summary
 
 GEOMETRIES = ("EQ", "QEQ", "Q0.5EQ1.5", "QUAD")
@@ -186,9 +186,7 @@ def fit(
         ell = ell.float()
         if not torch.isfinite(ell) or ell <= 0:
             continue
-        bound = torch.maximum(lipschitz_beta * lipschitz[mode] + (1 - lipschitz_beta) * ell, ell)
-        lipschitz[mode] = bound
-        step = lr / bound.to(q.dtype)
+        step = lipschitz_step(lipschitz[mode], ell, lr, lipschitz_beta, q.dtype)
         err = t1 - t2
         q.copy_(q - step * err * q if diagonal else _update_dense(q, err, step, geometry))
     for p, q in zip(preconditioner, precondition_factors(factors)):

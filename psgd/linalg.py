@@ -1,4 +1,5 @@
-"""Small linear-algebra pieces shared by the preconditioner families.
+"""Small linear-algebra pieces shared by the preconditioner families, and the one
+Lipschitz-normalised step size every fitting core takes.
 
 Everything here is a pure function of tensors, so each piece is tested alone against
 dense computations.
@@ -27,6 +28,22 @@ def spd_norm_lower_bound(a: Tensor) -> Tensor:
     x = x / x.norm()
     estimate = (scaled @ x).norm() * diag_max
     return torch.maximum(estimate, diag_max)
+
+
+def lipschitz_step(
+    lipschitz: Tensor, ell: Tensor, lr: float, beta: float, dtype: torch.dtype
+) -> Tensor:
+    """The step size `lr / L` of a Lie-group fitting step, after updating the smoothed
+    Lipschitz bound `L ← max(βL + (1−β)ℓ, ℓ)` in place (reference §1.4).
+
+    Why both: the average keeps steps steady when ℓ (this step's bound estimate) is
+    noisy, the max keeps the step below `lr / ℓ` when the curvature jumps. `lipschitz`
+    is fp32, 0-d, element-wise or a view of one entry of a larger bound tensor; the
+    floor at fp32's smallest normal number keeps a zero bound (a zero probe) finite.
+    """
+    bound = torch.maximum(beta * lipschitz + (1 - beta) * ell, ell)
+    lipschitz.copy_(bound)
+    return lr / bound.clamp(min=torch.finfo(torch.float32).tiny).to(dtype)
 
 
 def procrustes_step(q: Tensor, max_step: float = 0.125) -> Tensor:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from psgd import diag
+from psgd.linalg import lipschitz_step
 
 
 def apply(u: Tensor, v: Tensor, d: Tensor, g: Tensor) -> Tensor:
@@ -102,9 +103,7 @@ def _step_in_place(
 ) -> None:
     if not torch.isfinite(ell) or ell <= 0:
         return
-    bound = torch.maximum(lipschitz_beta * lipschitz[index] + (1 - lipschitz_beta) * ell, ell)
-    lipschitz[index] = bound
-    x.sub_((lr / bound).to(x.dtype) * direction)
+    x.sub_(lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype) * direction)
 
 
 def dense_q(u: Tensor, v: Tensor, d: Tensor) -> Tensor:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from psgd.linalg import lipschitz_step
+
 
 def _flip(x: Tensor) -> Tensor:
     return torch.flip(x, dims=(0,))
@@ -47,9 +49,7 @@ def fit(
     if n % 2 == 1:
         grad_b[n // 2] = 0
     ell = (qh.square() + qv.square()).max().float()
-    bound = torch.maximum(lipschitz_beta * lipschitz + (1 - lipschitz_beta) * ell, ell)
-    lipschitz.copy_(bound)
-    step = lr / bound.clamp(min=torch.finfo(torch.float32).tiny).to(a.dtype)
+    step = lipschitz_step(lipschitz, ell, lr, lipschitz_beta, a.dtype)
     new_a = a - step * (grad_a * a + grad_b * _flip(b))
     new_b = b - step * (grad_a * b + grad_b * _flip(a))
     a.copy_(new_a)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from psgd import diag, kron, lra, xmat
-from psgd.linalg import procrustes_step
+from psgd.linalg import lipschitz_step, procrustes_step
 
 DT = torch.float64
 
@@ -358,3 +358,18 @@ def test_procrustes_step_symmetrises_q_without_changing_p() -> None:
         q = procrustes_step(q)
     assert float((q.T - q).norm()) < asymmetry0 / 2
     assert _relative_error(q.T @ q, p0) < 2e-3
+
+
+def test_lipschitz_step_smooths_the_bound_never_below_this_steps_estimate() -> None:
+    """The one normalised step of every fitting core: L ← max(βL + (1−β)ℓ, ℓ), lr / L."""
+    bounds = torch.tensor([4.0, 0.0, 1.0])
+    step = lipschitz_step(bounds[0], torch.tensor(2.0), 0.1, 0.9, DT)  # a view: entry 0
+    assert bounds[0] == pytest.approx(0.9 * 4 + 0.1 * 2) and step.dtype == DT
+    assert float(step) == pytest.approx(0.1 / 3.8)
+    jump = lipschitz_step(bounds[2], torch.tensor(50.0), 0.1, 0.9, DT)  # ℓ jumps: L = ℓ
+    assert bounds[2] == 50.0 and float(jump) == pytest.approx(0.1 / 50)
+    zero = lipschitz_step(bounds[1], torch.tensor(0.0), 0.1, 0.9, DT)  # a zero probe
+    assert bounds[1] == 0.0 and torch.isfinite(zero)
+    elementwise = torch.tensor([1.0, 8.0])
+    steps = lipschitz_step(elementwise, torch.tensor([3.0, 2.0]), 1.0, 0.5, torch.float32)
+    assert elementwise.tolist() == [3.0, 5.0] and steps.tolist() == pytest.approx([1 / 3, 1 / 5])
