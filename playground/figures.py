@@ -7,6 +7,7 @@ returns a `plotly.graph_objects.Figure`. The CLI writes them to HTML/PNG; the UI
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -97,7 +98,7 @@ def _group(runs: Runs) -> dict[str, list[Sequence[EventLike]]]:
     return groups
 
 
-def _decimate(steps: list[int], max_points: int) -> list[int]:
+def _decimate(steps: list, max_points: int) -> list:
     if len(steps) <= max_points:
         return steps
     stride = math.ceil(len(steps) / max_points)
@@ -105,36 +106,83 @@ def _decimate(steps: list[int], max_points: int) -> list[int]:
     return kept if kept[-1] == steps[-1] else [*kept, steps[-1]]
 
 
-def loss_figure(runs: Runs, *, title: str | None = None, max_points: int = 2000) -> go.Figure:
-    """Training loss vs step: per label a mean line over its runs (seeds) and a min–max band.
+#: the loss figure's x axes: key → (title, the value of a metrics event on that axis).
+#: "evaluations" counts gradients and Hessian-vector products alike, the work of a step
+#: whatever the optimizer (an L-BFGS step evaluates up to `max_iter` gradients; a Newton
+#: PSGD step one gradient and one Hvp); runs recorded before the counters have no work axes.
+X_AXES: dict[str, tuple[str, Any]] = {
+    "step": ("step", lambda m: _get(m, "step")),
+    "evaluations": (
+        "gradient evaluations + Hessian-vector products",
+        lambda m: _sum_or_none(_get(m, "gradient_evaluations"), _get(m, "hessian_vector_products")),
+    ),
+    "function_evaluations": ("function evaluations", lambda m: _get(m, "function_evaluations")),
+    "seconds": ("seconds since step 1", lambda m: _get(m, "elapsed")),
+}
+
+
+def _sum_or_none(*values: Any) -> float | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _curve(events: Sequence[EventLike], x_of: Any) -> tuple[list, list[float]]:
+    """A run's (x, loss) points with finite losses, x non-decreasing (as the runner sends)."""
+    xs, losses = [], []
+    for m in _of_type(events, "metrics"):
+        x, loss = x_of(m), _get(m, "loss")
+        if x is not None and loss is not None and math.isfinite(loss):
+            xs.append(x)
+            losses.append(float(loss))
+    return xs, losses
+
+
+def _at(curve: tuple[list, list[float]], x: float) -> float | None:
+    """The run's loss at `x`: its last point at or before it; None outside the run."""
+    xs, losses = curve
+    if not xs or x < xs[0] or x > xs[-1]:
+        return None
+    return losses[bisect.bisect_right(xs, x) - 1]
+
+
+def loss_figure(
+    runs: Runs, *, title: str | None = None, max_points: int = 2000, x_axis: str = "step"
+) -> go.Figure:
+    """Training loss vs `x_axis` (a key of `X_AXES`): per label a mean line over its runs
+    (seeds) and a min–max band.
 
     `runs` is an iterable of (label, events) with one entry per run; runs sharing a label
-    are aggregated step by step (a run that stopped early, e.g. diverged, only counts up to
-    its last step). The y axis is logarithmic unless some loss is negative; exact zeros are
-    drawn at the smallest positive loss. Long runs are decimated to `max_points` for drawing.
+    are aggregated at each x any of them reached, each contributing its loss at its last
+    point at or before x (a run that stopped early, e.g. diverged, only counts up to its
+    last point): on the step axis that is step by step; on work or time axes it compares
+    seeds at equal work or time. The y axis is logarithmic unless some loss is negative;
+    exact zeros are drawn at the smallest positive loss. Long runs are decimated to
+    `max_points` for drawing.
     """
-    series: dict[str, tuple[list[int], list[float], list[float], list[float], int]] = {}
+    if x_axis not in X_AXES:
+        raise ValueError(f"x_axis must be one of {sorted(X_AXES)}, got {x_axis!r}")
+    x_title, x_of = X_AXES[x_axis]
+    series: dict[str, tuple[list, list[float], list[float], list[float], int]] = {}
     lowest_positive, any_negative = math.inf, False
     for label, group in _group(runs).items():
-        by_step: dict[int, list[float]] = {}
-        for events in group:
-            for m in _of_type(events, "metrics"):
-                loss = _get(m, "loss")
-                if loss is not None and math.isfinite(loss):
-                    by_step.setdefault(int(_get(m, "step")), []).append(float(loss))
-        steps = _decimate(sorted(by_step), max_points)
-        values = [by_step[s] for s in steps]
+        curves = [_curve(events, x_of) for events in group]
+        grid = _decimate(sorted({x for xs, _ in curves for x in xs}), max_points)
+        xs, values = [], []
+        for x in grid:
+            at_x = [v for curve in curves if (v := _at(curve, x)) is not None]
+            if at_x:
+                xs.append(x)
+                values.append(at_x)
         for vs in values:
             positive = [v for v in vs if v > 0]
             lowest_positive = min([lowest_positive, *positive])
             any_negative = any_negative or any(v < 0 for v in vs)
         means = [sum(vs) / len(vs) for vs in values]
         series[label] = (
-            steps,
+            xs,
             means,
             [min(vs) for vs in values],
             [max(vs) for vs in values],
-            len(group),
+            sum(1 for xs, _ in curves if xs),  # runs on this axis (older ones lack work)
         )
 
     log_y = not any_negative and math.isfinite(lowest_positive)
@@ -156,7 +204,7 @@ def loss_figure(runs: Runs, *, title: str | None = None, max_points: int = 2000)
                 line={"color": color, "width": 2, "dash": _dash(label)},
                 legendgroup=label,
                 name=f"{label} (mean of {n} seeds)" if n > 1 else label,
-                hovertemplate=f"{label}<br>step %{{x}}<br>loss %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"{label}<br>{x_title} %{{x:.4g}}<br>loss %{{y:.4g}}<extra></extra>",
             )
         )
     y_title = "training loss (log scale)" if log_y else "training loss (linear scale)"
@@ -167,7 +215,7 @@ def loss_figure(runs: Runs, *, title: str | None = None, max_points: int = 2000)
         subtitle = "no metrics yet"
     fig.update_layout(
         title={"text": f"{title or 'Loss'}<br><sup>{subtitle}</sup>"},
-        xaxis_title="step",
+        xaxis_title=x_title,
         yaxis_title=y_title,
         yaxis_type="log" if log_y else "linear",
         yaxis_exponentformat="power",
