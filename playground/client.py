@@ -79,6 +79,10 @@ class ApiClient:
     def cancel_comparison(self, comparison_id: str) -> dict[str, Any]:
         return self._json("POST", f"/comparisons/{comparison_id}/cancel")
 
+    def comparison_summary(self, comparison_id: str) -> dict[str, Any]:
+        """Statistics over seeds: intervals, success rates, pairwise tests."""
+        return self._json("GET", f"/comparisons/{comparison_id}/summary")
+
     def metrics(self, comparison_id: str, fmt: str) -> str:
         """Every job's metrics per step as the API writes them (`fmt` "json" or "csv")."""
         path = f"/comparisons/{comparison_id}/metrics"

@@ -291,10 +291,12 @@ class Playground:
         shared = {k: v for k, v in setup.items() if v is not None}
         return f"?setup={encode_setup(shared)}", ""
 
-    def tick(self, comparison_id: str | None, rendered: Any) -> tuple[Any, ...]:
+    def tick(
+        self, comparison_id: str | None, rendered: Any, x_axis: str = "step"
+    ) -> tuple[Any, ...]:
         """Redraw when new events arrived; otherwise leave every output as it is. Once the
         comparison has ended, the history is read again (its row no longer says running)."""
-        skip = (gr.skip(),) * 9
+        skip = (gr.skip(),) * 10
         if not comparison_id:
             return skip
         if isinstance(rendered, list) and rendered[1]:
@@ -310,11 +312,23 @@ class Playground:
         key = [version, finished, statuses]
         if rendered == key:
             return skip
-        figs = views.build_figures(comparison, events, self.contour(comparison, events))
+        contour = self.contour(comparison, events)
+        figs = views.build_figures(comparison, events, contour, x_axis=x_axis)
         headers, rows = views.results_table(comparison)
         history = self.history(keep_pick=True) if finished else (gr.skip(), gr.skip())
         return (*figs.values(), {"headers": headers, "data": rows}, key,
-                self.comparison_status(comparison, events), *history)  # fmt: skip
+                self.comparison_status(comparison, events), *history,
+                self.statistics(comparison))  # fmt: skip
+
+    def statistics(self, comparison: dict[str, Any]) -> str:
+        """The statistics over seeds below the results (none for a single seed, or from a
+        server without the summary route)."""
+        if len((comparison.get("spec") or {}).get("seeds") or [0]) < 2:
+            return ""
+        try:
+            return views.statistics_markdown(self.client.comparison_summary(comparison["id"]))
+        except ApiError:
+            return ""
 
     @staticmethod
     def comparison_status(comparison: dict[str, Any], events: dict[str, list]) -> str:
@@ -382,11 +396,12 @@ class Playground:
         path.write_text(self.client.metrics(comparison_id, fmt))
         return str(path)
 
-    def export_html(self, comparison_id: str | None) -> str:
+    def export_html(self, comparison_id: str | None, x_axis: str = "step") -> str:
         comparison_id = self.export_name(comparison_id)
         comparison = self.client.comparison(comparison_id)
         _, events = live.follow(self.client, comparison_id).snapshot()
-        figs = views.build_figures(comparison, events, self.contour(comparison, events))
+        contour = self.contour(comparison, events)
+        figs = views.build_figures(comparison, events, contour, x_axis=x_axis)
         path = Path(tempfile.mkdtemp(prefix="psgd-export-")) / f"figures-{comparison_id}.html"
         path.write_text(views.figures_html(figs))
         return str(path)
@@ -480,6 +495,13 @@ def build_ui(api_url: str) -> gr.Blocks:
                 png_name = gr.Textbox(visible=False)
             with gr.Column(scale=3):
                 initial = _empty_figures()
+                x_axis = gr.Radio(
+                    [(title, key) for key, (title, _) in figures.X_AXES.items()],
+                    value="step",
+                    label="Loss against (evaluations and seconds compare optimizers whose "
+                    "steps cost differently, e.g. L-BFGS)",
+                    elem_id="x-axis",
+                )
                 with gr.Row():
                     loss_plot = gr.Plot(initial[0], label="Loss", elem_id="loss-plot")
                     traj_plot = gr.Plot(initial[1], label="Trajectories", elem_id="traj-plot")
@@ -492,6 +514,7 @@ def build_ui(api_url: str) -> gr.Blocks:
                     interactive=False,
                     elem_id="results",
                 )
+                statistics = gr.Markdown("", elem_id="statistics")
         with gr.Accordion("History", open=True):
             with gr.Row():
                 pick = gr.Dropdown(label="Reopen a comparison", scale=4, elem_id="history-pick")
@@ -553,7 +576,7 @@ def build_ui(api_url: str) -> gr.Blocks:
         cancel_btn.click(pg.cancel, [comparison_id, token], status)
         csv_btn.click(lambda cid: pg.export_metrics(cid, "csv"), comparison_id, export_file)
         json_btn.click(lambda cid: pg.export_metrics(cid, "json"), comparison_id, export_file)
-        html_btn.click(pg.export_html, comparison_id, export_file)
+        html_btn.click(pg.export_html, [comparison_id, x_axis], export_file)
         png_btn.click(pg.export_name, comparison_id, png_name).success(
             None, png_name, None, js=PNG_JS
         )
@@ -561,10 +584,11 @@ def build_ui(api_url: str) -> gr.Blocks:
         open_btn.click(
             pg.open_comparison, pick, [*form, comparison_id, rendered, status, task_note]
         ).then(pg.history, None, [history, pick])  # fmt: skip
+        x_axis.change(lambda: -1, None, rendered)  # the next tick redraws on the new axis
         timer.tick(
             pg.tick,
-            [comparison_id, rendered],
-            [*plots, results, rendered, status, history, pick],
+            [comparison_id, rendered, x_axis],
+            [*plots, results, rendered, status, history, pick, statistics],
             show_progress="hidden",
             concurrency_limit=None,
         )

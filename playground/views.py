@@ -24,6 +24,7 @@ RESULT_COLUMNS = [
     "final loss",
     "best loss",
     "steps to target",
+    "evaluations to target",
     "seconds to target",
     "run seconds",
     "setup seconds",
@@ -75,9 +76,10 @@ def build_figures(
     comparison: dict[str, Any],
     events: dict[str, list[dict[str, Any]]],
     contour: tuple[Any, Any, Any] | None = None,
+    x_axis: str = "step",
 ) -> dict[str, go.Figure]:
-    """The four live figures: loss, trajectory (over `contour`, see `contour_grid`),
-    spectrum, metrics."""
+    """The four live figures: loss (against `x_axis`, a key of `figures.X_AXES`),
+    trajectory (over `contour`, see `contour_grid`), spectrum, metrics."""
     labels = run_labels(comparison)
     runs = [(labels[j][0], events.get(j, [])) for j in comparison.get("job_ids", []) if j in labels]
     firsts: dict[str, list[dict[str, Any]]] = {}
@@ -95,7 +97,7 @@ def build_figures(
         legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0}
     )
     return {
-        "loss": figures.loss_figure(runs, title=f"Loss on {name}"),
+        "loss": figures.loss_figure(runs, title=f"Loss on {name}", x_axis=x_axis),
         "trajectory": trajectory,
         "spectrum": figures.spectrum_figure(list(firsts.items())),
         "metrics": figures.metrics_figure(runs, task=task, finished=finished(comparison)),
@@ -112,6 +114,14 @@ def _eval_columns(jobs: list[dict[str, Any]]) -> list[str]:
     """The final evaluation metrics any job reports, accuracies first."""
     keys = {k for job in jobs for k in ((job.get("summary") or {}).get("final_eval") or {})}
     return sorted(keys, key=lambda k: ("accuracy" not in k, k))
+
+
+def evaluations_to_target(summary: dict[str, Any]) -> int | None:
+    """Gradient evaluations + Hessian-vector products until the target (else the solve),
+    from a run's summary; None when not reached or recorded before the counters."""
+    reached = "target" if summary.get("target_step") is not None else "solved"
+    work = summary.get(f"{reached}_work")
+    return work["gradient_evaluations"] + work["hessian_vector_products"] if work else None
 
 
 def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -136,6 +146,7 @@ def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]
                 _number(s.get("best_loss")),
                 *(_number(final.get(k)) for k in evals),
                 _number(s.get("target_step") or s.get("solved_step")),
+                _number(evaluations_to_target(s)),
                 _number(s.get("target_seconds")),
                 _number(s.get("seconds")),
                 _number(s.get("setup_seconds")),
@@ -143,6 +154,65 @@ def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]
             ]
         )
     return headers, rows
+
+
+def _g(value: Any) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _spread(spread: dict[str, Any] | None) -> str:
+    """ "median [q1–q3]", or how many reached when fewer than half did (the rest are
+    censored: they never got there within the budget)."""
+    if not spread or not spread.get("n"):
+        return "–"
+    if spread["median"] is None:
+        return f"> budget ({spread['reached']}/{spread['n']} reached)"
+    upper = _g(spread["q3"]) if spread["q3"] is not None else "> budget"
+    return f"{_g(spread['median'])} [IQR {_g(spread['q1'])}–{upper}]"
+
+
+def statistics_markdown(summary: dict[str, Any]) -> str:
+    """The comparison's statistics over seeds (`GET /api/comparisons/{id}/summary`) as a
+    table per optimizer and one sentence per pair; empty while no optimizer has two runs."""
+    rows = summary.get("optimizers") or []
+    if not any(row.get("counted", 0) >= 2 for row in rows):
+        return ""
+    metric = summary.get("metric_name", "final loss")
+    success = summary.get("success")
+    header = ["optimizer", "runs", f"{metric}: mean [95 % CI]"]
+    if success:
+        reached = "reached target" if success == "target" else "solved"
+        verb = "to target" if success == "target" else "to solve"
+        header += [f"{reached} [95 % Wilson]", f"steps {verb}", f"evaluations {verb}",
+                   f"seconds {verb}"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        final = row.get("final") or {}
+        cells = [row["label"], str(row.get("counted", 0))]
+        interval = (
+            f" [{_g(final.get('low'))}, {_g(final.get('high'))}]"
+            if final.get("low") is not None
+            else ""
+        )
+        cells.append(f"{_g(final.get('mean'))}{interval}" if final else "–")
+        if success:
+            rate, to = row.get("success") or {}, row.get("to_target") or {}
+            cells.append(
+                f"{rate['successes']}/{rate['n']} [{rate['low']:.0%}, {rate['high']:.0%}]"
+                if rate
+                else "–"
+            )
+            cells += [_spread(to.get(axis)) for axis in ("steps", "evaluations", "seconds")]
+        lines.append("| " + " | ".join(cells) + " |")
+    pending = summary.get("pending") or 0
+    note = f" {pending} runs still going are not in it yet." if pending else ""
+    head = (
+        "**Over seeds** — means with Student-t 95 % intervals, success rates with Wilson "
+        "intervals; runs that never got there count as beyond the budget (censored), "
+        f"evaluations = gradients + Hessian-vector products; failed runs left out.{note}"
+    )
+    pairs = [f"- {pair['sentence']}" for pair in summary.get("pairs") or []]
+    return "\n".join([head, "", *lines, "", *pairs])
 
 
 def problems(comparison: dict[str, Any], max_chars: int = 300) -> list[str]:

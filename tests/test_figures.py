@@ -123,7 +123,7 @@ def test_views_label_runs_and_fill_the_results_table():
     }  # fmt: skip
     headers, rows = views.results_table(comparison)
     assert headers == views.RESULT_COLUMNS
-    assert rows == [["adam", 0, "succeeded", 0.1235, 0.1, "", "", 1.0, "", ""]]
+    assert rows == [["adam", 0, "succeeded", 0.1235, 0.1, "", "", "", 1.0, "", ""]]
     figs = views.build_figures(comparison, {"a": _run([1.0, 0.5])})
     assert set(figs) == {"loss", "trajectory", "spectrum", "metrics"}
     assert "plotly" in views.figures_html(figs)
