@@ -108,7 +108,7 @@ class _Stream:
                 async for chunk in self.catch_up():
                     yield chunk
                 continue
-            async for chunk in self.live(row, sub):
+            async for chunk in self.live([row, *_pending(sub)], sub):
                 yield chunk
 
     async def catch_up(self) -> AsyncIterator[bytes]:
@@ -130,14 +130,28 @@ class _Stream:
             if job is None or job["status"] in ENDED_STATUSES:
                 self.done.add(job_id)
 
-    async def live(self, row: dict[str, Any], sub: Subscription) -> AsyncIterator[bytes]:
+    async def live(self, rows: list[dict[str, Any]], sub: Subscription) -> AsyncIterator[bytes]:
+        """Send rows the broker delivered, all in one chunk (one write, one disconnect
+        check); a deleted job's rows end its part of the stream."""
         if sub.lagged:  # rows were dropped: the store has them all, in order
             sub.lagged = False
             async for chunk in self.catch_up():
                 yield chunk
-        if row.get(DELETED):
-            self.done.add(row["job_id"])
-            return
-        chunk = self._send(row)
-        if chunk is not None:
-            yield chunk
+        chunks = []
+        for row in rows:
+            if row.get(DELETED):
+                self.done.add(row["job_id"])
+                continue
+            chunk = self._send(row)
+            if chunk is not None:
+                chunks.append(chunk)
+        if chunks:
+            yield b"".join(chunks)
+
+
+def _pending(sub: Subscription) -> list[dict[str, Any]]:
+    """The rows already waiting in a subscription's queue (delivered in one hand-over)."""
+    rows = []
+    while not sub.queue.empty():
+        rows.append(sub.queue.get_nowait())
+    return rows

@@ -1,10 +1,10 @@
 """In-process pub/sub of stored events, from executor threads to SSE streams on the loop.
 
-`publish` is called from any thread after an event is stored; it hands the row to the
-event loop with `call_soon_threadsafe`, so the publisher never waits for a subscriber
-and the loop never waits for a lock. Each subscriber has a bounded queue: a client that
-reads too slowly is marked `lagged` instead of growing memory, and catches up from the
-store (the rows are there anyway).
+`publish` is called from any thread after events are stored; it hands the rows to the
+event loop with one `call_soon_threadsafe` per call (a batch of rows wakes the loop once),
+so the publisher never waits for a subscriber and the loop never waits for a lock. Each
+subscriber has a bounded queue: a client that reads too slowly is marked `lagged` instead
+of growing memory, and catches up from the store (the rows are there anyway).
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ class Broker:
         self.queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
 
-    def publish(self, job_id: str, row: Row) -> None:
-        """Deliver a stored row to subscribers of `job_id`; safe from any thread."""
+    def publish(self, job_id: str, *rows: Row) -> None:
+        """Deliver stored rows of `job_id`, in order, to its subscribers; safe from any
+        thread."""
         with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening
-            self.loop.call_soon_threadsafe(self._deliver, job_id, row)
+            self.loop.call_soon_threadsafe(self._deliver, job_id, rows)
 
     def deleted(self, job_id: str) -> None:
         """Tell subscribers that `job_id` is gone (its stream has nothing more to wait for)."""
@@ -78,7 +79,8 @@ class Broker:
     def subscribers(self) -> int:
         return len(self._subscriptions)
 
-    def _deliver(self, job_id: str, row: Row) -> None:
+    def _deliver(self, job_id: str, rows: tuple[Row, ...]) -> None:
         for sub in list(self._subscriptions):
             if job_id in sub.job_ids:
-                sub._offer(row)
+                for row in rows:
+                    sub._offer(row)

@@ -8,7 +8,11 @@ exited with code -9 before finishing", ...). An optional `on_launch(job_id, pid,
 comes first, as soon as a worker has taken the job (`pid` and `started`, the process's
 start time, identify that worker; None where there is no process of its own). Callbacks run
 on the executor's own thread, never on the caller's (so never on an asyncio loop), one at
-a time.
+a time. Started with `start_batched`, an executor hands a job's events over as lists
+instead (`on_events(job_id, events)`, in order): what `LocalExecutor` read from the job's
+pipe in one pass, so that the service stores them in one transaction and wakes the event
+loop once; an executor that reads events one at a time inherits a `start_batched` that
+passes each as a list of one.
 
 `LocalExecutor` runs each job in a fresh spawned interpreter, so a crash, a hang or an
 out-of-memory kill ends that job only. It keeps `pool_size` such interpreters started ahead
@@ -48,12 +52,17 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits()
 
 EventCallback = Callable[[str, dict[str, Any]], None]
+BatchCallback = Callable[[str, list[dict[str, Any]]], None]
 ExitCallback = Callable[[str, str | None], None]
 LaunchCallback = Callable[[str, int | None, int | None], None]
 
 CANCEL_GRACE = 1.0  # seconds a running job has to stop by itself before it is terminated
 KILL_GRACE = 0.5  # seconds after terminate() before kill()
 _READ_BATCH = 256  # events read from one job before looking at the others
+#: seconds between two reads of a job's pipe once it was drained: the events of a fast job
+#: (a landscape sends one per step) then reach the service in batches, one transaction
+#: and one SSE write each, instead of one by one; a job's first read is at once
+READ_INTERVAL = 0.02
 #: seconds past its time limit a job that runs steps gets, so that the runner's own check
 #: between steps ends it first (with its summary); the executor ends it only when a step hangs
 RUNNER_GRACE = 5.0
@@ -84,6 +93,16 @@ class Executor(ABC):
         on_launch: LaunchCallback | None = None,
     ) -> None:
         """Begin running submitted jobs, reporting through the callbacks."""
+
+    def start_batched(
+        self,
+        on_events: BatchCallback,
+        on_exit: ExitCallback,
+        on_launch: LaunchCallback | None = None,
+    ) -> None:
+        """`start`, with each job's events handed over in lists (in order); this default
+        hands each event over as a list of one."""
+        self.start(lambda job_id, event: on_events(job_id, [event]), on_exit, on_launch)
 
     @abstractmethod
     def submit(self, job_id: str, spec: dict[str, Any]) -> None:
@@ -186,6 +205,7 @@ class _Job:
     limit_message: str | None = None  # set once the time limit ended the job
     deadline: float | None = None  # when to escalate to terminate() / kill()
     limit_at: float | None = None  # when the time limit ends the job (monotonic)
+    read_after: float = 0.0  # when its drained pipe is read again (monotonic)
     terminated: bool = False
     final: bool = False  # the worker sent its final status
     started: bool = False  # the worker sent `started`: set-up is over
@@ -251,7 +271,7 @@ class LocalExecutor(Executor):
         self._closed = False
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._on_event: EventCallback = lambda job_id, event: None
+        self._on_events: BatchCallback = lambda job_id, events: None
         self._on_exit: ExitCallback = lambda job_id, error: None
         self._on_launch: LaunchCallback = lambda job_id, pid, started: None
         self._wake_r, self._wake_w = os.pipe()
@@ -266,12 +286,24 @@ class LocalExecutor(Executor):
         on_exit: ExitCallback,
         on_launch: LaunchCallback | None = None,
     ) -> None:
+        def one_by_one(job_id: str, events: list[dict[str, Any]]) -> None:
+            for event in events:
+                on_event(job_id, event)
+
+        self.start_batched(one_by_one, on_exit, on_launch)
+
+    def start_batched(
+        self,
+        on_events: BatchCallback,
+        on_exit: ExitCallback,
+        on_launch: LaunchCallback | None = None,
+    ) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is shut down")
             if self._thread is not None:
                 raise RuntimeError("executor already started")
-            self._on_event, self._on_exit = on_event, on_exit
+            self._on_events, self._on_exit = on_events, on_exit
             if on_launch is not None:
                 self._on_launch = on_launch
             self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
@@ -424,12 +456,15 @@ class LocalExecutor(Executor):
         by_sentinel: dict[int, _Job] = {}
         by_conn: dict[int, _Job] = {}
         deadlines = []
+        now = time.monotonic()
         for job in active:
             by_sentinel[job.process.sentinel] = job
             channels.append(job.process.sentinel)
-            if job.conn is not None:
+            if job.conn is not None and job.read_after <= now:
                 by_conn[id(job.conn)] = job
                 channels.append(job.conn)
+            elif job.conn is not None:
+                deadlines.append(job.read_after)
             deadlines += [at for at in (job.deadline, job.limit_at) if at is not None]
         timeout = 1.0
         if deadlines:
@@ -445,7 +480,9 @@ class LocalExecutor(Executor):
             elif isinstance(item, int):
                 exited.append(by_sentinel[item])
             else:
-                self._read(by_conn[id(item)], _READ_BATCH)
+                job = by_conn[id(item)]
+                if self._read(job, _READ_BATCH):
+                    job.read_after = time.monotonic() + READ_INTERVAL
         for job in exited:
             self._reap(job)
         now = time.monotonic()
@@ -499,35 +536,52 @@ class LocalExecutor(Executor):
         except OSError:
             pass
 
-    def _read(self, job: _Job, limit: int | None) -> None:
-        """Forward up to `limit` pending events of a job; close its pipe at end of file."""
+    def _read(self, job: _Job, limit: int | None) -> bool:
+        """Forward up to `limit` pending events of a job, as one batch; close its pipe at end
+        of file. True when it read all that was pending (it stopped below the limit)."""
+        events: list[dict[str, Any]] = []
         count = 0
-        while job.conn is not None and (limit is None or count < limit):
-            try:
-                if not job.conn.poll():
-                    return
-                event = job.conn.recv()
-            except (EOFError, OSError):
-                job.conn.close()
-                job.conn = None
-                return
-            except Exception:  # an undecodable message: this job's channel is unusable
-                log.exception("job %s: bad message from its worker", job.id)
-                job.conn.close()
-                job.conn = None
-                return
-            count += 1
-            if not isinstance(event, dict):
-                continue
-            if event.get("type") == "status":
-                job.final = True
-            elif event.get("type") == "started" and not job.started and job.limit_at is not None:
-                # set-up is over: the runner checks the limit between steps from now on
-                job.started = True
-                job.limit_at = time.monotonic() + job.time_limit + RUNNER_GRACE
-            if isinstance(event.get("step"), int):
-                job.step = event["step"]
-            self._emit(job, event)
+        try:
+            while limit is None or count < limit:
+                message = self._receive(job)
+                if message is None:
+                    return True
+                count += 1
+                if isinstance(message, dict):
+                    self._note(job, message)
+                    events.append(message)
+            return False
+        finally:  # what was read before an end of file or a bad message goes out too
+            if events:
+                self._emit_batch(job, events)
+
+    def _receive(self, job: _Job) -> Any:
+        """The next message on the job's pipe; None when none is pending or the pipe is
+        closed (at end of file, or after an undecodable message: the channel is unusable)."""
+        if job.conn is None:
+            return None
+        try:
+            if job.conn.poll():
+                return job.conn.recv()
+            return None
+        except (EOFError, OSError):
+            pass
+        except Exception:
+            log.exception("job %s: bad message from its worker", job.id)
+        job.conn.close()
+        job.conn = None
+        return None
+
+    def _note(self, job: _Job, event: dict[str, Any]) -> None:
+        """What an event from the worker tells the executor about its job."""
+        if event.get("type") == "status":
+            job.final = True
+        elif event.get("type") == "started" and not job.started and job.limit_at is not None:
+            # set-up is over: the runner checks the limit between steps from now on
+            job.started = True
+            job.limit_at = time.monotonic() + job.time_limit + RUNNER_GRACE
+        if isinstance(event.get("step"), int):
+            job.step = event["step"]
 
     def _reap(self, job: _Job) -> None:
         """The worker has exited: forward what it left in the pipe, then report its end."""
@@ -585,8 +639,11 @@ class LocalExecutor(Executor):
             job.process.kill()
 
     def _emit(self, job: _Job, event: dict[str, Any]) -> None:
+        self._emit_batch(job, [event])
+
+    def _emit_batch(self, job: _Job, events: list[dict[str, Any]]) -> None:
         try:
-            self._on_event(job.id, event)
+            self._on_events(job.id, events)
         except Exception:
             log.exception("job %s: on_event callback failed", job.id)
 

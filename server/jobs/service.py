@@ -4,8 +4,9 @@
     service.start()                       # recover what a previous server left, resubmit
     job = service.create_job({"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}})
 
-The executor calls `on_event` / `on_exit` from its threads. Each event is stored, the job's
-status updated, and only then published to the broker, all under one lock, so that
+The executor calls `on_events` (a job's events read together, in order) / `on_exit` from its
+threads. Each batch of events is stored in one transaction, the job's status updated, and only
+then published to the broker in one hand-over, all under one lock, so that
 
 * live subscribers receive rows in id order (an SSE stream can dedupe by id), and
 * whoever sees a final status event (or a final job status in the store) also finds the
@@ -93,7 +94,7 @@ class JobService:
         alive, so that no job runs twice), start the executor, resubmit queued jobs (oldest
         first). Returns the ids of the jobs found running."""
         unstoppable = self._kill_leftover_workers()
-        self.executor.start(self.on_event, self.on_exit, self.on_launch)
+        self.executor.start_batched(self.on_events, self.on_exit, self.on_launch)
         recovered = self.store.recover(self.settings.requeue_interrupted, unstoppable)
         if recovered:
             verb = "requeued" if self.settings.requeue_interrupted else "marked interrupted"
@@ -306,29 +307,59 @@ class JobService:
     # ------------------------------------------------------------------ executor callbacks
     def on_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Store an event, update the job's status, publish it (called from any thread)."""
+        self.on_events(job_id, [event])
+
+    def on_events(self, job_id: str, events: list[dict[str, Any]]) -> None:
+        """Store a job's events (in order, one transaction), update its status, publish
+        them (one wake-up of the loop). Events after the job's final status are dropped."""
         if self._stopping:
             return
-        kind = event.get("type")
         with self._lock:
-            if job_id in self._final_sent:
-                log.warning("job %s: ignoring a %s event after its final status", job_id, kind)
+            kept = self._until_final(job_id, events)
+            if not kept:
                 return
             try:
-                event_id = self.store.append_event(job_id, event)
-                if kind == "started":  # running already, unless the executor did not say
-                    self.store.mark_running(job_id)
-                elif kind == "status":
-                    self._final_sent.add(job_id)
-                    status, message = event.get("status"), str(event.get("message", ""))
-                    if status not in FINAL_STATUSES:
-                        message = f"ended with an unknown status {status!r}: {message}"
-                        status = "failed"
-                    self.store.set_status(job_id, status, message, event.get("summary") or {})
+                event_ids = self.store.append_events(job_id, kept)
+                for event in kept:
+                    self._record_status(job_id, event)
             except KeyError:  # deleted while its worker still reported
                 return
-            if isinstance(event.get("step"), int):
-                self._last_step[job_id] = event["step"]
-            self.broker.publish(job_id, {"id": event_id, "job_id": job_id, "event": event})
+            steps = [event["step"] for event in kept if isinstance(event.get("step"), int)]
+            if steps:
+                self._last_step[job_id] = steps[-1]
+            rows = [
+                {"id": event_id, "job_id": job_id, "event": event}
+                for event_id, event in zip(event_ids, kept)
+            ]
+            self.broker.publish(job_id, *rows)
+
+    def _until_final(self, job_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Under the lock: the events up to the job's first final status; the rest are
+        logged and dropped (a job ends with exactly one)."""
+        ended = job_id in self._final_sent
+        kept = []
+        for event in events:
+            if ended:
+                log.warning(
+                    "job %s: ignoring a %s event after its final status", job_id, event.get("type")
+                )
+                continue
+            kept.append(event)
+            ended = event.get("type") == "status"
+        return kept
+
+    def _record_status(self, job_id: str, event: dict[str, Any]) -> None:
+        """Under the lock, after the event is stored: the job's status that it implies."""
+        kind = event.get("type")
+        if kind == "started":  # running already, unless the executor did not say
+            self.store.mark_running(job_id)
+        elif kind == "status":
+            self._final_sent.add(job_id)
+            status, message = event.get("status"), str(event.get("message", ""))
+            if status not in FINAL_STATUSES:
+                message = f"ended with an unknown status {status!r}: {message}"
+                status = "failed"
+            self.store.set_status(job_id, status, message, event.get("summary") or {})
 
     def on_launch(self, job_id: str, pid: int | None, started: int | None) -> None:
         """A worker took the job: it is running from now on (recorded with its worker)."""
