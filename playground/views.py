@@ -167,7 +167,7 @@ def _spread(spread: dict[str, Any] | None) -> str:
         return "–"
     if spread["median"] is None:
         return f"> budget ({spread['reached']}/{spread['n']} reached)"
-    upper = _g(spread["q3"]) if spread["q3"] is not None else "> budget"
+    upper = _g(spread["q3"]) if spread["q3"] is not None else "beyond the budget"
     return f"{_g(spread['median'])} [IQR {_g(spread['q1'])}–{upper}]"
 
 

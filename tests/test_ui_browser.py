@@ -533,6 +533,33 @@ def test_results_show_why_a_run_failed_and_its_final_accuracy(ui, server):
     assert "accuracy" in headers and "eval loss" in headers  # the final evaluation
 
 
+def test_statistics_over_seeds_and_the_loss_against_work_or_seconds(ui, server):
+    page = ui
+    spec = {
+        "task": {"name": "quadratic", "dim": 4, "noise": 0.1, "condition_number": 10},
+        "optimizers": [{"name": "adam", "lr": 0.1}, {"name": "lbfgs"}],
+        "seeds": [0, 1, 2],
+        "steps": 30,
+        "target": 0.05,
+    }
+    cid = httpx.post(f"{server}/api/comparisons", json=spec).json()["id"]
+    open_comparison_link(page, server, cid, "succeeded (", 120)
+    wait_for(lambda: "Over seeds" in page.inner_text("#statistics"), 20, "the statistics")
+    statistics = page.inner_text("#statistics")
+    assert "reached target" in statistics and "Welch's t" in statistics
+
+    def x_title() -> str:
+        return page.evaluate(
+            "() => document.querySelector('#loss-plot .js-plotly-plot').layout.xaxis.title.text"
+        )
+
+    assert x_title() == "step"
+    page.get_by_label("seconds since step 1").check()
+    wait_for(lambda: x_title() == "seconds since step 1", 20, "the seconds axis")
+    page.get_by_label("function evaluations", exact=True).check()
+    wait_for(lambda: x_title() == "function evaluations", 20, "the evaluations axis")
+
+
 def test_a_server_with_a_token_asks_for_it_before_running(ui, token_server):
     page = ui
     open_ui(page, token_server)
