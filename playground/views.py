@@ -12,6 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from playground import figures
+from server.jobs.summary import evaluations_to, number_text, spread_text
 
 #: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
 #: gets one after "best loss", and "message" says why a run failed, diverged or stopped.
@@ -116,14 +117,6 @@ def _eval_columns(jobs: list[dict[str, Any]]) -> list[str]:
     return sorted(keys, key=lambda k: ("accuracy" not in k, k))
 
 
-def evaluations_to_target(summary: dict[str, Any]) -> int | None:
-    """Gradient evaluations + Hessian-vector products until the target (else the solve),
-    from a run's summary; None when not reached or recorded before the counters."""
-    reached = "target" if summary.get("target_step") is not None else "solved"
-    work = summary.get(f"{reached}_work")
-    return work["gradient_evaluations"] + work["hessian_vector_products"] if work else None
-
-
 def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(headers, rows) of the results table: one row per job, its final evaluation
     metrics in their own columns, and the job's message (why it failed, diverged, …)."""
@@ -146,7 +139,7 @@ def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]
                 _number(s.get("best_loss")),
                 *(_number(final.get(k)) for k in evals),
                 _number(s.get("target_step") or s.get("solved_step")),
-                _number(evaluations_to_target(s)),
+                _number(evaluations_to(s, "target" if s.get("target_step") else "solved")),
                 _number(s.get("target_seconds")),
                 _number(s.get("seconds")),
                 _number(s.get("setup_seconds")),
@@ -154,21 +147,6 @@ def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]
             ]
         )
     return headers, rows
-
-
-def _g(value: Any) -> str:
-    return "–" if value is None else f"{value:.3g}"
-
-
-def _spread(spread: dict[str, Any] | None) -> str:
-    """ "median [q1–q3]", or how many reached when fewer than half did (the rest are
-    censored: they never got there within the budget)."""
-    if not spread or not spread.get("n"):
-        return "–"
-    if spread["median"] is None:
-        return f"> budget ({spread['reached']}/{spread['n']} reached)"
-    upper = _g(spread["q3"]) if spread["q3"] is not None else "beyond the budget"
-    return f"{_g(spread['median'])} [IQR {_g(spread['q1'])}–{upper}]"
 
 
 def statistics_markdown(summary: dict[str, Any]) -> str:
@@ -190,11 +168,11 @@ def statistics_markdown(summary: dict[str, Any]) -> str:
         final = row.get("final") or {}
         cells = [row["label"], str(row.get("counted", 0))]
         interval = (
-            f" [{_g(final.get('low'))}, {_g(final.get('high'))}]"
+            f" [{number_text(final.get('low'))}, {number_text(final.get('high'))}]"
             if final.get("low") is not None
             else ""
         )
-        cells.append(f"{_g(final.get('mean'))}{interval}" if final else "–")
+        cells.append(f"{number_text(final.get('mean'))}{interval}" if final else "–")
         if success:
             rate, to = row.get("success") or {}, row.get("to_target") or {}
             cells.append(
@@ -202,7 +180,7 @@ def statistics_markdown(summary: dict[str, Any]) -> str:
                 if rate
                 else "–"
             )
-            cells += [_spread(to.get(axis)) for axis in ("steps", "evaluations", "seconds")]
+            cells += [spread_text(to.get(axis)) for axis in ("steps", "evaluations", "seconds")]
         lines.append("| " + " | ".join(cells) + " |")
     pending = summary.get("pending") or 0
     note = f" {pending} runs still going are not in it yet." if pending else ""

@@ -77,6 +77,14 @@ def _interval(values: list[float]) -> dict[str, Any] | None:
     return {"mean": interval.estimate, "low": interval.low, "high": interval.high, "n": interval.n}
 
 
+def evaluations_to(summary: dict[str, Any], success: str) -> int | None:
+    """Gradient evaluations + Hessian-vector products until a run's first success
+    (`success` "target" or "solved"), from its summary; None when it never succeeded or
+    was recorded before the work counters."""
+    work = summary.get(f"{success}_work")
+    return work["gradient_evaluations"] + work["hessian_vector_products"] if work else None
+
+
 def _reached(run: Outcome, success: str) -> dict[str, Any] | None:
     """Where the run first met the success criterion, on every axis; None if it never did.
     Axes a run recorded before the work counters existed are None."""
@@ -87,9 +95,7 @@ def _reached(run: Outcome, success: str) -> dict[str, Any] | None:
     seconds = run.summary.get(f"{success}_seconds")
     return {
         "steps": step,
-        "evaluations": (
-            work["gradient_evaluations"] + work["hessian_vector_products"] if work else None
-        ),
+        "evaluations": evaluations_to(run.summary, success),
         "function_evaluations": work["function_evaluations"] if work else None,
         "seconds": seconds if _finite(seconds) else None,
     }
@@ -143,6 +149,22 @@ def _optimizer_summary(label: str, runs: list[Outcome], criteria: Criteria) -> d
 
 def _number(value: float) -> str:
     return f"{value:.3g}"
+
+
+def number_text(value: float | None) -> str:
+    """A value for a table cell: three significant digits, "–" for none."""
+    return "–" if value is None else _number(value)
+
+
+def spread_text(spread: dict[str, Any] | None) -> str:
+    """A censored spread as "median [IQR q1–q3]", or how many reached when fewer than
+    half did (the others never got there within the budget)."""
+    if not spread or not spread.get("n"):
+        return "–"
+    if spread["median"] is None:
+        return f"> budget ({spread['reached']}/{spread['n']} reached)"
+    upper = number_text(spread["q3"]) if spread["q3"] is not None else "beyond the budget"
+    return f"{number_text(spread['median'])} [IQR {number_text(spread['q1'])}–{upper}]"
 
 
 def _metric_name(metric: str) -> str:
