@@ -3,12 +3,14 @@
 For tests whose outcome depends on the jobs' actual results (sweeps: a trial's value must
 depend on its hyperparameters) without the seconds a worker process takes to import torch.
 Jobs run one at a time in FIFO order; `cancel` stops a running job between its steps.
-`pause()` keeps submitted jobs queued until `resume()`.
+`pause()` keeps submitted jobs queued until `resume()`; `step_delay` seconds of sleep
+after each metrics event make a job last long enough to be watched while it runs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -17,7 +19,8 @@ from server.jobs.executor import Executor
 
 
 class ThreadExecutor(Executor):
-    def __init__(self) -> None:
+    def __init__(self, step_delay: float = 0.0) -> None:
+        self.step_delay = step_delay
         self.concurrency = 1
         self.submitted: list[str] = []
         self._cond = threading.Condition()
@@ -98,9 +101,14 @@ class ThreadExecutor(Executor):
             self.on_launch(job_id, None, None)
             run_job(
                 JobSpec.model_validate(spec),
-                lambda event, job_id=job_id: self.on_event(job_id, event.model_dump()),
+                lambda event, job_id=job_id: self._emit(job_id, event.model_dump()),
                 should_stop=lambda: self._stop_running,
             )
             with self._cond:
                 self._running = None
             self.on_exit(job_id, None)
+
+    def _emit(self, job_id: str, event: dict[str, Any]) -> None:
+        self.on_event(job_id, event)
+        if event["type"] == "metrics" and self.step_delay:
+            time.sleep(self.step_delay)

@@ -15,8 +15,6 @@ after the sweep's final `status` event. The log is read from the store every
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -40,6 +38,7 @@ from server.api.routes import (
 from server.api.sse import HEARTBEAT
 from server.jsonable import json_safe
 from server.settings import Settings
+from server.sweeps.export import trials_csv
 from server.sweeps.service import SweepService
 from server.sweeps.spec import SweepSpec
 
@@ -219,18 +218,8 @@ def _encode(row: dict[str, Any]) -> bytes:
 
 
 def _trials_csv(trials: list[dict[str, Any]], sweep_id: str) -> Response:
-    """One row per trial: its identity, status and value, then one column per hyperparameter
-    (`param_<name>`, empty for an optimizer without it)."""
-    names = sorted({name for trial in trials for name in trial["params"]})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    columns = ["optimizer", "optimizer_index", "number", "status", "value", "job_id", "message"]
-    writer.writerow([*columns, *(f"param_{name}" for name in names)])
-    for trial in trials:
-        cells = [trial[c] for c in columns] + [trial["params"].get(n) for n in names]
-        writer.writerow(["" if cell is None else cell for cell in cells])
     return Response(
-        out.getvalue(),
+        trials_csv(trials),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}-trials.csv"'},
     )

@@ -181,7 +181,10 @@ def _to_target(objective: Objective, summary: dict[str, Any]) -> Any:
         return summary.get("target_step")
     if objective.kind == "seconds_to_target":
         return summary.get("target_seconds")
-    return (summary.get("target_work") or {}).get(objective.counter)
+    work = summary.get("target_work") or {}
+    if objective.counter == "evaluations" and work:
+        return work["gradient_evaluations"] + work["hessian_vector_products"]
+    return work.get(objective.counter)
 
 
 def _finite(value: Any) -> bool:

@@ -35,6 +35,7 @@ from server.errors import Conflict, InvalidSpec, NotFound, QueueFull
 from server.events import ENDED_STATUSES
 from server.jobs.quota import QuotaExceeded
 from server.jobs.service import JobService
+from server.jobs.summary import comparison_summary
 from server.sweeps import search
 from server.sweeps.spec import SweepSpec
 from server.sweeps.store import SweepStore
@@ -136,6 +137,18 @@ class SweepService:
             "direction": "minimize" if minimize else "maximize",
             "optimizers": optimizers,
             "trials": [{"optimizer": names[t["optimizer_index"]], **t} for t in trials],
+            "rerun": self._rerun(row["comparison_id"]),
+        }
+
+    def _rerun(self, cid: str | None) -> dict[str, Any] | None:
+        """The re-run comparison's status and its statistics summary, once there is one."""
+        comparison = None if cid is None else self.jobs.store.get_comparison(cid)
+        if comparison is None:
+            return None
+        return {
+            "comparison_id": cid,
+            "status": comparison["status"],
+            "summary": comparison_summary(self.jobs.store, comparison),
         }
 
     def list(self, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:

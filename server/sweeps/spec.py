@@ -29,7 +29,11 @@ ObjectiveKind = Literal[
     "final", "best", "steps_to_target", "seconds_to_target", "evaluations_to_target"
 ]
 TO_TARGET: tuple[str, ...] = ("steps_to_target", "seconds_to_target", "evaluations_to_target")
-WorkCounter = Literal["gradient_evaluations", "function_evaluations", "hessian_vector_products"]
+#: "evaluations": gradient evaluations + Hessian-vector products (each about one backward
+#: pass), as the comparison summary counts them
+WorkCounter = Literal[
+    "evaluations", "gradient_evaluations", "function_evaluations", "hessian_vector_products"
+]
 
 
 class SweepOptimizer(StrictModel):
@@ -70,7 +74,7 @@ class Objective(StrictModel):
     )
     target: float | None = Field(None, description="target of the task's metric (to_target)")
     counter: WorkCounter = Field(
-        "gradient_evaluations", description="the evaluations evaluations_to_target counts"
+        "evaluations", description="what evaluations_to_target counts (cumulative)"
     )
 
     @model_validator(mode="after")
