@@ -12,15 +12,21 @@ folder.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.jobs.ray_env import MISSING_RAY
+
 ENV_PREFIX = "PSGD_PLAYGROUND_"
 DB_NAME = "jobs.sqlite"
+#: `host:port` of a head's GCS, or `ray://host:port` of its Ray Client server
+_RAY_ADDRESS = re.compile(r"(ray://)?(?P<host>[\w.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
 
 
 def default_data_dir() -> Path:
@@ -37,7 +43,37 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir, description="folder of the job database"
     )
-    executor: Literal["local", "ray"] = Field("local", description="where jobs run")
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="where jobs run: this machine, or a Ray cluster (README "
+        '"Scaling out"; needs the ray extra)',
+    )
+    ray_address: str = Field(
+        "local",
+        description="the Ray cluster (executor=ray): 'local' starts a private one-machine "
+        "cluster on 127.0.0.1, 'auto' joins the one started on this machine, 'host:port' a "
+        "head's GCS address, 'ray://host:port' a head's Ray Client server",
+    )
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the private cluster (ray_address=local; default: all)"
+    )
+    ray_cpus_per_job: float | None = Field(
+        None, gt=0, description="CPUs a job reserves on the cluster (default: threads_per_job)"
+    )
+    ray_gpus_per_job: float = Field(
+        1.0, gt=0, description="GPUs a cuda job reserves on the cluster (a fraction shares one)"
+    )
+    ray_max_retries: int = Field(
+        0, ge=0, description="times a job whose Ray worker or node died is run again"
+    )
+    ray_node_ip_address: str | None = Field(
+        None,
+        description="this server's address as the cluster sees it (default: 127.0.0.1 for a "
+        "local, auto or loopback cluster, else Ray's own guess)",
+    )
+    ray_reconnect_seconds: float = Field(
+        5.0, gt=0, description="wait between attempts to reach a Ray cluster that is down"
+    )
     concurrency: int | None = Field(
         None, ge=1, description="jobs run at once (default: GPUs, else CPU cores / 2)"
     )
@@ -88,8 +124,21 @@ class Settings(BaseSettings):
     @field_validator("executor")
     @classmethod
     def _executor_available(cls, value: str) -> str:
-        if value == "ray":
-            raise ValueError("executor 'ray' is not available yet; use 'local'")
+        if value == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(MISSING_RAY)
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("local", "auto"):
+            return value
+        found = _RAY_ADDRESS.fullmatch(value)
+        if found is None or not 0 < int(found["port"]) < 65536:
+            raise ValueError(
+                f"expected 'local', 'auto', 'host:port' or 'ray://host:port', got {value!r}"
+            )
         return value
 
     @field_validator("trusted_hosts", mode="before")

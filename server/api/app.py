@@ -59,13 +59,27 @@ _STATUS_OF = {NotFound: 404, InvalidSpec: 422, Conflict: 409, QueueFull: 429}
 
 def make_executor(settings: Settings) -> Executor:
     """The executor `settings.executor` names, with the server's limits."""
-    if settings.executor != "local":
-        raise ValueError(f"executor {settings.executor!r} is not available yet; use 'local'")
+    limits = Limits(max_steps=settings.max_steps, max_seconds=settings.max_seconds)
+    if settings.executor == "ray":
+        from server.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=settings.ray_address,
+            limits=limits,
+            memory_limit_mb=settings.memory_limit_mb,
+            threads_per_job=settings.threads_per_job,
+            cpus_per_job=settings.ray_cpus_per_job,
+            gpus_per_job=settings.ray_gpus_per_job,
+            num_cpus=settings.ray_num_cpus,
+            node_ip_address=settings.ray_node_ip_address,
+            max_retries=settings.ray_max_retries,
+            reconnect_seconds=settings.ray_reconnect_seconds,
+        )
     from server.jobs.executor import LocalExecutor
 
     return LocalExecutor(
         concurrency=settings.concurrency,
-        limits=Limits(max_steps=settings.max_steps, max_seconds=settings.max_seconds),
+        limits=limits,
         memory_limit_mb=settings.memory_limit_mb,
         pool_size=settings.pool_size,
         threads_per_job=settings.threads_per_job,

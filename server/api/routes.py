@@ -123,6 +123,7 @@ def build_router(settings: Settings) -> APIRouter:
             "queued": counts["queued"],
             "running": counts["running"],
             "auth": token is not None,
+            "cluster": getattr(service.executor, "cluster", lambda: None)(),
         }
 
     @router.get("/tasks", response_model=list[schemas.TaskEntry], tags=["info"])

@@ -20,6 +20,16 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="what went wrong, naming the field or id at fault")
 
 
+class Cluster(BaseModel):
+    address: str = Field(description="the ray_address setting")
+    state: Literal["connecting", "connected", "down"]
+    message: str | None = Field(description="why it is down (None otherwise)")
+    nodes: int | None = Field(None, description="alive nodes (when connected)")
+    cpus: float | None = None
+    gpus: float | None = None
+    memory_mb: int | None = Field(None, description="memory Ray may schedule, all nodes")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
@@ -28,6 +38,7 @@ class Health(BaseModel):
     queued: int
     running: int
     auth: bool = Field(description="whether mutating requests need a bearer token")
+    cluster: Cluster | None = Field(None, description="the Ray cluster (executor=ray only)")
 
 
 class CatalogueEntry(BaseModel):
