@@ -7,14 +7,22 @@ same schema; `event.model_dump()` is the wire format.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
-STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "interrupted")
-#: how a run ends; a job can also end `interrupted`, written by a restarted server (never by
-#: a worker) for a job its predecessor left running
-FINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled")
+#: how a run ends (a worker's final status event says which)
+FinalStatus = Literal["succeeded", "diverged", "failed", "cancelled"]
+#: a job ends `interrupted` too, written by a restarted server (never by a worker) for a job
+#: its predecessor left running; an ended job gets no more events
+EndedStatus = Literal[FinalStatus, "interrupted"]
+ActiveStatus = Literal["queued", "running"]
+JobStatus = Literal[ActiveStatus, EndedStatus]
+
+FINAL_STATUSES: tuple[str, ...] = get_args(FinalStatus)
+ENDED_STATUSES: tuple[str, ...] = get_args(EndedStatus)
+ACTIVE_STATUSES: tuple[str, ...] = get_args(ActiveStatus)
+STATUSES: tuple[str, ...] = get_args(JobStatus)
 
 
 class Started(BaseModel):
@@ -100,7 +108,7 @@ class Trajectory(BaseModel):
 class Status(BaseModel):
     type: Literal["status"] = "status"
     step: int
-    status: Literal["succeeded", "diverged", "failed", "cancelled", "interrupted"]
+    status: EndedStatus
     message: str = ""
     summary: dict[str, Any] = Field(default_factory=dict)
 

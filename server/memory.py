@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from server.runner import SKETCH_DIM, JobSpec
+from server.runner import SKETCH_DIM
+from server.specs import JobSpec
 from server.tasks.base import MemoryPart
 
 #: peak RSS of a worker running a trivial job: the interpreter with torch, the server's

@@ -13,10 +13,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
 import psgd
@@ -27,8 +26,7 @@ from server.curvature import (
     small_hessian,
 )
 from server.events import Evaluation, Event, Metrics, Spectrum, Started, Status, Trajectory
-from server.optimizers import AnyOptimizerConfig, optimizer_config
-from server.tasks import AnyTaskConfig
+from server.specs import JobSpec
 from server.tasks.base import Task
 
 Sink = Callable[[Event], None]
@@ -47,51 +45,6 @@ class Limits:
 
     max_steps: int = 1_000_000
     max_seconds: float = 6 * 3600
-
-
-class JobSpec(BaseModel):
-    """One run: a task, an optimizer with its hyperparameters, a budget and a seed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: AnyTaskConfig
-    optimizer: AnyOptimizerConfig
-    steps: int | None = Field(None, ge=1, description="optimizer steps (default 500)")
-    epochs: int | None = Field(
-        None, ge=1, description="epochs, for dataset tasks only (default 5); not with steps"
-    )
-    seed: int = Field(0, ge=0, lt=2**31, description="seed of data, init and optimizer")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    snapshot_every: int | None = Field(
-        None, ge=1, description="steps between spectrum/trajectory snapshots (default ≈ 1 %)"
-    )
-    target: float | None = Field(
-        None, description="target of the task's metric (loss, or test accuracy for CIFAR)"
-    )
-    max_seconds: float | None = Field(None, gt=0, description="wall-clock limit of this job")
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs_only_for_epoch_tasks(cls, epochs: int | None, info: ValidationInfo) -> int | None:
-        """Refuse an `epochs` the runner would ignore (it used to run 500 steps instead)."""
-        task = info.data.get("task")
-        if epochs is None or task is None:
-            return epochs
-        if task.budget_unit != "epochs":
-            raise ValueError(f"task {task.name!r} has no epochs; give steps instead")
-        if info.data.get("steps") is not None:
-            raise ValueError("give steps or epochs, not both")
-        return epochs
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_task_preset(cls, data: Any) -> Any:
-        """Fill the optimizer's unspecified hyperparameters from the task's preset."""
-        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict):
-            task = data.get("task")
-            task_name = task.get("name") if isinstance(task, dict) else getattr(task, "name", None)
-            data = {**data, "optimizer": optimizer_config(data["optimizer"], task_name)}
-        return data
 
 
 def resolve_device(device: str) -> torch.device:
@@ -472,28 +425,3 @@ def _trajectory_point(run: _Run, task: Task, sketch: ParameterSketch | None, ste
     else:
         run.sink(Trajectory(step=step, sketch=sketch.point(task.params)))
     return True
-
-
-class ComparisonSpec(BaseModel):
-    """One task, several optimizers × seeds: the shape of a comparison everywhere."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: dict[str, Any] = Field(description='task spec, e.g. {"name": "rosenbrock"}')
-    optimizers: list[dict[str, Any]] = Field(min_length=1, max_length=32)
-    seeds: list[int] = Field([0], min_length=1, max_length=64)
-    steps: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    snapshot_every: int | None = Field(None, ge=1)
-    target: float | None = None
-    max_seconds: float | None = Field(None, gt=0)
-
-    def jobs(self) -> list[JobSpec]:
-        """Every (optimizer, seed) pair as a validated job, optimizers outermost."""
-        shared = self.model_dump(exclude={"task", "optimizers", "seeds"})
-        return [
-            JobSpec.model_validate({**shared, "task": self.task, "optimizer": opt, "seed": seed})
-            for opt in self.optimizers
-            for seed in self.seeds
-        ]

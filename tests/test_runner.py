@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from server.cadence import Cadence
 from server.events import Evaluation, Metrics, Spectrum, Started, Status, Trajectory
 from server.optimizers import REGISTRY, TASK_PRESETS, catalogue, optimizer_config
-from server.runner import SKETCH_DIM, ComparisonSpec, JobSpec, Limits, run_job
+from server.runner import SKETCH_DIM, Limits, run_job
+from server.specs import ComparisonSpec, JobSpec, expand
 
 
 def _run(spec: dict, **kwargs: object) -> tuple[list, Status]:
@@ -241,7 +242,7 @@ def test_comparison_expands_optimizers_times_seeds() -> None:
         seeds=[0, 1, 2],
         steps=10,
     )
-    jobs = comparison.jobs()
+    jobs = [job.spec for job in expand(comparison)]
     assert [(j.optimizer.name, j.seed) for j in jobs] == [
         (name, seed) for name in ("psgd-dense", "adam") for seed in (0, 1, 2)
     ]

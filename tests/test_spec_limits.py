@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from playground.cli import main
 from server.api import create_app
 from server.optimizers import REGISTRY
-from server.runner import ComparisonSpec, JobSpec
 from server.settings import Settings
+from server.specs import ComparisonSpec, JobSpec
 from server.tasks import TASKS
 
 ISSUE_SPEC = {

@@ -120,6 +120,9 @@ def test_created_job_is_queued_with_its_spec_and_label(store: JobStore) -> None:
     assert job == {
         "id": job_id,
         "comparison_id": None,
+        "optimizer": "adam",
+        "optimizer_label": "adam",  # the optimizer's name unless given
+        "seed": None,  # SPEC has none (a validated JobSpec always has one)
         "label": "adam seed=0",
         "status": "queued",
         "message": "",
@@ -130,6 +133,17 @@ def test_created_job_is_queued_with_its_spec_and_label(store: JobStore) -> None:
         "finished": None,
     }
     assert isinstance(job["created"], float)
+
+
+def test_a_job_keeps_its_identity_in_full_and_in_lists(store: JobStore) -> None:
+    cid = store.create_comparison({"optimizers": [{"name": "adam"}, {"name": "adam"}]})
+    spec = {**SPEC, "seed": 4}
+    job_id = store.create_job(spec, cid, "adam#2 seed=4", optimizer_label="adam#2")
+    identity = {"optimizer": "adam", "optimizer_label": "adam#2", "seed": 4}
+    job = store.get_job(job_id)
+    assert job is not None and identity.items() <= job.items()
+    (brief,), _ = store.list_jobs(brief=True)
+    assert identity.items() <= brief.items() and "spec" not in brief
 
 
 def test_unknown_job_is_none(store: JobStore) -> None:

@@ -35,22 +35,20 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.guards import RequestGuard, trusted_hosts
-from server.api.routes import _version, build_router
+from server.api.routes import build_router
 from server.api.schemas import EVENT_TYPES, StreamMessage
+from server.api.sweep_routes import build_sweep_router
+from server.errors import Conflict, InvalidSpec, NotFound, QueueFull, validation_message
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
 from server.jobs.quota import QuotaExceeded
-from server.jobs.service import (
-    Conflict,
-    InvalidSpec,
-    JobService,
-    NotFound,
-    QueueFull,
-    cuda_available,
-)
+from server.jobs.service import JobService
 from server.jobs.store import JobStore
-from server.runner import ComparisonSpec, JobSpec, Limits
+from server.runner import Limits
 from server.settings import Settings
+from server.sweeps.service import SweepService
+from server.sweeps.store import SweepStore
+from server.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +96,30 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         )
         await run_in_threadpool(service.start)
         app.state.service = service
+        sweeps = SweepService(service, SweepStore(settings.db_path))
+        await run_in_threadpool(sweeps.start)  # after the jobs': resumed sweeps find them
+        app.state.sweeps = sweeps
         log.info("job store %s; executor %s", settings.db_path, settings.executor)
         try:
             yield
         finally:
+            await run_in_threadpool(sweeps.stop)
+            sweeps.store.close()
             await run_in_threadpool(service.stop)
             store.close()
 
     app = FastAPI(
         title="PSGD Playground API",
-        version=_version(),
+        version=package_version(),
         description="Run PSGD and baseline optimizers on tasks; follow jobs live over SSE.",
         lifespan=lifespan,
     )
     app.state.settings = settings
-    router = build_router(settings)
+    router, sweep_router = build_router(settings), build_sweep_router(settings)
     app.include_router(router)
-    app.state.api_routes = router.routes  # for 405's Allow: the app nests included routers
+    app.include_router(sweep_router)
+    # for 405's Allow: the app nests included routers
+    app.state.api_routes = [*router.routes, *sweep_router.routes]
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -128,7 +133,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         RequestGuard, hosts=trusted_hosts(settings), cors_origins=settings.cors_origins
     )
     _add_error_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _with_event_schema(app)  # type: ignore[method-assign]
     return app
 
 
@@ -190,11 +195,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": "body: expected JSON with Content-Type: application/json"}, 400
             )
-        parts = []
-        for e in errors[:5]:
-            loc = ".".join(str(part) for part in e.get("loc", ())) or "request"
-            parts.append(f"{loc}: {e.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(parts)}, 422)
+        # a body's fields are named as the user wrote them (`optimizer.lr`), parameters by
+        # where they are (`query.limit`)
+        in_body = [{**e, "loc": e["loc"][1:]} if e["loc"][:1] == ("body",) else e for e in errors]
+        return JSONResponse({"detail": validation_message(in_body, exc.body)}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -223,72 +227,28 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 # ---------------------------------------------------------------------- OpenAPI
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, completed where the routes can't say it themselves.
-
-    * The bodies: routes take them as plain objects, so that the service validates them and
-      names the bad field its own way; their JobSpec / ComparisonSpec schemas are put back
-      here. A comparison's `task` and `optimizers` items get the task and optimizer unions
-      of JobSpec (ComparisonSpec types them loosely as objects), every union member gets
-      its `name` tag as required, and this server's step limit and devices are stated.
-    * The event streams: one event's schema (`itemSchema`, as FastAPI writes it).
-    * Optional parameters: not nullable (see `_not_nullable`).
-    """
+def _with_event_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus what it cannot derive: the schema of one event of the
+    `text/event-stream` answers (`itemSchema`), whose routes return a hand-made stream
+    (resumable, with heartbeats) rather than a FastAPI generator of models."""
     if app.openapi_schema:
         return app.openapi_schema
-    settings: Settings = app.state.settings
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    (_, defs) = models_json_schema(
-        [(JobSpec, "validation"), (ComparisonSpec, "validation"), (StreamMessage, "serialization")],
-        ref_template="#/components/schemas/{model}",
+    _, defs = models_json_schema(
+        [(StreamMessage, "serialization")], ref_template="#/components/schemas/{model}"
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(defs.get("$defs", {}))
-    job, comparison = (
-        components["JobSpec"]["properties"],
-        components["ComparisonSpec"]["properties"],
-    )
-    comparison["task"] = job["task"]
-    comparison["optimizers"]["items"] = job["optimizer"]
-    comparison["seeds"]["items"] = {
-        k: v for k, v in job["seed"].items() if k not in ("default", "title", "description")
-    }
-    for union in (job["task"], job["optimizer"]):
-        for ref in union["discriminator"]["mapping"].values():
-            member = components[ref.rsplit("/", 1)[-1]]
-            member["required"] = sorted({*member.get("required", []), "name"})
-    devices = ["auto", "cpu"]
-    if settings.device != "cpu" and cuda_available():
-        devices.append("cuda")
-    for spec in (job, comparison):
-        for option in spec["steps"].get("anyOf", []):
-            if option.get("type") == "integer":
-                option["maximum"] = settings.max_steps
-        spec["device"]["enum"] = devices
-    for path, name in (("/api/jobs", "JobSpec"), ("/api/comparisons", "ComparisonSpec")):
-        body = schema["paths"][path]["post"]["requestBody"]
-        body["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{name}"}
+    for name, definition in defs.get("$defs", {}).items():
+        components.setdefault(name, definition)
     for operations in schema["paths"].values():
         for operation in operations.values():
-            for parameter in operation.get("parameters", []):
-                _not_nullable(parameter)
             content = operation.get("responses", {}).get("200", {}).get("content", {})
-            if "text/event-stream" in content:
+            if "text/event-stream" in content and "itemSchema" not in content["text/event-stream"]:
                 content["text/event-stream"] = {"itemSchema": _sse_item()}
     app.openapi_schema = schema
     return schema
-
-
-def _not_nullable(parameter: dict[str, Any]) -> None:
-    """An optional parameter is absent, never null: `int | None` documents as `int`
-    (else clients and fuzzers send the string "null")."""
-    schema = parameter["schema"]
-    options = [option for option in schema.get("anyOf", []) if option != {"type": "null"}]
-    if len(options) == 1 and len(schema["anyOf"]) == 2:
-        del schema["anyOf"]
-        schema.update(options[0])
 
 
 def _sse_item() -> dict[str, Any]:

@@ -6,37 +6,40 @@ runs in its thread pool, never on the event loop.
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic.json_schema import SkipJsonSchema
 
 from server import optimizers, tasks
 from server.api import schemas
 from server.api.contour import landscape_contour
-from server.api.schemas import json_safe
 from server.api.sse import event_stream
-from server.events import STATUSES
+from server.events import JobStatus
+from server.jobs import export
 from server.jobs.service import JobService
 from server.jobs.summary import comparison_summary
+from server.jsonable import json_safe
 from server.settings import Settings
+from server.specs import ComparisonSpec, JobSpec
 from server.tasks import cifar
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 
-JobStatus = Literal[STATUSES]  # type: ignore[valid-type]
+# An optional parameter is absent, never null: `SkipJsonSchema[None]` keeps null out of its
+# documented type (else clients and fuzzers send the string "null").
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 MetricsFormat = Annotated[Literal["json", "csv"], Query(description="json or csv")]
 LastEventQuery = Annotated[
-    int | None, Query(ge=0, le=MAX_ID, description="resume after this event id")
+    int | SkipJsonSchema[None], Query(ge=0, le=MAX_ID, description="resume after this event id")
 ]
 LastEventHeader = Annotated[
-    int | None,
+    int | SkipJsonSchema[None],
     Header(alias="Last-Event-ID", ge=0, le=MAX_ID, description="resume after this event id"),
 ]
 
@@ -61,7 +64,7 @@ SSE = {
     200: {
         "description": "server-sent events: `id: <event id>`, `event: <type>`, "
         '`data: {"job_id", "id", "event"}`; ends after the final status of every job',
-        # the item schema (one event) is filled in by server.api.app._openapi
+        # the item schema (one event) is added by server.api.app._with_event_schema
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
@@ -82,8 +85,9 @@ _bearer = HTTPBearer(auto_error=False, description="the server's token (settings
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def build_router(settings: Settings) -> APIRouter:
-    """All /api routes; mutating ones need the bearer token when `settings.token` is set."""
+def mutating_options(settings: Settings) -> Callable[..., dict[str, Any]]:
+    """`mutating(**response_groups)`: a mutating route's options (the bearer token check
+    when `settings.token` is set, and its documented responses); for every router."""
     token = settings.token
 
     def require_token(credentials: Credentials) -> None:
@@ -110,21 +114,18 @@ def build_router(settings: Settings) -> APIRouter:
             merged.update(group)
         return {"dependencies": auth.get("dependencies", []), "responses": merged}
 
+    return mutating
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """All /api routes; mutating ones need the bearer token when `settings.token` is set."""
+    mutating = mutating_options(settings)
     router = APIRouter(prefix="/api")
 
     # ------------------------------------------------------------------ info
     @router.get("/health", response_model=schemas.Health, tags=["info"])
     def health(service: Service) -> dict[str, Any]:
-        counts = service.store.count_by_status()  # one read: no job counted twice
-        return {
-            "version": _version(),
-            "executor": settings.executor,
-            "concurrency": getattr(service.executor, "concurrency", None),
-            "queued": counts["queued"],
-            "running": counts["running"],
-            "auth": token is not None,
-            "cluster": getattr(service.executor, "cluster", lambda: None)(),
-        }
+        return service.health()
 
     @router.get("/tasks", response_model=list[schemas.TaskEntry], tags=["info"])
     def list_tasks() -> list[dict[str, Any]]:
@@ -172,7 +173,7 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Submit a job",
         **mutating(a=BODY, b=INVALID, c=QUEUE_FULL),
     )
-    def create_job(spec: dict[str, Any], service: Service) -> dict[str, Any]:
+    def create_job(spec: JobSpec, service: Service) -> dict[str, Any]:
         """Body: a JobSpec, e.g. `{"task": {"name": "rosenbrock"}, "optimizer":
         {"name": "adam", "lr": 0.01}, "steps": 500, "seed": 0}`."""
         return json_safe(service.create_job(spec))
@@ -188,13 +189,14 @@ def build_router(settings: Settings) -> APIRouter:
         service: Service,
         offset: Offset = 0,
         limit: Limit = 50,
-        status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+        status: Annotated[
+            JobStatus | SkipJsonSchema[None], Query(description="only jobs in this status")
+        ] = None,
         comparison_id: Annotated[
-            str | None, Query(max_length=64, description="only its jobs")
+            str | SkipJsonSchema[None], Query(max_length=64, description="only its jobs")
         ] = None,
     ) -> dict[str, Any]:
-        items, total = service.store.list_jobs(offset, limit, status, comparison_id, brief=True)
-        return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
+        return json_safe(service.list_jobs(offset, limit, status, comparison_id))
 
     @router.get(
         "/jobs/{job_id}",
@@ -252,7 +254,7 @@ def build_router(settings: Settings) -> APIRouter:
         responses={**CSV_OR_JSON, **NOT_FOUND, **INVALID},
     )
     def job_metrics(job_id: str, service: Service, format: MetricsFormat = "json") -> Any:
-        metrics = _metrics(service, [service.job(job_id)])
+        metrics = export.collect_metrics(service.store, [service.job(job_id)])
         return _csv_response(metrics, job_id) if format == "csv" else metrics[0]
 
     # ------------------------------------------------------------------ comparisons
@@ -264,10 +266,10 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Submit a comparison (optimizers × seeds on one task)",
         **mutating(a=BODY, b=INVALID, c=QUEUE_FULL),
     )
-    def create_comparison(spec: dict[str, Any], service: Service) -> dict[str, Any]:
+    def create_comparison(spec: ComparisonSpec, service: Service) -> dict[str, Any]:
         """Body: a ComparisonSpec, e.g. `{"task": {"name": "rosenbrock"}, "optimizers":
         [{"name": "psgd-dense"}, {"name": "adam"}], "seeds": [0, 1, 2], "steps": 500}`."""
-        return _detail(service, service.create_comparison(spec))
+        return json_safe(service.comparison_detail(service.create_comparison(spec)["id"]))
 
     @router.get(
         "/comparisons",
@@ -277,8 +279,7 @@ def build_router(settings: Settings) -> APIRouter:
         responses=INVALID,
     )
     def list_comparisons(service: Service, offset: Offset = 0, limit: Limit = 50) -> dict:
-        items, total = service.store.list_comparisons(offset, limit, brief=True)
-        return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
+        return json_safe(service.list_comparisons(offset, limit))
 
     @router.get(
         "/comparisons/{comparison_id}",
@@ -287,7 +288,7 @@ def build_router(settings: Settings) -> APIRouter:
         responses={**NOT_FOUND, **INVALID},
     )
     def get_comparison(comparison_id: str, service: Service) -> dict[str, Any]:
-        return _detail(service, service.comparison(comparison_id))
+        return json_safe(service.comparison_detail(comparison_id))
 
     @router.post(
         "/comparisons/{comparison_id}/cancel",
@@ -297,7 +298,8 @@ def build_router(settings: Settings) -> APIRouter:
         **mutating(a=NOT_FOUND, b=INVALID),
     )
     def cancel_comparison(comparison_id: str, service: Service) -> dict[str, Any]:
-        return _detail(service, service.cancel_comparison(comparison_id))
+        service.cancel_comparison(comparison_id)
+        return json_safe(service.comparison_detail(comparison_id))
 
     @router.delete(
         "/comparisons/{comparison_id}",
@@ -340,7 +342,7 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> Any:
         comparison = service.comparison(comparison_id)
         jobs = [job for job in map(service.store.get_job, comparison["job_ids"]) if job]
-        metrics = _metrics(service, jobs)
+        metrics = export.collect_metrics(service.store, jobs)
         if format == "csv":
             return _csv_response(metrics, comparison_id)
         return {"comparison_id": comparison_id, "jobs": metrics}
@@ -379,91 +381,12 @@ def build_router(settings: Settings) -> APIRouter:
 
 
 # ---------------------------------------------------------------------- helpers
-def _detail(service: JobService, comparison: dict[str, Any]) -> dict[str, Any]:
-    jobs = [job for job in map(service.store.get_job, comparison["job_ids"]) if job]
-    return json_safe({**comparison, "jobs": jobs})
-
-
-_METRIC_FIELDS = ("loss", "grad_norm", "lr", "step_time", "elapsed")
-
-
-def _metrics(service: JobService, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each job's metrics and evaluation events, read from the store in pages."""
-    by_job = {
-        job["id"]: {
-            "job_id": job["id"],
-            "label": job["label"],
-            "status": job["status"],
-            "metrics": [],
-            "evaluations": [],
-        }
-        for job in jobs
-    }
-    after = 0
-    while by_job:
-        rows = service.store.events(list(by_job), after, 5000)
-        for row in rows:
-            event, into = row["event"], by_job[row["job_id"]]
-            if event.get("type") == "metrics":
-                point = {"step": event.get("step", 0)}
-                point.update({key: event.get(key) for key in _METRIC_FIELDS})
-                into["metrics"].append(point)
-            elif event.get("type") == "eval":
-                into["evaluations"].append(
-                    {
-                        "step": event.get("step", 0),
-                        "epoch": event.get("epoch"),
-                        "metrics": event.get("metrics") or {},
-                    }
-                )
-        if len(rows) < 5000:
-            break
-        after = rows[-1]["id"]
-    return json_safe(list(by_job.values()))
-
-
 def _csv_response(metrics: list[dict[str, Any]], name: str) -> Response:
-    """One row per job and step: the metrics, then `eval_<metric>` columns."""
-    eval_keys = sorted({key for job in metrics for e in job["evaluations"] for key in e["metrics"]})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["job_id", "label", "step", *_METRIC_FIELDS, *(f"eval_{k}" for k in eval_keys)])
-    for job in metrics:
-        rows: dict[int, dict[str, Any]] = {}
-        for point in job["metrics"]:
-            rows.setdefault(point["step"], {}).update(point)
-        for evaluation in job["evaluations"]:
-            values = {f"eval_{k}": v for k, v in evaluation["metrics"].items()}
-            rows.setdefault(evaluation["step"], {}).update(values)
-        for step in sorted(rows):
-            row = rows[step]
-            writer.writerow(
-                [
-                    job["job_id"],
-                    job["label"],
-                    step,
-                    *(_cell(row.get(k)) for k in _METRIC_FIELDS),
-                    *(_cell(row.get(f"eval_{k}")) for k in eval_keys),
-                ]
-            )
     return Response(
-        out.getvalue(),
+        export.metrics_csv(metrics),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="metrics-{name}.csv"'},
     )
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("psgd-playground")
-    except Exception:
-        return "unknown"
 
 
 def _not_ready_reason(task: str) -> str | None:

@@ -1,18 +1,16 @@
-"""Response models of the API (requests are JobSpec / ComparisonSpec, see server.runner).
+"""Response models of the API (requests are JobSpec / ComparisonSpec, see server.specs).
 
 Every error answers `{"detail": "<one line>"}` (`ErrorResponse`), whatever its status.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, Field
 
-from server.events import STATUSES, Event
+from server.events import Event, JobStatus
 
-JobStatus = Literal[STATUSES]  # type: ignore[valid-type]
 T = TypeVar("T")
 
 
@@ -74,7 +72,12 @@ class Contour(BaseModel):
 class _JobRow(BaseModel):
     id: str
     comparison_id: str | None
-    label: str = Field(description='"<optimizer> seed=<k>"')
+    optimizer: str = Field(description="the optimizer's name")
+    optimizer_label: str = Field(
+        description='its name, with "#k" on the k-th entry of that name in a comparison'
+    )
+    seed: int
+    label: str = Field(description='"<optimizer_label> seed=<seed>"')
     status: JobStatus
     message: str = Field(description="why it failed / diverged / was cancelled")
     summary: dict[str, Any] = Field(description="final loss, best loss, time to target, …")
@@ -91,8 +94,6 @@ class JobListItem(_JobRow):
     """A job in `GET /api/jobs`: the job without its spec (`GET /api/jobs/{id}` has it)."""
 
     task: str | None = Field(description="the task's name")
-    optimizer: str | None = Field(description="the optimizer's name")
-    seed: int | None
     steps: int | None
     epochs: int | None
 
@@ -149,6 +150,8 @@ class EvalPoint(BaseModel):
 class JobMetrics(BaseModel):
     job_id: str
     label: str
+    optimizer_label: str
+    seed: int
     status: JobStatus
     metrics: list[MetricPoint] = Field(description="per step (thinned on long runs)")
     evaluations: list[EvalPoint]
@@ -169,15 +172,3 @@ class StreamMessage(BaseModel):
     job_id: str
     id: int = Field(description="the global event id, also the SSE `id`")
     event: Event
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with NaN and ±inf replaced by None: JSON has no such numbers, and a
-    diverged run's losses are exactly that."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value

@@ -34,9 +34,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from server.api.schemas import json_safe
+from server.events import ENDED_STATUSES
 from server.jobs.broker import DELETED, Subscription
-from server.jobs.service import ENDED_STATUSES, JobService
+from server.jobs.service import JobService
+from server.jsonable import json_safe
 
 log = logging.getLogger(__name__)
 

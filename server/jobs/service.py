@@ -24,60 +24,41 @@ The service knows nothing of HTTP; the API maps its errors
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from server import memory
-from server.events import FINAL_STATUSES
+from server.errors import Conflict, InvalidSpec, NotFound, QueueFull
+from server.events import ACTIVE_STATUSES, FINAL_STATUSES
 from server.jobs import processes
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
 from server.jobs.quota import JobQuota
 from server.jobs.store import JobStore
-from server.optimizers import TASK_PRESETS, AnyOptimizerConfig
-from server.runner import ComparisonSpec, JobSpec
 from server.settings import Settings
+from server.specs import (
+    ComparisonSpec,
+    JobSpec,
+    LabelledJob,
+    expand,
+    job_label,
+    parse_comparison,
+    parse_job,
+)
+from server.version import package_version
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATUSES = ("queued", "running")
-#: statuses after which a job gets no more events (interrupted: its worker died with a server)
-ENDED_STATUSES = (*FINAL_STATUSES, "interrupted")
-_MAX_ERRORS = 5
-_OPTIMIZERS: TypeAdapter[Any] = TypeAdapter(AnyOptimizerConfig)
-
-
-class ServiceError(Exception):
-    """A request the service refuses; `str(error)` is the message for the client."""
-
-
-class NotFound(ServiceError):
-    pass
-
-
-class InvalidSpec(ServiceError):
-    pass
-
-
-class Conflict(ServiceError):
-    pass
-
-
-class QueueFull(ServiceError):
-    pass
-
 
 class JobService:
-    """Joins the store, an executor and the broker; every method is thread-safe."""
+    """Joins the store, an executor and the broker; every method is thread-safe.
+
+    Without a broker nothing is published: readers follow the store (the CLI does)."""
 
     def __init__(
-        self, store: JobStore, executor: Executor, broker: Broker, settings: Settings
+        self, store: JobStore, executor: Executor, broker: Broker | None, settings: Settings
     ) -> None:
         self.store, self.executor, self.broker, self.settings = store, executor, broker, settings
         self._lock = threading.RLock()
@@ -121,63 +102,52 @@ class JobService:
         self.executor.shutdown()
 
     # ------------------------------------------------------------------ submitting
-    def create_job(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Validate, store and submit one job; returns the stored job."""
+    def create_job(self, spec: dict[str, Any] | JobSpec) -> dict[str, Any]:
+        """Store and submit one job (a dict is validated into a JobSpec first); returns
+        the stored job."""
         job = self.validate_job(spec)
+        name = job.optimizer.name
         with self._submit_lock:
             self._check_queue(1)
             self.quota.admit(1)
-            job_id = self.store.create_job(job.model_dump(mode="json"), label=_label(job))
+            job_id = self.store.create_job(
+                job.model_dump(mode="json"), label=job_label(name, job.seed), optimizer_label=name
+            )
         self._submit(job_id)
         return self._job(job_id)
 
-    def create_comparison(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Validate a comparison, store it with one job per optimizer × seed, submit them."""
+    def create_comparison(self, spec: dict[str, Any] | ComparisonSpec) -> dict[str, Any]:
+        """Store a comparison with one job per optimizer × seed and submit them (a dict is
+        validated into a ComparisonSpec first)."""
         comparison, jobs = self.validate_comparison(spec)
         with self._submit_lock:
             self._check_queue(len(jobs))
             self.quota.admit(len(jobs))
             cid = self.store.create_comparison(comparison.model_dump(mode="json"))
             ids = [
-                self.store.create_job(job.model_dump(mode="json"), cid, _label(job)) for job in jobs
+                self.store.create_job(
+                    job.spec.model_dump(mode="json"), cid, job.label, job.optimizer_label
+                )
+                for job in jobs
             ]
         for job_id in ids:
             self._submit(job_id)
         return self.comparison(cid)
 
-    def validate_job(self, spec: dict[str, Any]) -> JobSpec:
-        """The spec as a JobSpec with this server's device applied, or InvalidSpec."""
-        _check_finite(spec, "")
-        task_name = _name(spec.get("task"), "task")
-        if isinstance(spec.get("optimizer"), dict):
-            _validate_optimizer(spec["optimizer"], task_name, "optimizer")
-        try:
-            job = _strictly(JobSpec, spec)
-        except ValidationError as e:
-            raise InvalidSpec(validation_message(e, tags_after={"task": task_name})) from e
-        return self._apply_server_limits(job)
+    def validate_job(self, spec: dict[str, Any] | JobSpec) -> JobSpec:
+        """The spec as a JobSpec with this server's limits and device applied, or InvalidSpec."""
+        return self._apply_server_limits(parse_job(spec))
 
-    def validate_comparison(self, spec: dict[str, Any]) -> tuple[ComparisonSpec, list[JobSpec]]:
-        _check_finite(spec, "")
-        try:
-            comparison = _strictly(ComparisonSpec, spec)
-        except ValidationError as e:
-            raise InvalidSpec(validation_message(e)) from e
-        task_name = _name(comparison.task, "task")
-        shared = comparison.model_dump(exclude={"task", "optimizers", "seeds"})
-        jobs = []
-        for i, optimizer in enumerate(comparison.optimizers):
-            _validate_optimizer(optimizer, task_name, f"optimizers[{i}]")
-            for j, seed in enumerate(comparison.seeds):
-                data = {**shared, "task": comparison.task, "optimizer": optimizer, "seed": seed}
-                try:
-                    job = _strictly(JobSpec, data)
-                except ValidationError as e:
-                    renames = {"optimizer": f"optimizers[{i}]", "seed": f"seeds[{j}]"}
-                    raise InvalidSpec(
-                        validation_message(e, tags_after={"task": task_name}, renames=renames)
-                    ) from e
-                jobs.append(self._apply_server_limits(job, f"optimizers[{i}]"))
+    def validate_comparison(
+        self, spec: dict[str, Any] | ComparisonSpec
+    ) -> tuple[ComparisonSpec, list[LabelledJob]]:
+        """The comparison and its jobs, each with this server's limits and device applied."""
+        comparison = parse_comparison(spec)
+        seeds = len(comparison.seeds)
+        jobs = [
+            job._replace(spec=self._apply_server_limits(job.spec, f"optimizers[{i // seeds}]"))
+            for i, job in enumerate(expand(comparison))
+        ]
         if len(jobs) > self.settings.max_queued:
             raise InvalidSpec(
                 f"optimizers × seeds: {len(jobs)} jobs, more than this server queues "
@@ -237,6 +207,44 @@ class JobService:
             raise NotFound(f"no comparison with id {cid!r}")
         return comparison
 
+    def comparison_detail(self, cid: str) -> dict[str, Any]:
+        """The comparison with its jobs (a job deleted meanwhile is left out)."""
+        return self._with_jobs(self.comparison(cid))
+
+    def _with_jobs(self, comparison: dict[str, Any]) -> dict[str, Any]:
+        jobs = [job for job in map(self.store.get_job, comparison["job_ids"]) if job]
+        return {**comparison, "jobs": jobs}
+
+    def list_jobs(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        status: str | None = None,
+        comparison_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first, without their specs."""
+        items, total = self.store.list_jobs(offset, limit, status, comparison_id, brief=True)
+        return {"items": items, "total": total, "offset": offset, "limit": limit}
+
+    def list_comparisons(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """One page of comparisons, newest first, without their specs."""
+        items, total = self.store.list_comparisons(offset, limit, brief=True)
+        return {"items": items, "total": total, "offset": offset, "limit": limit}
+
+    def health(self) -> dict[str, Any]:
+        """What the server runs and how busy it is; the counts come from one read of the
+        store, so no job is counted twice."""
+        counts = self.store.count_by_status()
+        return {
+            "version": package_version(),
+            "executor": self.settings.executor,
+            "concurrency": getattr(self.executor, "concurrency", None),
+            "queued": counts["queued"],
+            "running": counts["running"],
+            "auth": self.settings.token is not None,
+            "cluster": getattr(self.executor, "cluster", lambda: None)(),
+        }
+
     def _job(self, job_id: str) -> dict[str, Any]:
         job = self.store.get_job(job_id)
         if job is None:
@@ -271,7 +279,8 @@ class JobService:
         self._cancel([job_id], wait=3.0)
         self.store.delete_job(job_id)
         self._forget(job_id)
-        self.broker.deleted(job_id)
+        if self.broker is not None:
+            self.broker.deleted(job_id)
 
     def delete_comparison(self, cid: str) -> None:
         job_ids = self.comparison(cid)["job_ids"]
@@ -279,7 +288,8 @@ class JobService:
         self.store.delete_comparison(cid)
         for job_id in job_ids:
             self._forget(job_id)
-            self.broker.deleted(job_id)
+            if self.broker is not None:
+                self.broker.deleted(job_id)
 
     def _cancel(self, job_ids: list[str], wait: float) -> None:
         active = [job_id for job_id in job_ids if self._active(job_id)]
@@ -331,7 +341,8 @@ class JobService:
                 {"id": event_id, "job_id": job_id, "event": event}
                 for event_id, event in zip(event_ids, kept)
             ]
-            self.broker.publish(job_id, *rows)
+            if self.broker is not None:
+                self.broker.publish(job_id, *rows)
 
     def _until_final(self, job_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Under the lock: the events up to the job's first final status; the rest are
@@ -394,10 +405,6 @@ class JobService:
 
 
 # ---------------------------------------------------------------------- helpers
-def _label(job: JobSpec) -> str:
-    return f"{job.optimizer.name} seed={job.seed}"
-
-
 def _status_event(step: int, status: str, message: str) -> dict[str, Any]:
     return {"type": "status", "step": step, "status": status, "message": message, "summary": {}}
 
@@ -406,94 +413,3 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _strictly(model: Any, data: Any) -> Any:
-    """Validate JSON-shaped `data` without pydantic's lax coercions (`true` or `"5"` for a
-    number), except that an integral float counts as an integer, as in JSON Schema."""
-    validate = model.validate_json if isinstance(model, TypeAdapter) else model.model_validate_json
-    text = json.dumps(data, default=str)
-    try:
-        return validate(text, strict=True)
-    except ValidationError as e:
-        if not all(_integral_float(error) for error in e.errors()):
-            raise
-    return validate(text, strict=False)
-
-
-def _integral_float(error: Any) -> bool:
-    value = error.get("input")
-    return error["type"] == "int_type" and isinstance(value, float) and value.is_integer()
-
-
-def _name(spec: Any, where: str) -> str | None:
-    """The `name` of a task or optimizer spec, if any; refused unless a string (the preset
-    lookup in JobSpec would fail on anything else with a TypeError)."""
-    name = spec.get("name") if isinstance(spec, dict) else None
-    if name is not None and not isinstance(name, str):
-        raise InvalidSpec(f"{where}.name: Input should be a valid string")
-    return name
-
-
-def _validate_optimizer(optimizer: dict[str, Any], task_name: str | None, where: str) -> None:
-    """The optimizer spec with the task's preset under it, strictly (as `optimizer_config`
-    does it, which JobSpec then calls leniently)."""
-    name = _name(optimizer, where)
-    try:
-        _strictly(
-            _OPTIMIZERS, {**TASK_PRESETS.get(task_name or "", {}).get(name or "", {}), **optimizer}
-        )
-    except ValidationError as e:
-        name = optimizer.get("name")
-        raise InvalidSpec(validation_message(e, prefix=where, tag=name)) from e
-
-
-def validation_message(
-    error: ValidationError,
-    prefix: str = "",
-    tag: Any = None,
-    tags_after: dict[str, Any] | None = None,
-    renames: dict[str, str] | None = None,
-) -> str:
-    """pydantic's errors as one line naming each field, e.g. `optimizer.lr: Input should be
-    greater than 0`. Union tags are dropped from locations: a leading `tag`
-    (`adam.lr` → `lr`) and the tag after a key in `tags_after` (`task.rosenbrock.dim` →
-    `task.dim`); `renames` replaces a first key; `prefix` goes in front."""
-    parts = []
-    errors = error.errors(include_url=False)
-    for err in errors[:_MAX_ERRORS]:
-        loc = list(err["loc"])
-        if tag is not None and loc and loc[0] == tag:
-            loc = loc[1:]
-        if loc and tags_after and len(loc) > 1 and tags_after.get(loc[0]) == loc[1]:
-            del loc[1]
-        if loc and renames and loc[0] in renames:
-            loc[0] = renames[loc[0]]
-        field = _loc([prefix, *loc] if prefix else loc) or "body"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{field}: {message}")
-    if len(errors) > _MAX_ERRORS:
-        parts.append(f"and {len(errors) - _MAX_ERRORS} more")
-    return "; ".join(parts)
-
-
-def _loc(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _check_finite(value: Any, path: str) -> None:
-    """JSON allows no NaN or infinity, but Python's parser does: refuse them by name."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidSpec(f"{path or 'body'}: must be a finite number, got {value}")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_finite(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_finite(item, f"{path}[{i}]")

@@ -22,7 +22,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from server.events import FINAL_STATUSES, STATUSES, Status
+from server.events import ACTIVE_STATUSES, ENDED_STATUSES, STATUSES, Status
 
 MIGRATIONS: tuple[str, ...] = (
     # Version 1: the initial schema.
@@ -61,25 +61,36 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN worker_pid INTEGER NULL;
     ALTER TABLE jobs ADD COLUMN worker_started INTEGER NULL;
     """,
+    # Version 3: a job's optimizer label ("adam#2": the second "adam" of its comparison), so
+    # that no reader rebuilds it from the job's position (NULL before: the optimizer's name).
+    """
+    ALTER TABLE jobs ADD COLUMN optimizer_label TEXT NULL;
+    """,
 )
 """Ordered schema scripts; script i brings `PRAGMA user_version` from i to i + 1.
 Append new scripts, never edit old ones: existing databases have already run them."""
 
-_ENDED_STATUSES = (*FINAL_STATUSES, "interrupted")
 _NO_WORKER = "worker_pid = NULL, worker_started = NULL"
 _UNSTOPPABLE = (
     "the server stopped while the job was running, and its worker could not be stopped, "
     "so it was not run again"
 )
-_ACTIVE_STATUSES = ("queued", "running")
+#: a job's identity: optimizer name, optimizer label, seed
+_JOB_IDENTITY = (
+    " json_extract(spec, '$.optimizer.name'),"
+    " COALESCE(optimizer_label, json_extract(spec, '$.optimizer.name')),"
+    " json_extract(spec, '$.seed')"
+)
 _JOB_COLUMNS = (
-    "id, comparison_id, label, spec, status, message, summary, created, started, finished"
+    "id, comparison_id, label, spec, status, message, summary, created, started, finished,"
+    + _JOB_IDENTITY
 )
 #: a job in a list: its row without the spec, and the spec's few identifying fields
 _JOB_BRIEF_COLUMNS = (
     "id, comparison_id, label, status, message, summary, created, started, finished,"
-    " json_extract(spec, '$.task.name'), json_extract(spec, '$.optimizer.name'),"
-    " json_extract(spec, '$.seed'), json_extract(spec, '$.steps'), json_extract(spec, '$.epochs')"
+    + _JOB_IDENTITY
+    + ", json_extract(spec, '$.task.name'), json_extract(spec, '$.steps'),"
+    " json_extract(spec, '$.epochs')"
 )
 _COMPARISON_BRIEF_COLUMNS = (
     "id, created, json_extract(spec, '$.task.name'),"
@@ -152,17 +163,22 @@ class JobStore:
         return cid
 
     def create_job(
-        self, spec: dict[str, Any], comparison_id: str | None = None, label: str = ""
+        self,
+        spec: dict[str, Any],
+        comparison_id: str | None = None,
+        label: str = "",
+        optimizer_label: str | None = None,
     ) -> str:
-        """Store a queued job; raises KeyError for an unknown comparison id."""
+        """Store a queued job; raises KeyError for an unknown comparison id.
+        `optimizer_label` defaults to the spec's optimizer name."""
         job_id = new_id()
         with self._lock, self._transaction():
             if comparison_id is not None and not self._exists("comparisons", comparison_id):
                 raise KeyError(f"unknown comparison {comparison_id!r}")
             self._conn.execute(
-                "INSERT INTO jobs (id, comparison_id, label, spec, status, created)"
-                " VALUES (?, ?, ?, ?, 'queued', ?)",
-                (job_id, comparison_id, label, _dumps(spec), time.time()),
+                "INSERT INTO jobs (id, comparison_id, label, spec, status, created,"
+                " optimizer_label) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (job_id, comparison_id, label, _dumps(spec), time.time(), optimizer_label),
             )
             self._metric_counts[job_id] = 0
         return job_id
@@ -183,7 +199,7 @@ class JobStore:
         if status == "running":
             sets += ["started = ?", "finished = NULL"]
             params.append(now)
-        elif status in _ENDED_STATUSES:
+        elif status in ENDED_STATUSES:
             sets += ["finished = ?", _NO_WORKER]
             params.append(now)
         else:  # queued
@@ -550,7 +566,7 @@ def _finite(value: Any) -> bool:
 
 def _aggregate_status(statuses: list[str]) -> str:
     """running while any job is queued or running; then succeeded only if all succeeded."""
-    if any(status in _ACTIVE_STATUSES for status in statuses):
+    if any(status in ACTIVE_STATUSES for status in statuses):
         return "running"
     if statuses and all(status == "succeeded" for status in statuses):
         return "succeeded"
@@ -569,10 +585,14 @@ def _job_filters(status: str | None, comparison_id: str | None) -> tuple[str, tu
 
 
 def _job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    job_id, cid, label, spec, status, message, summary, created, started, finished = row
+    job_id, cid, label, spec, status, message, summary, created, started, finished, *identity = row
+    optimizer, optimizer_label, seed = identity
     return {
         "id": job_id,
         "comparison_id": cid,
+        "optimizer": optimizer,
+        "optimizer_label": optimizer_label,
+        "seed": seed,
         "label": label,
         "status": status,
         "message": message,
@@ -585,11 +605,10 @@ def _job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _job_brief(row: tuple[Any, ...]) -> dict[str, Any]:
-    *columns, task, optimizer, seed, steps, epochs = row
+    *columns, task, steps, epochs = row
     job = _job_dict((*columns[:3], "null", *columns[3:]))  # the columns, spec left out
     del job["spec"]
-    brief = {"task": task, "optimizer": optimizer, "seed": seed, "steps": steps, "epochs": epochs}
-    return {**job, **brief}
+    return {**job, "task": task, "steps": steps, "epochs": epochs}
 
 
 def _dumps(value: Any) -> str:

@@ -14,6 +14,7 @@ its server within milliseconds of its start, before torch is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -69,6 +70,7 @@ def job_order(
     threads: int,
     limits: dict[str, Any],
     memory_limit_mb: int | None,
+    local_data: str | None = None,
 ) -> dict[str, Any]:
     """What the executor sends a worker for its job: plain values only."""
     return {
@@ -76,6 +78,7 @@ def job_order(
         "threads": threads,
         "limits": limits,
         "memory_limit_mb": memory_limit_mb,
+        "local_data": local_data,
     }
 
 
@@ -101,8 +104,7 @@ def warm_up() -> str | None:
 
 
 def _run(order: dict[str, Any], conn: Connection, stop: Any, import_error: str | None) -> None:
-    from pydantic import ValidationError
-
+    from server.errors import InvalidSpec
     from server.events import Status
 
     memory_limit_mb = order["memory_limit_mb"]
@@ -116,11 +118,13 @@ def _run(order: dict[str, Any], conn: Connection, stop: Any, import_error: str |
     try:
         import torch
 
-        from server.runner import JobSpec, Limits, run_job
+        from server.runner import Limits, run_job
+        from server.specs import stored_job
+        from server.tasks import cifar
 
-        job = JobSpec.model_validate(order["spec"])
-    except ValidationError as error:
-        conn.send(failed(f"invalid job spec: {_describe(error)}"))
+        job = stored_job(order["spec"])  # validated once, when it was submitted
+    except InvalidSpec as error:
+        conn.send(failed(f"invalid job spec: {error}"))
         return
     except Exception as error:
         conn.send(failed(memory_message(f"{type(error).__name__}: {error}", memory_limit_mb)))
@@ -143,7 +147,9 @@ def _run(order: dict[str, Any], conn: Connection, stop: Any, import_error: str |
         conn.send(data)
 
     limits = Limits(**order["limits"])
-    run_job(job, send, should_stop=lambda: bool(stop.value), limits=limits)
+    local = order.get("local_data")
+    with cifar.local_data(local) if local else contextlib.nullcontext():  # the CLI's --data
+        run_job(job, send, should_stop=lambda: bool(stop.value), limits=limits)
 
 
 def memory_message(message: str, memory_limit_mb: int | None) -> str:
@@ -156,15 +162,6 @@ def memory_message(message: str, memory_limit_mb: int | None) -> str:
             f"{memory_limit_mb} MB ({message})"
         )
     return f"out of memory ({message})"
-
-
-def _describe(error: Any) -> str:
-    """One line naming each bad field, instead of pydantic's multi-line report."""
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "spec"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 def limit_address_space(megabytes: int) -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
+
+from server.strict import StrictModel
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -43,10 +45,9 @@ class TaskMemory:
     size: MemoryPart
 
 
-class TaskConfig(BaseModel):
+class TaskConfig(StrictModel):
     """Fields every task accepts; each task subclasses this with a `name` literal."""
 
-    model_config = ConfigDict(extra="forbid")
     #: "steps", or "epochs" for dataset tasks: a job's `epochs` is refused on the others.
     budget_unit: ClassVar[str] = "steps"
 
