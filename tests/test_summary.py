@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server import stats
-from server.jobs.summary import Criteria, Outcome, criteria_for, optimizer_labels, summarize
+from server.jobs.summary import Criteria, Outcome, criteria_for, summarize
 
 LOSS_TARGET = Criteria(metric="loss", lower_is_better=True, success="target", target=0.1)
 
@@ -131,7 +131,3 @@ def test_criteria_from_the_target_else_the_tasks_notion_of_solved() -> None:
     assert criteria_for(None, landscape, False).success == "solved"
     assert criteria_for(None, {"task": {"minimum_value": None}}, False).success is None
     assert criteria_for(None, {}, True).success == "solved"
-    assert optimizer_labels({"optimizers": [{"name": "adam"}, {"name": "adam"}]}) == [
-        "adam",
-        "adam#2",
-    ]

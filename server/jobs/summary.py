@@ -16,6 +16,7 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 from server import stats
+from server.events import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
     from server.jobs.store import JobStore
@@ -45,16 +46,6 @@ class Criteria:
     lower_is_better: bool = True
     success: str | None = None
     target: float | None = None
-
-
-def optimizer_labels(spec: dict[str, Any]) -> list[str]:
-    """A label per optimizer of a comparison spec; a repeated name gets "#2", "#3", …"""
-    labels, seen = [], {}
-    for optimizer in spec.get("optimizers") or []:
-        name = optimizer.get("name", "?")
-        seen[name] = seen.get(name, 0) + 1
-        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return labels
 
 
 def _finite(value: Any) -> bool:
@@ -252,22 +243,19 @@ def comparison_summary(store: JobStore, comparison: dict[str, Any]) -> dict[str,
     """`summarize` of a stored comparison (as `JobService.comparison` returns it), with the
     number of runs still queued or running (left out until they end)."""
     spec = comparison.get("spec") or {}
-    labels = optimizer_labels(spec)
-    per_optimizer = max(1, len(spec.get("seeds") or [0]))
     runs, pending, meta = [], 0, {}
-    for index, job_id in enumerate(comparison.get("job_ids") or []):
+    for job_id in comparison.get("job_ids") or []:
         job = store.get_job(job_id)
         if job is None:
             continue
-        if job["status"] in ("queued", "running"):
+        if job["status"] in ACTIVE_STATUSES:
             pending += 1
             continue
         if not meta:
             first = store.events([job_id], 0, 1)
             if first and first[0]["event"].get("type") == "started":
                 meta = first[0]["event"].get("meta") or {}
-        label = labels[index // per_optimizer] if index // per_optimizer < len(labels) else job_id
-        runs.append(Outcome(label, job["status"], job.get("summary") or {}))
+        runs.append(Outcome(job["optimizer_label"], job["status"], job.get("summary") or {}))
     solved_seen = any(run.summary.get("solved_step") is not None for run in runs)
     criteria = criteria_for(spec.get("target"), meta, solved_seen)
     return {"comparison_id": comparison["id"], "pending": pending, **summarize(runs, criteria)}
