@@ -17,7 +17,6 @@ cancelled, 2 for a usage error (`psgd-playground: error: ...` naming the flag or
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import signal
@@ -237,7 +236,6 @@ def _services(data_dir: str | None, executor: Any) -> Iterator[Any]:
     from pydantic import ValidationError
 
     from server.api.app import make_executor
-    from server.jobs.broker import Broker
     from server.jobs.service import JobService
     from server.jobs.store import JobStore
     from server.settings import Settings
@@ -250,12 +248,10 @@ def _services(data_dir: str | None, executor: Any) -> Iterator[Any]:
             settings = Settings(data_dir=Path(folder))
         except ValidationError as e:
             raise UsageError(f"settings: {e.errors()[0]['msg']}") from e
-        loop = asyncio.new_event_loop()  # the broker's: nobody subscribes, events pass by
-        threading.Thread(target=loop.run_forever, name="broker", daemon=True).start()
-        stack.callback(loop.call_soon_threadsafe, loop.stop)
         store = JobStore(settings.db_path, settings.max_metric_points)
         stack.callback(store.close)
-        jobs = JobService(store, executor or make_executor(settings), Broker(loop), settings)
+        # no broker: nothing subscribes here; the progress lines follow the store
+        jobs = JobService(store, executor or make_executor(settings), None, settings)
         jobs.start()
         stack.callback(jobs.stop)
         sweeps = SweepService(jobs, SweepStore(settings.db_path))

@@ -7,9 +7,7 @@ on Rosenbrock for a few dozen steps, so a trial's value depends on its hyperpara
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,6 @@ from typing import Any
 import pytest
 from thread_executor import ThreadExecutor
 
-from server.jobs.broker import Broker
 from server.jobs.service import JobService
 from server.jobs.store import JobStore
 from server.optimizers import REGISTRY
@@ -43,11 +40,9 @@ SPEC: dict[str, Any] = {
 def sweep_service(folder: Path, executor: ThreadExecutor | None = None) -> Iterator[SweepService]:
     """A started JobService and SweepService on the job store in `folder`, as the server's
     lifespan makes them; stopped (not cancelled) at the end, as a server shutdown does."""
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
     settings = Settings(data_dir=folder)
     store = JobStore(settings.db_path)
-    jobs = JobService(store, executor or ThreadExecutor(), Broker(loop), settings)
+    jobs = JobService(store, executor or ThreadExecutor(), None, settings)
     jobs.start()
     sweeps = SweepService(jobs, SweepStore(settings.db_path), poll_seconds=0.02)
     sweeps.start()
@@ -58,7 +53,6 @@ def sweep_service(folder: Path, executor: ThreadExecutor | None = None) -> Itera
         sweeps.store.close()
         jobs.stop()
         store.close()
-        loop.call_soon_threadsafe(loop.stop)
 
 
 def wait_for(condition: Any, timeout: float = 60.0) -> None:
