@@ -8,7 +8,10 @@ What it measures
       runner  `server.runner.run_job` with a no-op sink (what `psgd-playground run` does);
       api     POST /api/jobs to a real `psgd-playground serve` on 127.0.0.1 with one SSE
               client attached: seconds from the POST to the first metrics event and to the
-              final status (the server's own worker process, threads and start-up included).
+              final status (the server's own worker process, threads and start-up included),
+              and the CPU seconds the server's own process used meanwhile (its event loop,
+              executor thread and store; not the job's worker): per-event costs show there
+              even when other load blurs the wall times.
     All three use the same torch thread count (--threads; the server gets it as its
     threads_per_job): on a loaded 2-core machine two threads made a delayed-XOR step 25×
     slower than one.
@@ -21,7 +24,8 @@ How to run
     .venv/bin/python benchmarks/overhead.py --quick          # seconds; the smoke test's mode
     .venv/bin/python benchmarks/overhead.py                  # full: XOR 300 steps, CIFAR epoch
     Flags: --quick  --rounds N (default 3; quick 1)  --threads N (default 1)
-    --cases rosenbrock,quadratic,xor32,xor64,cifar  --no-api  --out DIR
+    --cases rosenbrock,quadratic,xor32,xor64,cifar  --steps N (the step budget of every case
+    but cifar, e.g. `--cases xor64 --steps 1800` for a job of 30 s or more)  --no-api  --out DIR
     (default benchmarks/results/overhead/<time>/, git-ignored)  --markdown PATH (also
     write the table there, e.g. benchmarks/overhead.md, which README links).
 """
@@ -32,10 +36,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ OBSERVATIONS = ("snapshots", "trajectories", "evaluations")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.local_server import LocalServer  # noqa: E402
 from server.runner import JobSpec, Work, _take_step, run_job  # noqa: E402
 from server.tasks import cifar  # noqa: E402
 
@@ -67,9 +69,10 @@ class Case:
     landscape: bool = False
 
 
-def cases(quick: bool) -> dict[str, Case]:
-    """The preset tasks; quick mode shrinks every budget to a few seconds."""
-    xor_steps = 20 if quick else 300
+def cases(quick: bool, steps: int | None = None) -> dict[str, Case]:
+    """The preset tasks; quick mode shrinks every budget to a few seconds; `steps` replaces
+    the step budget of the step-counted ones (all but CIFAR's epoch)."""
+    xor_steps = steps or (20 if quick else 300)
     cifar_task = {"name": "cifar10", "dataset": CIFAR_ARCHIVE.name}
     if quick:
         cifar_task.update(train_size=512, test_size=256)
@@ -107,10 +110,10 @@ def cases(quick: bool) -> dict[str, Case]:
     }
 
 
-def job_spec(case: Case, quick: bool) -> dict[str, Any]:
+def job_spec(case: Case, quick: bool, steps: int | None = None) -> dict[str, Any]:
     spec = {"seed": 0, "device": "cpu", **case.spec}
     if case.landscape:
-        spec["steps"] = 100 if quick else 2000
+        spec["steps"] = steps or (100 if quick else 2000)
     return spec
 
 
@@ -149,42 +152,21 @@ def runner(spec: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - began, status.summary
 
 
-class Server:
+class Server(LocalServer):
     """`psgd-playground serve` on a free loopback port, jobs with the same thread count."""
 
     def __init__(self, data_dir: Path, threads: int) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PSGD_PLAYGROUND_")}
         # Each job gets --threads torch threads, like the bare loop and the runner.
-        env.update(PSGD_PLAYGROUND_THREADS_PER_JOB=str(threads), PYTHONUNBUFFERED="1")
-        env[cifar.EXTRA_DATA_DIR_ENV] = str(CIFAR_ARCHIVE.parent)
-        command = [sys.executable, "-m", "playground.cli", "serve", "--port", str(self.port)]
-        self.log = data_dir / "server.log"
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [*command, "--data-dir", str(data_dir)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        import httpx
+        env = {
+            "PSGD_PLAYGROUND_THREADS_PER_JOB": str(threads),
+            cifar.EXTRA_DATA_DIR_ENV: str(CIFAR_ARCHIVE.parent),
+        }
+        super().__init__(data_dir, env)
 
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if self.client.get("/api/health").status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
-
-    def job(self, spec: dict[str, Any]) -> tuple[float, float]:
-        """(seconds from POST to the first metrics event, to the final status)."""
+    def job(self, spec: dict[str, Any]) -> tuple[float, float, float]:
+        """(seconds from POST to the first metrics event, to the final status; CPU seconds
+        the server's own process used meanwhile)."""
+        cpu = self.cpu_seconds()
         began = time.perf_counter()
         response = self.client.post("/api/jobs", json=spec)
         if response.status_code != 201:
@@ -200,24 +182,15 @@ class Server:
                     first = time.perf_counter() - began
                 if event["type"] == "status":
                     if event["status"] != "succeeded":
-                        log = self.log.read_text()[-3000:]
+                        log = self.log_tail()
                         raise RuntimeError(f"api job {event['status']}: {event['message']}\n{log}")
                     break
-        return first if first is not None else float("nan"), time.perf_counter() - began
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        total = time.perf_counter() - began
+        return first if first is not None else float("nan"), total, self.cpu_seconds() - cpu
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    chosen = cases(args.quick)
+    chosen = cases(args.quick, args.steps)
     wanted = [chosen[name] for name in args.cases]
     if "cifar" in args.cases and not CIFAR_ARCHIVE.exists():
         print(f"skipping cifar: {CIFAR_ARCHIVE} not found (set PSGD_PLAYGROUND_CIFAR)")
@@ -229,24 +202,28 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             for case in wanted:  # warm-up: one-time imports and data caches, untimed
                 with data_for(case):
-                    bare({**job_spec(case, args.quick), "steps": 2, "epochs": None})
+                    bare({**job_spec(case, args.quick, args.steps), "steps": 2, "epochs": None})
             for round_index in range(args.rounds):
                 for case in wanted:
-                    spec = job_spec(case, args.quick)
+                    spec = job_spec(case, args.quick, args.steps)
                     record = times[case.name]
                     with data_for(case):
                         record.setdefault("bare", []).append(bare(spec))
                         seconds, summaries[case.name] = runner(spec)
                     record.setdefault("runner", []).append(seconds)
                     if server is not None:
-                        first, total = server.job(spec)
+                        first, total, cpu = server.job(spec)
                         record.setdefault("api_first_metrics", []).append(first)
                         record.setdefault("api", []).append(total)
+                        record.setdefault("api_server_cpu", []).append(cpu)
                     print(f"round {round_index + 1}: {case.name} {_last(record)}", flush=True)
         finally:
             if server is not None:
                 server.stop()
-    return [_row(c, job_spec(c, args.quick), times[c.name], summaries[c.name]) for c in wanted]
+    return [
+        _row(c, job_spec(c, args.quick, args.steps), times[c.name], summaries[c.name])
+        for c in wanted
+    ]
 
 
 def _last(record: dict[str, list[float]]) -> str:
@@ -275,6 +252,7 @@ def _row(
     if "api" in median:
         row["api_ratio"] = median["api"] / median["bare"]
         row["api_first_metrics_p50"] = median["api_first_metrics"]
+        row["api_server_cpu_s"] = median["api_server_cpu"]
     return row
 
 
@@ -285,15 +263,18 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}):",
         "",
         "| case | steps | bare s | runner s | runner / bare | API s | API / bare "
-        "| first metrics s | " + " | ".join(f"{kind} (share)" for kind in OBSERVATIONS) + " |",
-        "|---|---|---|---|---|---|---|---" + "|---" * len(OBSERVATIONS) + "|",
+        "| first metrics s | server CPU s | "
+        + " | ".join(f"{kind} (share)" for kind in OBSERVATIONS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|---" + "|---" * len(OBSERVATIONS) + "|",
     ]
     for r in rows:
         s = r["seconds"]
         api = (
-            f"{s['api']:.2f} | {r['api_ratio']:.2f}× | {r['api_first_metrics_p50']:.2f}"
+            f"{s['api']:.2f} | {r['api_ratio']:.2f}× | {r['api_first_metrics_p50']:.2f} "
+            f"| {r['api_server_cpu_s']:.2f}"
             if "api" in s
-            else "– | – | –"
+            else "– | – | – | –"
         )
         lines.append(
             f"| {r['case']} | {r['steps']} | {s['bare']:.2f} | {s['runner']:.2f} "
@@ -313,6 +294,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--cases", default="rosenbrock,quadratic,xor32,xor64,cifar")
+    parser.add_argument(
+        "--steps", type=int, help="step budget of every case but cifar (default: the mode's)"
+    )
     parser.add_argument("--no-api", action="store_true", help="skip the server runs")
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
@@ -327,6 +311,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be at least 1")
     if args.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.out = ROOT / "benchmarks" / "results" / "overhead" / f"{stamp}-{_mode(args)}"

@@ -20,6 +20,7 @@ def overhead():
         (["--cases", ","], "--cases"),
         (["--rounds", "0"], "--rounds"),
         (["--threads", "0"], "--threads"),
+        (["--steps", "0"], "--steps"),
     ],
 )
 def test_bad_flags_are_named(overhead, flags, named, capsys):
@@ -52,3 +53,10 @@ def test_quick_run_through_a_real_server_reports_time_to_first_metrics(overhead,
     (row,) = overhead.main(flags)
     first, total = row["seconds"]["api_first_metrics"], row["seconds"]["api"]
     assert 0 < first <= total and row["api_ratio"] > 0
+    assert 0 < row["api_server_cpu_s"] < 60  # the server's own process, from /proc
+
+
+def test_steps_replaces_the_step_budget(overhead, tmp_path):
+    flags = ["--quick", "--cases", "rosenbrock", "--no-api", "--steps", "30"]
+    (row,) = overhead.main([*flags, "--out", str(tmp_path)])
+    assert row["steps"] == 30 and row["spec"]["steps"] == 30
