@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
 
     written = files.write_results(folder, done, spec.model_dump())
-    written += files.write_plots(folder, done, args.plot, _warn)
+    written += files.write_plots(folder, done, args.plot, _warn, args.x_axis)
     print(out.summary_table(done, spec.target))
     for line in out.failure_notes(done):
         print(line)
@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "html", "png", "both"),
         default="html",
         help="static plots to write (default html; png needs kaleido)",
+    )
+    run.add_argument(
+        "--x-axis",
+        choices=("step", "evaluations", "function_evaluations", "seconds"),
+        default="step",
+        help="x axis of the loss plot: step (default), evaluations (gradients + "
+        "Hessian-vector products), function evaluations, or seconds since step 1",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=cmd_run)

@@ -132,8 +132,11 @@ def _contour(record: RunRecord, domain: list[list[float]]) -> tuple[Any, Any, An
     return None if zs is None else (xs, ys, zs.double().cpu().tolist())
 
 
-def write_plots(out: Path, records: list[RunRecord], kind: str, warn: Any) -> list[str]:
-    """loss.html / loss.png, and trajectory.* for 2-D landscapes; returns the names."""
+def write_plots(
+    out: Path, records: list[RunRecord], kind: str, warn: Any, x_axis: str = "step"
+) -> list[str]:
+    """loss.html / loss.png (loss against `x_axis`, a key of `figures.X_AXES`), and
+    trajectory.* for 2-D landscapes; returns the names."""
     if kind == "none" or not records:
         return []
     try:
@@ -144,7 +147,7 @@ def write_plots(out: Path, records: list[RunRecord], kind: str, warn: Any) -> li
     task_name = records[0].job.task.name
     built = {
         "loss": figures.loss_figure(
-            ((r.label, r.events) for r in records), title=f"Loss on {task_name}"
+            ((r.label, r.events) for r in records), title=f"Loss on {task_name}", x_axis=x_axis
         )
     }
     firsts: dict[str, RunRecord] = {}

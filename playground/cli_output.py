@@ -17,6 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from server.jobs.summary import (
+    Outcome,
+    criteria_for,
+    evaluations_to,
+    number_text,
+    spread_text,
+    summarize,
+)
+
 _BAR = 24
 _REDRAW_SECONDS = 0.1  # at most 10 redraws per second
 #: Without a terminal (a log file, CI, nohup): a line per job at each tenth of its steps or
@@ -204,8 +213,10 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
         return "no job finished"
     metric = eval_metric(records)
     solved = _has_solved_notion(records)
-    step_header = "steps to target" if target is not None else "steps to solve"
-    header = ["run", "optimizer", "seed", "status", "final loss", "best loss", step_header]
+    success = "target" if target is not None else "solved"
+    reach = reach_words(success)
+    header = ["run", "optimizer", "seed", "status", "final loss", "best loss", f"steps {reach}"]
+    header.append(f"evals {reach}")  # gradient evaluations + Hessian-vector products
     # set-up (building task and optimizer, step 0) apart from the run (steps 1…n)
     header += ["setup (s)", "run (s)", *([f"final {metric}"] if metric else [])]
     rows = [header]
@@ -215,11 +226,12 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
         row = [str(r.index), r.label, str(r.seed), r.status.status if r.status else "-"]
         final = s.get("final_loss") if s.get("steps") else None  # no step, no loss
         row += [_num(final), _num(s.get("best_loss")), _num(reached, "d")]
+        row.append(_num(evaluations_to(s, success), "d"))
         row += [_num(s.get("setup_seconds"), ".2f"), _num(s.get("seconds"), ".2f")]
         if metric:
             row.append(_num((s.get("final_eval") or {}).get(metric), ".4g"))
         rows.append(row)
-    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8, 9})
+    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8, 9, 10})
     lines.insert(1, "-" * len(lines[0]))
 
     lines.append("")
@@ -253,7 +265,52 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
         agg.append(parts)
     width = max(len(p[0]) for p in agg)
     lines += [f"{p[0].ljust(width)}  " + " · ".join(p[1:]) for p in agg]
-    return "\n".join(lines)
+    return "\n".join([*lines, *statistics_lines(records, target)])
+
+
+def statistics_lines(records: list[RunRecord], target: float | None) -> list[str]:
+    """The statistics over seeds (`server.jobs.summary`, as the API's summary route gives
+    them): per optimizer the final metric with its 95 % interval, the success rate with its
+    Wilson interval and the steps / evaluations / seconds to it; a sentence per pair. None
+    unless some optimizer ran at least two seeds."""
+    runs = [Outcome(r.label, r.status.status, r.summary) for r in records if r.status]
+    meta = next((r.meta for r in records if r.meta), {})
+    solved = any(run.summary.get("solved_step") is not None for run in runs)
+    result = summarize(runs, criteria_for(target, meta, solved))
+    if not any(row["counted"] >= 2 for row in result["optimizers"]):
+        return []
+    lines = [
+        "",
+        "over seeds: means with Student-t 95 % intervals, success rates with Wilson "
+        "intervals; runs that never got there count as beyond the budget (censored)",
+    ]
+    width = max(len(row["label"]) for row in result["optimizers"])
+    for row in result["optimizers"]:
+        final = row["final"]
+        parts = [f"{result['metric_name']} -"]
+        if final:
+            interval = (
+                f" [{number_text(final['low'])}, {number_text(final['high'])}]"
+                if final["low"] is not None
+                else ""
+            )
+            parts = [f"{result['metric_name']} {number_text(final['mean'])}{interval}"]
+        if row["success"]:
+            rate, to = row["success"], row["to_target"]
+            verb = "reached target" if result["success"] == "target" else "solved"
+            parts.append(
+                f"{verb} {rate['successes']}/{rate['n']} [{rate['low']:.0%}, {rate['high']:.0%}]"
+            )
+            parts.append(
+                f"{reach_words(result['success'])}: steps {spread_text(to['steps'])}, "
+                f"evals {spread_text(to['evaluations'])}, seconds {spread_text(to['seconds'])}"
+            )
+        lines.append(f"{row['label'].ljust(width)}  " + " · ".join(parts))
+    return [*lines, *(pair["sentence"] for pair in result["pairs"])]
+
+
+def reach_words(success: str) -> str:
+    return "to target" if success == "target" else "to solve"
 
 
 def failure_notes(records: list[RunRecord]) -> list[str]:
