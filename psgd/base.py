@@ -27,6 +27,10 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 MATRIX_LIMIT = 4096
 #: the counts of `PSGDOptimizer.work`
 WORK_KEYS = ("function_evaluations", "gradient_evaluations", "hessian_vector_products")
+#: `lr=None` picks the fitting mode's default (the reference classes' own: §3.1)
+DEFAULT_LR = {"whiten": 1e-3, "newton": 1e-2}
+#: preconditioner_lr lies in (0, PRECONDITIONER_LR_MAX]: the reference's admissible range (§1.6)
+PRECONDITIONER_LR_MAX = 2.0
 
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
@@ -155,7 +159,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
     def _resolve_defaults(self, group: dict[str, Any]) -> None:
         """Turn the "pick for me" values (None, "auto") into the fitting mode's defaults."""
         if group["lr"] is None:
-            group["lr"] = 1e-2 if self.fitting == "newton" else 1e-3
+            group["lr"] = DEFAULT_LR[self.fitting]
         if group["update_clip_rms"] == "auto":
             group["update_clip_rms"] = 2.0 if self.fitting == "whiten" else None
         if group["preconditioner_update_probability"] is None:
@@ -168,7 +172,8 @@ class PSGDOptimizer(torch.optim.Optimizer):
         wd = group["weight_decay"]
         _require(wd >= 0, "weight_decay", wd, "must be >= 0")
         plr = group["preconditioner_lr"]
-        _require(0 < plr <= 2, "preconditioner_lr", plr, "must be in (0, 2]")
+        bound = f"must be in (0, {PRECONDITIONER_LR_MAX:g}]"
+        _require(0 < plr <= PRECONDITIONER_LR_MAX, "preconditioner_lr", plr, bound)
         prob = group["preconditioner_update_probability"]
         _require(
             callable(prob) or (isinstance(prob, (int, float)) and 0 <= prob <= 1),

@@ -12,17 +12,19 @@ the runner how to drive the optimizer:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 from torch import Tensor
 
 import psgd
 from psgd import kron, spectra
-from psgd.base import PSGDOptimizer
+from psgd.base import DEFAULT_LR, PRECONDITIONER_LR_MAX, PSGDOptimizer
+from server.strict import StrictModel
 
 Params = list[Tensor]
 Shapes = Sequence[tuple[int, ...]]
@@ -35,10 +37,9 @@ _PSGD_VECTORS = 8
 _KRYLOV_FLOATS = 4_000_000
 
 
-class OptimizerConfig(BaseModel):
+class OptimizerConfig(StrictModel):
     """Base of every registry entry's hyperparameter schema."""
 
-    model_config = ConfigDict(extra="forbid")
     description: ClassVar[str] = ""
     #: fields of this schema that shrink `state_bytes` (named when a job is too large).
     memory_fields: ClassVar[tuple[str, ...]] = ()
@@ -78,43 +79,85 @@ def _weight_decay(default: float = 0.0) -> Any:
 
 
 # ---------------------------------------------------------------------------- PSGD
+def _psgd_default(keyword: str, cls: type[PSGDOptimizer] = PSGDOptimizer) -> Any:
+    """The psgd class's own default for a keyword: the registry restates none (∞ is null)."""
+    default = inspect.signature(cls.__init__).parameters[keyword].default
+    return None if default == math.inf else default
+
+
 class PsgdConfig(OptimizerConfig):
-    """Options shared by every PSGD family (see `psgd.Kron` for their meaning)."""
+    """Options shared by every PSGD family (see `psgd.Kron` for their meaning).
+
+    Defaults are psgd's own (`_psgd_default`, `psgd.base.DEFAULT_LR`); the bounds are
+    psgd's where it has them, tighter ones (lr ≤ 100, damping ≤ 1) only keep API jobs sane.
+    """
 
     fitting: Literal["whiten", "newton"] = Field(
-        "whiten",
+        _psgd_default("fitting"),
         description="whiten: fit P to E[ggᵀ]^(-1/2) from gradients; "
         "newton: fit P to |H|⁻¹ from Hessian-vector products",
     )
-    lr: float = _lr(1e-3)
-    momentum: float = Field(0.0, ge=0, lt=1, description="EMA momentum, bias-corrected")
-    weight_decay: float = _weight_decay()
-    preconditioner_lr: float = Field(0.1, gt=0, le=2, description="normalised Lie-group step μ_Q")
+    lr: float = Field(
+        DEFAULT_LR["whiten"],
+        gt=0,
+        le=100,
+        description=f"learning rate (default {DEFAULT_LR['whiten']:g} with whitening, "
+        f"{DEFAULT_LR['newton']:g} with Newton fitting)",
+    )
+    momentum: float = Field(
+        _psgd_default("momentum"), ge=0, lt=1, description="EMA momentum, bias-corrected"
+    )
+    weight_decay: float = _weight_decay(_psgd_default("weight_decay"))
+    preconditioner_lr: float = Field(
+        _psgd_default("preconditioner_lr"),
+        gt=0,
+        le=PRECONDITIONER_LR_MAX,
+        description="normalised Lie-group step μ_Q",
+    )
     preconditioner_update_probability: float | None = Field(
-        None,
+        _psgd_default("preconditioner_update_probability"),
         ge=0,
         le=1,
         description="chance of fitting P per step; empty = anneal 1.0 → 0.1 after 500 steps",
     )
     preconditioner_init_scale: float | None = Field(
-        None, gt=0, le=1e6, description="s in Q₀ = s·I; empty = automatic from the first gradients"
+        _psgd_default("preconditioner_init_scale"),
+        gt=0,
+        le=1e6,
+        description="s in Q₀ = s·I; empty = automatic from the first gradients",
     )
     update_clip_rms: float | Literal["auto"] | None = Field(
-        "auto", description="per-tensor cap on the update RMS; auto = 2 (whiten) / off (newton)"
+        _psgd_default("update_clip_rms"),
+        description="per-tensor cap on the update RMS; auto = 2 (whiten) / off (newton)",
     )
     update_clip_norm: float | None = Field(
-        None, gt=0, description="cap on the global norm of the preconditioned update"
+        _psgd_default("update_clip_norm"),
+        gt=0,
+        description="cap on the global norm of the preconditioned update",
     )
-    damping: float = Field(1e-9, ge=0, le=1, description="δ of the damped curvature pair")
+    damping: float = Field(
+        _psgd_default("damping"), ge=0, le=1, description="δ of the damped curvature pair"
+    )
     preconditioner_dtype: Literal["fp32", "bf16", "fp64"] | None = Field(
-        None, description="storage dtype of Q; empty = the parameter dtype"
+        _psgd_default("preconditioner_dtype"),
+        description="storage dtype of Q; empty = the parameter dtype",
     )
     hessian_vector_product: Literal["exact", "finite_difference"] = Field(
-        "exact", description="how Newton fitting gets Hv"
+        _psgd_default("hessian_vector_product"), description="how Newton fitting gets Hv"
     )
-    lipschitz_beta: float = Field(0.9, ge=0, lt=1, description="EMA of the step normaliser")
+    lipschitz_beta: float = Field(
+        _psgd_default("lipschitz_beta"), ge=0, lt=1, description="EMA of the step normaliser"
+    )
 
     psgd_class: ClassVar[type[PSGDOptimizer]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fitting_mode_lr(cls, data: Any) -> Any:
+        """An unset lr is psgd's default for the fitting mode, not whitening's."""
+        if isinstance(data, dict) and "lr" not in data and data.get("fitting") == "newton":
+            return {**data, "lr": DEFAULT_LR["newton"]}
+        return data
 
     @property
     def step_kind(self) -> str:
@@ -142,19 +185,27 @@ class PsgdConfig(OptimizerConfig):
 
 
 _GEOMETRY = Field(
-    "Q0.5EQ1.5", description="Lie-group geometry of the fitting step (EQ is the classic one)"
+    _psgd_default("geometry", psgd.Kron),
+    description="Lie-group geometry of the fitting step (EQ is the classic one)",
 )
 
 
 class PsgdKronConfig(PsgdConfig):
     name: Literal["psgd-kron"] = "psgd-kron"
     geometry: Literal["Q0.5EQ1.5", "EQ", "QEQ", "QUAD"] = _GEOMETRY
-    max_size: int | None = Field(None, ge=1, description="dims above this get a diagonal factor")
+    max_size: int | None = Field(
+        _psgd_default("max_size", psgd.Kron),
+        ge=1,
+        description="dims above this get a diagonal factor; empty = ∞",
+    )
     max_skew: float | None = Field(
-        1.0, ge=0, description="dim i diagonal when d_i² > max_skew·numel; empty = ∞"
+        _psgd_default("max_skew", psgd.Kron),
+        ge=0,
+        description="dim i diagonal when d_i² > max_skew·numel; empty = ∞",
     )
     memory_save_mode: Literal["smart_one_diag", "one_diag", "all_diag"] | None = Field(
-        None, description="make more factors diagonal to save memory"
+        _psgd_default("memory_save_mode", psgd.Kron),
+        description="make more factors diagonal to save memory",
     )
     description: ClassVar[str] = "PSGD with Kronecker-factored preconditioners per tensor."
     memory_fields: ClassVar[tuple[str, ...]] = ("max_size", "max_skew", "memory_save_mode")
@@ -207,7 +258,9 @@ class PsgdDenseConfig(PsgdConfig):
 
 class PsgdLraConfig(PsgdConfig):
     name: Literal["psgd-lra"] = "psgd-lra"
-    rank: int = Field(10, ge=0, le=256, description="rank r of Q = (I + UVᵀ) diag(d)")
+    rank: int = Field(
+        _psgd_default("rank", psgd.LRA), ge=0, le=256, description="rank r of Q = (I + UVᵀ) diag(d)"
+    )
     description: ClassVar[str] = "PSGD with a low-rank plus diagonal preconditioner."
     memory_fields: ClassVar[tuple[str, ...]] = ("rank",)
     psgd_class: ClassVar = psgd.LRA
@@ -239,7 +292,8 @@ class PsgdXmatConfig(PsgdConfig):
 class PsgdDiagConfig(PsgdConfig):
     name: Literal["psgd-diag"] = "psgd-diag"
     elementwise_normalizer: bool = Field(
-        True, description="one step normaliser per coordinate instead of one global"
+        _psgd_default("elementwise_normalizer", psgd.Diag),
+        description="one step normaliser per coordinate instead of one global",
     )
     description: ClassVar[str] = "PSGD with a diagonal preconditioner."
     psgd_class: ClassVar = psgd.Diag
@@ -588,10 +642,18 @@ def optimizer_config(
     """
     if isinstance(spec, OptimizerConfig):
         return spec
+    return _ADAPTER.validate_python(with_task_preset(spec, task_name))
+
+
+def with_task_preset(spec: Any, task_name: Any) -> Any:
+    """An optimizer spec `{"name": ..., **hyperparameters}` over the task's preset for it
+    (anything else, e.g. a validated config, as it is); the one place presets are merged."""
+    if not isinstance(spec, dict):
+        return spec
     name = spec.get("name")
     presets = TASK_PRESETS.get(task_name, {}) if isinstance(task_name, str) else {}
     preset = presets.get(name, {}) if isinstance(name, str) else {}
-    return _ADAPTER.validate_python({**preset, **spec})
+    return {**preset, **spec}
 
 
 def catalogue() -> list[dict[str, Any]]:
