@@ -6,9 +6,10 @@ examples per operation in deterministic mode, through its coverage, fuzzing and 
 phases. Every response status the server sends is recorded: no 5xx is allowed, whatever
 schemathesis concludes.
 
-Configured: the two job-submitting operations may answer 422 to a body their schema
-allows, since some rules are not expressible in JSON Schema (a Rosenbrock `dim` must be
-even, `start` must have `dim` values, optimizers × seeds must fit the queue); the contour
+Configured: the job-, comparison- and sweep-submitting operations may answer 422 to a
+body their schema allows, since some rules are not expressible in JSON Schema (a
+Rosenbrock `dim` must be even, `start` must have `dim` values, optimizers × seeds must fit
+the queue, a sweep's ranges must lie within the optimizer's bounds); the contour
 map may answer 404 or 422 to any task name and options (its `options` are a JSON string).
 """
 
@@ -35,6 +36,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409",
 
 [[operations]]
 include-path = "/api/comparisons"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/api/sweeps"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 
@@ -96,7 +102,7 @@ def test_schemathesis_finds_no_failures(server, tmp_path: Path) -> None:
     )
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    assert "Operations:       18 selected / 18 total" in report, report
+    assert "Operations:       26 selected / 26 total" in report, report
     server_errors = sorted({status for status in statuses if status >= 500})
     assert not server_errors, f"5xx answers: {server_errors}\n{report}"
     assert len(statuses) > 500  # it did exercise the API
