@@ -4,9 +4,11 @@
     comparison = client.submit_comparison({"task": {"name": "rosenbrock"},
                                            "optimizers": [{"name": "adam"}], "steps": 200})
     for message in client.events(comparison["id"]):   # follows live, ends with the jobs
-        print(message["id"], message["event"]["type"])
+        print(message.id, message.event.type)
 
-Errors from the server raise `ApiError` carrying its status and one-line `detail`.
+Events arrive as the server's own models (`server.events.StreamMessage`, its `event` one of
+the `Event` union), so the UI reads typed fields. Errors from the server raise `ApiError`
+carrying its status and one-line `detail`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+
+from server.events import StreamMessage
 
 
 class ApiError(Exception):
@@ -101,8 +105,8 @@ class ApiClient:
     # ------------------------------------------------------------------ events
     def events(
         self, comparison_id: str, last_event_id: int = 0, *, kind: str = "comparisons"
-    ) -> Iterator[dict[str, Any]]:
-        """The stream's messages `{"job_id", "id", "event"}` after `last_event_id`; follows
+    ) -> Iterator[StreamMessage]:
+        """The stream's messages (`job_id`, `id`, `event`) after `last_event_id`; follows
         live and ends when the server closes it (every job ended). `kind="jobs"` streams one
         job instead."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
@@ -115,17 +119,18 @@ class ApiClient:
             yield from parse_sse(response.iter_lines())
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Decode server-sent events into their JSON `data`; comments and blank data skipped."""
+def parse_sse(lines: Iterator[str]) -> Iterator[StreamMessage]:
+    """Decode server-sent events into the messages their `data` holds; comments skipped.
+    A message that is not one (pydantic's ValidationError) ends the stream with an error."""
     data: list[str] = []
     for line in lines:
         if line == "":
             if data:
-                yield json.loads("\n".join(data))
+                yield StreamMessage.model_validate_json("\n".join(data))
             data = []
         elif line.startswith(":"):
             continue
         elif line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
     if data:
-        yield json.loads("\n".join(data))
+        yield StreamMessage.model_validate_json("\n".join(data))

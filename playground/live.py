@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from playground.client import ApiClient, ApiError
+from server.events import Event
 
 _FOLLOWERS: dict[tuple[str, str], Follower] = {}
 _LOCK = threading.Lock()
@@ -21,7 +21,7 @@ _LOCK = threading.Lock()
 class Follower:
     def __init__(self, client: ApiClient, comparison_id: str) -> None:
         self.client, self.comparison_id = client, comparison_id
-        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.events: dict[str, list[Event]] = {}
         self.last_id = 0
         self.version = 0
         self.done = False
@@ -36,8 +36,8 @@ class Follower:
             try:
                 for message in self.client.events(self.comparison_id, self.last_id):
                     with self._lock:
-                        self.events.setdefault(message["job_id"], []).append(message["event"])
-                        self.last_id = max(self.last_id, int(message["id"]))
+                        self.events.setdefault(message.job_id, []).append(message.event)
+                        self.last_id = max(self.last_id, message.id)
                         self.version += 1
                 self.done = True  # the server closes the stream once every job ended
             except ApiError as error:
@@ -51,7 +51,7 @@ class Follower:
             elif not self.done:
                 time.sleep(min(0.2 * failures, 2.0))
 
-    def snapshot(self) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    def snapshot(self) -> tuple[int, dict[str, list[Event]]]:
         with self._lock:
             return self.version, {job: list(events) for job, events in self.events.items()}
 

@@ -1,7 +1,8 @@
 """What the UI shows for one comparison: figures and the results table, from API data.
 
-Pure functions of a comparison (as `GET /api/comparisons/{id}` answers), its events per
-job and, for 2-D landscapes, the contour map the API samples (`contour_grid`).
+Pure functions of a comparison (as `GET /api/comparisons/{id}` answers: each job with its
+`optimizer_label` and `seed`), its events per job (`server.events` models, as the client
+parses them) and, for 2-D landscapes, the contour map the API samples (`contour_grid`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from playground import figures
+from server.events import Event, Started
 from server.jobs.summary import evaluations_to, number_text, spread_text
 
 #: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
@@ -35,27 +37,11 @@ RESULT_COLUMNS = [
 PROBLEMS = ("failed", "diverged", "interrupted")
 
 
-def run_labels(comparison: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    """job id → (optimizer label, seed); a repeated optimizer name gets "#2", "#3", …"""
-    spec = comparison.get("spec") or {}
-    seeds = spec.get("seeds") or [0]
-    names = [o.get("name", "?") for o in spec.get("optimizers") or []]
-    labels, seen = [], {}
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    out = {}
-    for index, job_id in enumerate(comparison.get("job_ids") or []):
-        i = index // len(seeds)
-        out[job_id] = (labels[i] if i < len(labels) else job_id, seeds[index % len(seeds)])
-    return out
-
-
-def task_meta(events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def task_meta(events: dict[str, list[Event]]) -> dict[str, Any]:
     for job_events in events.values():
         for e in job_events:
-            if e.get("type") == "started":
-                return (e.get("meta") or {}).get("task") or {}
+            if isinstance(e, Started):
+                return e.meta.get("task") or {}
     return {}
 
 
@@ -75,15 +61,14 @@ def finished(comparison: dict[str, Any]) -> bool:
 
 def build_figures(
     comparison: dict[str, Any],
-    events: dict[str, list[dict[str, Any]]],
+    events: dict[str, list[Event]],
     contour: tuple[Any, Any, Any] | None = None,
     x_axis: str = "step",
 ) -> dict[str, go.Figure]:
     """The four live figures: loss (against `x_axis`, a key of `figures.X_AXES`),
     trajectory (over `contour`, see `contour_grid`), spectrum, metrics."""
-    labels = run_labels(comparison)
-    runs = [(labels[j][0], events.get(j, [])) for j in comparison.get("job_ids", []) if j in labels]
-    firsts: dict[str, list[dict[str, Any]]] = {}
+    runs = [(job["optimizer_label"], events.get(job["id"], [])) for job in comparison["jobs"]]
+    firsts: dict[str, list[Event]] = {}
     for label, job_events in runs:
         firsts.setdefault(label, job_events)
     task = task_meta(events)
@@ -120,14 +105,13 @@ def _eval_columns(jobs: list[dict[str, Any]]) -> list[str]:
 def results_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(headers, rows) of the results table: one row per job, its final evaluation
     metrics in their own columns, and the job's message (why it failed, diverged, …)."""
-    labels = run_labels(comparison)
     jobs = list(comparison.get("jobs") or [])
     evals = _eval_columns(jobs)
     at = RESULT_COLUMNS.index("best loss") + 1
     headers = [*RESULT_COLUMNS[:at], *(k.replace("_", " ") for k in evals), *RESULT_COLUMNS[at:]]
     rows = []
     for job in jobs:
-        label, seed = labels.get(job["id"], (job.get("label", "?"), 0))
+        label, seed = job["optimizer_label"], job["seed"]
         s = job.get("summary") or {}
         final = s.get("final_eval") or {}
         rows.append(
@@ -196,13 +180,12 @@ def statistics_markdown(summary: dict[str, Any]) -> str:
 def problems(comparison: dict[str, Any], max_chars: int = 300) -> list[str]:
     """One line per distinct message of the jobs that failed, diverged or were interrupted,
     naming the runs it concerns: "failed (adam, sgd): <message>"."""
-    labels = run_labels(comparison)
     several_seeds = len((comparison.get("spec") or {}).get("seeds") or [0]) > 1
     grouped: dict[tuple[str, str], list[str]] = {}
     for job in comparison.get("jobs") or []:
         if job.get("status") not in PROBLEMS:
             continue
-        label, seed = labels.get(job["id"], (job.get("label", "?"), 0))
+        label, seed = job["optimizer_label"], job["seed"]
         run = f"{label} seed {seed}" if several_seeds else label
         message = (job.get("message") or "no message").strip()
         if len(message) > max_chars:

@@ -2,14 +2,17 @@
 trajectory as the run goes, and exactly one final status.
 
 They are pydantic models so every consumer (CLI, job store, SSE stream, UI) reads the
-same schema; `event.model_dump()` is the wire format.
+same schema; `event.model_dump()` is the wire format, and the UI's client parses the stream
+back into these models (`StreamMessage`). JSON has no NaN or infinity: the API writes them
+as null (server/jsonable.py), and a `JsonFloat` reads null back as NaN.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 #: how a run ends (a worker's final status event says which)
 FinalStatus = Literal["succeeded", "diverged", "failed", "cancelled"]
@@ -25,6 +28,14 @@ ACTIVE_STATUSES: tuple[str, ...] = get_args(ActiveStatus)
 STATUSES: tuple[str, ...] = get_args(JobStatus)
 
 
+def _nan_if_null(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+#: a float as the API sends it: null stands for a non-finite value (a diverged loss)
+JsonFloat = Annotated[float, BeforeValidator(_nan_if_null)]
+
+
 class Started(BaseModel):
     type: Literal["started"] = "started"
     step: int = 0
@@ -35,11 +46,11 @@ class Started(BaseModel):
 class Metrics(BaseModel):
     type: Literal["metrics"] = "metrics"
     step: int
-    loss: float
-    grad_norm: float
-    lr: float
-    step_time: float = Field(description="wall seconds of this step")
-    elapsed: float = Field(
+    loss: JsonFloat
+    grad_norm: JsonFloat
+    lr: JsonFloat
+    step_time: JsonFloat = Field(description="wall seconds of this step")
+    elapsed: JsonFloat = Field(
         description="wall seconds since step 1 began (set-up excluded: see the summary's "
         "setup_seconds)"
     )
@@ -59,21 +70,21 @@ class Metrics(BaseModel):
 class Evaluation(BaseModel):
     type: Literal["eval"] = "eval"
     step: int
-    epoch: float
-    metrics: dict[str, float]
+    epoch: JsonFloat
+    metrics: dict[str, JsonFloat]
 
 
 class Spectrum(BaseModel):
     type: Literal["spectrum"] = "spectrum"
     step: int
-    spectra: dict[str, list[float]] = Field(
+    spectra: dict[str, list[JsonFloat]] = Field(
         description="sorted eigenvalues of P per preconditioner (≤ 256 values each)"
     )
     estimated: list[str] = Field(
         default_factory=list,
         description="preconditioners whose values are bounded estimates, not exact eigenvalues",
     )
-    inverse_hessian: list[float] | None = Field(
+    inverse_hessian: list[JsonFloat] | None = Field(
         None, description="sorted eigenvalues of |H|⁻¹ at the current point (small problems)"
     )
     fit_error: float | None = Field(
@@ -87,20 +98,20 @@ class Spectrum(BaseModel):
 class Trajectory(BaseModel):
     type: Literal["trajectory"] = "trajectory"
     step: int
-    point: list[float] | None = Field(None, description="2-D position on a landscape")
-    sketch: list[float] | None = Field(
+    point: list[JsonFloat] | None = Field(None, description="2-D position on a landscape")
+    sketch: list[JsonFloat] | None = Field(
         None,
         description="high-dimensional tasks: the parameters at this step in a fixed random "
         "projection (≤ 64 values) that is the same for every run of the task, so that one "
         "PCA of all runs' points gives them common axes",
     )
-    path: list[list[float]] | None = Field(
+    path: list[list[JsonFloat]] | None = Field(
         None,
         description="no longer written: the per-run PCA of the path that older runs sent "
         "(read to draw them)",
     )
     path_steps: list[int] | None = Field(None, description="steps of `path` (older runs)")
-    explained_variance: list[float] | None = Field(
+    explained_variance: list[JsonFloat] | None = Field(
         None, description="variance shares of `path`'s two axes (older runs)"
     )
 
@@ -116,3 +127,11 @@ class Status(BaseModel):
 Event = Annotated[
     Started | Metrics | Evaluation | Spectrum | Trajectory | Status, Field(discriminator="type")
 ]
+
+
+class StreamMessage(BaseModel):
+    """The `data` of one server-sent event: one job's event with its global id."""
+
+    job_id: str
+    id: int = Field(description="the global event id, also the SSE `id`")
+    event: Event

@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("plotly")
 
+from pydantic import TypeAdapter
+
 from playground import figures, views
 from playground.client import parse_sse
 from playground.presets import (
@@ -18,6 +20,9 @@ from playground.presets import (
     encode_setup,
     setup_of_spec,
 )
+from server.events import Event, Metrics, Started, StreamMessage
+
+EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def _run(losses, *, points=None, spectra=None, inverse=None, evals=None, path=None):
@@ -35,7 +40,7 @@ def _run(losses, *, points=None, spectra=None, inverse=None, evals=None, path=No
                        "inverse_hessian": inverse})  # fmt: skip
     for step, metrics in enumerate(evals or [], 1):
         events.append({"type": "eval", "step": step * 10, "epoch": step, "metrics": metrics})
-    return events
+    return [EVENT.validate_python(event) for event in events]  # as the client parses them
 
 
 def test_every_figure_keeps_zoom_with_a_fixed_uirevision():
@@ -110,22 +115,32 @@ def test_metrics_figure_eval_curves_and_landscape_distance():
     assert fig.layout.yaxis.type == "log"
 
 
-def test_views_label_runs_and_fill_the_results_table():
+def _job(job_id, optimizer_label, seed, **fields):
+    """A job as the API answers it, with its identity."""
+    optimizer = optimizer_label.split("#")[0]
+    identity = {"optimizer": optimizer, "optimizer_label": optimizer_label, "seed": seed}
+    return {"id": job_id, **identity, "label": f"{optimizer_label} seed={seed}", **fields}
+
+
+def test_views_use_each_jobs_own_label_and_seed():
+    done = {"final_loss": 0.123456, "best_loss": 0.1, "seconds": 1.0}
     comparison = {
         "spec": {"task": {"name": "rosenbrock"}, "seeds": [0, 1],
                  "optimizers": [{"name": "adam"}, {"name": "adam"}]},
-        "job_ids": ["a", "b", "c", "d"],
-        "jobs": [{"id": "a", "status": "succeeded",
-                  "summary": {"final_loss": 0.123456, "best_loss": 0.1, "seconds": 1.0}}],
-    }  # fmt: skip
-    assert views.run_labels(comparison) == {
-        "a": ("adam", 0), "b": ("adam", 1), "c": ("adam#2", 0), "d": ("adam#2", 1),
+        "job_ids": ["d", "a"],
+        # the jobs' own fields, not their places, say which is which
+        "jobs": [_job("d", "adam#2", 1, status="succeeded", summary=done),
+                 _job("a", "adam", 0, status="queued", summary={})],
     }  # fmt: skip
     headers, rows = views.results_table(comparison)
     assert headers == views.RESULT_COLUMNS
-    assert rows == [["adam", 0, "succeeded", 0.1235, 0.1, "", "", "", 1.0, "", ""]]
-    figs = views.build_figures(comparison, {"a": _run([1.0, 0.5])})
+    assert rows == [
+        ["adam#2", 1, "succeeded", 0.1235, 0.1, "", "", "", 1.0, "", ""],
+        ["adam", 0, "queued", "", "", "", "", "", "", "", ""],
+    ]
+    figs = views.build_figures(comparison, {"d": _run([1.0, 0.5]), "a": _run([2.0])})
     assert set(figs) == {"loss", "trajectory", "spectrum", "metrics"}
+    assert {trace.name for trace in figs["loss"].data} == {"adam", "adam#2"}
     assert "plotly" in views.figures_html(figs)
 
 
@@ -134,8 +149,8 @@ def test_contour_answers_become_the_trajectory_background():
     xs, ys, zs = views.contour_grid(answer)
     assert (xs, ys) == ([0.0, 1.0], [0.0, 2.0]) and zs[0][0] == 1.0 and math.isnan(zs[0][1])
     spec = {"task": {"name": "beale"}, "seeds": [0], "optimizers": [{"name": "sgd"}]}
-    comparison = {"spec": spec, "job_ids": ["a"], "jobs": []}
-    started = {"type": "started", "meta": {"task": {"domain": [[0, 1], [0, 2]]}}}
+    comparison = {"spec": spec, "job_ids": ["a"], "jobs": [_job("a", "sgd", 0)]}
+    started = Started(total_steps=1, meta={"task": {"domain": [[0, 1], [0, 2]]}})
     events = {"a": [started, *_run([1.0], points=[[0.5, 0.5]])]}
     assert views.task_meta(events) == {"domain": [[0, 1], [0, 2]]}
     drawn = views.build_figures(comparison, events, (xs, ys, zs))["trajectory"]
@@ -156,9 +171,14 @@ def test_presets_share_round_trip_and_spec():
         decode_setup("not-base64-json")
 
 
-def test_parse_sse_skips_comments_and_joins_data_lines():
-    lines = [": heartbeat", "", "id: 3", "event: metrics", 'data: {"id": 3,', 'data: "x": 1}', ""]
-    assert list(parse_sse(iter(lines))) == [{"id": 3, "x": 1}]
+def test_parse_sse_gives_the_servers_event_models():
+    first = '{"job_id": "j", "id": 3, "event": {"type": "metrics", "step": 1, "loss": null,'
+    second = '"grad_norm": 2.0, "lr": 0.1, "step_time": 0.01, "elapsed": 0.01}}'
+    lines = [": heartbeat", "", "id: 3", "event: metrics", f"data: {first}", f"data: {second}", ""]
+    (message,) = parse_sse(iter(lines))
+    assert isinstance(message, StreamMessage) and (message.job_id, message.id) == ("j", 3)
+    assert isinstance(message.event, Metrics) and message.event.grad_norm == 2.0
+    assert math.isnan(message.event.loss)  # the API's null for a diverged loss
 
 
 # ---------------------------------------------------------------------- issue 17
@@ -251,9 +271,9 @@ def _cifar_comparison():
                  "optimizers": [{"name": "psgd-kron"}, {"name": "sgd"}, {"name": "adamw"}]},
         "job_ids": ["a", "b", "c"],
         "jobs": [
-            {"id": "a", "status": "succeeded", "message": "", "summary": summary},
-            {"id": "b", "status": "failed", "message": missing, "summary": {"seconds": 0.1}},
-            {"id": "c", "status": "failed", "message": missing, "summary": {}},
+            _job("a", "psgd-kron", 0, status="succeeded", message="", summary=summary),
+            _job("b", "sgd", 0, status="failed", message=missing, summary={"seconds": 0.1}),
+            _job("c", "adamw", 0, status="failed", message=missing, summary={}),
         ],
     }  # fmt: skip
 

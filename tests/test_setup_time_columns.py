@@ -26,8 +26,9 @@ def test_the_cli_summary_table_shows_set_up_and_run_seconds() -> None:
 
 
 def test_the_ui_results_table_shows_set_up_and_run_seconds() -> None:
-    comparison = {"spec": {"optimizers": [{"name": "lbfgs"}]}, "job_ids": ["a"],
-                  "jobs": [{"id": "a", "status": "succeeded", "summary": SUMMARY}]}  # fmt: skip
+    job = {"id": "a", "optimizer": "lbfgs", "optimizer_label": "lbfgs", "seed": 0,
+           "status": "succeeded", "summary": SUMMARY}  # fmt: skip
+    comparison = {"spec": {"optimizers": [{"name": "lbfgs"}]}, "job_ids": ["a"], "jobs": [job]}
     headers, (row,) = views.results_table(comparison)
     cells = dict(zip(headers, row))
     assert (cells["run seconds"], cells["setup seconds"]) == (1.45, 4.52)

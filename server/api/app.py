@@ -36,9 +36,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.guards import RequestGuard, trusted_hosts
 from server.api.routes import build_router
-from server.api.schemas import EVENT_TYPES, StreamMessage
+from server.api.schemas import EVENT_TYPES
 from server.api.sweep_routes import build_sweep_router
 from server.errors import Conflict, InvalidSpec, NotFound, QueueFull, validation_message
+from server.events import StreamMessage
 from server.jobs.broker import Broker
 from server.jobs.executor import Executor
 from server.jobs.quota import QuotaExceeded

@@ -164,11 +164,3 @@ class ComparisonMetrics(BaseModel):
 
 #: the `event:` names of a stream, one per event model
 EVENT_TYPES = tuple(cls.model_fields["type"].default for cls in get_args(get_args(Event)[0]))
-
-
-class StreamMessage(BaseModel):
-    """The `data` of one server-sent event."""
-
-    job_id: str
-    id: int = Field(description="the global event id, also the SSE `id`")
-    event: Event
