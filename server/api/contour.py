@@ -1,8 +1,8 @@
 """A 2-D landscape sampled on a grid: the background of trajectory plots.
 
 Clients draw paths over it without importing the task code, so a UI pointed at a remote
-server still gets the map. Only the 2-D landscapes have one; the task is built on the CPU
-with the given options and seed (a rotated quadratic depends on it).
+server still gets the map. Only the 2-D landscapes have one. This module checks the
+request; `server.tasks.contours` samples the map (the CLI's plots use it too).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 
-from server.jobs.service import InvalidSpec, NotFound, validation_message
+from server.errors import InvalidSpec, NotFound, validation_message
 from server.tasks import TASKS
+from server.tasks.contours import sample_contour
 from server.tasks.landscapes import LANDSCAPE_CONFIGS
 
 LANDSCAPES = tuple(cls.model_fields["name"].default for cls in LANDSCAPE_CONFIGS)
@@ -42,21 +42,10 @@ def landscape_contour(name: str, options: str, seed: int, resolution: int) -> di
     try:
         config = cls.model_validate({**fields, "name": name})
     except ValidationError as error:
-        raise InvalidSpec(validation_message(error, prefix="options")) from error
+        raise InvalidSpec(validation_message(error.errors(), prefix="options")) from error
     if getattr(config, "dim", 2) != 2:
         raise InvalidSpec(f"options.dim: {name} with dim {config.dim} is not 2-D (no contour map)")
-    task = config.build(torch.device("cpu"), seed)
-    facts = task.describe()
-    (x0, x1), (y0, y1) = facts["domain"]
-    xs = torch.linspace(x0, x1, resolution, dtype=torch.float64)
-    ys = torch.linspace(y0, y1, resolution, dtype=torch.float64)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    zs = task.contour(grid_x, grid_y)
-    return {
-        "task": name,
-        "x": xs.tolist(),
-        "y": ys.tolist(),
-        "z": zs.double().tolist(),
-        "domain": facts["domain"],
-        "known_minima": facts["known_minima"],
-    }
+    contour = sample_contour(config, seed, resolution)
+    if contour is None:  # every 2-D landscape has one: a task that lost it is a server bug
+        raise RuntimeError(f"task {name} gave no contour map")
+    return {"task": name, **contour}
