@@ -66,12 +66,12 @@ from typing import Any
 
 import httpx
 
+from server.events import ACTIVE_STATUSES as ACTIVE
+from server.events import ENDED_STATUSES as ENDED
 from server.settings import DB_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "soak"
-ENDED = ("succeeded", "diverged", "failed", "cancelled", "interrupted")
-ACTIVE = ("queued", "running")
 FRESH_WORKER_AGE = 0.3  # s: a worker this young still imports torch for a second or more
 MAX_CONNECTIONS = 200  # per SSE client, reconnections included
 SHOWN_DETAILS = 40  # violations printed in the table (the JSON has them all)

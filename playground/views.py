@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from playground import figures
-from server.events import Event, Started
+from server.events import ACTIVE_STATUSES, Event, Started
 from server.jobs.summary import evaluations_to, number_text, spread_text
 
 #: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
@@ -56,7 +56,7 @@ def finished(comparison: dict[str, Any]) -> bool:
     if "status" in comparison:  # running, succeeded or finished
         return comparison["status"] != "running"
     jobs = comparison.get("jobs") or []
-    return bool(jobs) and all(job.get("status") not in ("queued", "running") for job in jobs)
+    return bool(jobs) and all(job.get("status") not in ACTIVE_STATUSES for job in jobs)
 
 
 def build_figures(

@@ -196,7 +196,8 @@ def build_router(settings: Settings) -> APIRouter:
             str | SkipJsonSchema[None], Query(max_length=64, description="only its jobs")
         ] = None,
     ) -> dict[str, Any]:
-        return json_safe(service.list_jobs(offset, limit, status, comparison_id))
+        page = service.list_jobs(offset, limit, status=status, comparison_id=comparison_id)
+        return json_safe(page)
 
     @router.get(
         "/jobs/{job_id}",

@@ -215,15 +215,10 @@ class JobService:
         jobs = [job for job in map(self.store.get_job, comparison["job_ids"]) if job]
         return {**comparison, "jobs": jobs}
 
-    def list_jobs(
-        self,
-        offset: int = 0,
-        limit: int = 50,
-        status: str | None = None,
-        comparison_id: str | None = None,
-    ) -> dict[str, Any]:
-        """One page of jobs, newest first, without their specs."""
-        items, total = self.store.list_jobs(offset, limit, status, comparison_id, brief=True)
+    def list_jobs(self, offset: int = 0, limit: int = 50, **filters: str | None) -> dict[str, Any]:
+        """One page of jobs, newest first, without their specs; `filters`: the store's
+        (`status`, `comparison_id`)."""
+        items, total = self.store.list_jobs(offset, limit, brief=True, **filters)
         return {"items": items, "total": total, "offset": offset, "limit": limit}
 
     def list_comparisons(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
