@@ -129,19 +129,35 @@ def test_a_sweep_stopped_mid_search_resumes_where_it_was_and_ends_as_an_unbroken
     with sweep_service(tmp_path / "unbroken") as sweeps:
         unbroken = run_to_end(sweeps, spec)
 
-    with sweep_service(tmp_path / "restarted") as sweeps:
+    slow = ThreadExecutor(step_delay=0.02)  # a trial's job runs ≈ 0.4 s: one is caught running
+    with sweep_service(tmp_path / "restarted", slow) as sweeps:
         sweep_id = sweeps.create(spec)["id"]
-        wait_for(lambda: any(t["status"] == "complete" for t in sweeps.store.trials(sweep_id)))
-    # the server stopped: trials in flight are left running, the sweep too
+
+        def caught() -> list[dict[str, Any]]:
+            trials = sweeps.store.trials(sweep_id)
+            if not any(t["status"] == "complete" for t in trials):
+                return []
+            jobs = [sweeps.jobs.store.get_job(t["job_id"]) for t in trials if t["job_id"]]
+            return [job for job in jobs if job and job["status"] == "running"]
+
+        wait_for(caught)
+        running_job = caught()[0]["id"]
+    # the server stopped: the sweep and its trials in flight are left running
     with contextlib.closing(SweepStore(tmp_path / "restarted" / "jobs.sqlite")) as left:
         assert left.get_sweep(sweep_id)["status"] == "running"
         finished = [t for t in left.trials(sweep_id) if t["status"] != "running"]
         assert 1 <= len(finished) < 6
+        rerun = next(t for t in left.trials(sweep_id) if t["job_id"] == running_job)
 
     with sweep_service(tmp_path / "restarted") as sweeps:  # a new server on the same store
         wait_for(lambda: sweeps.sweep(sweep_id)["status"] != "running")
         resumed = sweeps.sweep(sweep_id)
         events = [row["event"]["type"] for row in sweeps.store.events(sweep_id)]
+        # the trial whose job the stop interrupted ran again as a new job; the partial
+        # run is gone
+        again = resumed["trials"][rerun["number"]]
+        assert again["job_id"] != running_job and again["status"] == "complete"
+        assert sweeps.jobs.store.get_job(running_job) is None
     assert resumed["status"] == "succeeded"
     assert "resumed" in events
     assert outcomes(resumed) == outcomes(unbroken)

@@ -116,7 +116,7 @@ def build_sweep_router(settings: Settings) -> APIRouter:
 
     @router.get("", summary="List sweeps (summaries, newest first)", responses=INVALID)
     def list_sweeps(sweeps: Sweeps, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
-        items, total = sweeps.list(offset, limit)
+        items, total = sweeps.list_sweeps(offset, limit)
         return {"items": json_safe(items), "total": total, "offset": offset, "limit": limit}
 
     @router.get(

@@ -151,7 +151,7 @@ class SweepService:
             "summary": comparison_summary(self.jobs.store, comparison),
         }
 
-    def list(self, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    def list_sweeps(self, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
         """One page of sweep summaries (no trials), newest first, and the total."""
         rows, total = self.store.list_sweeps(offset, limit)
         items = []
@@ -242,8 +242,9 @@ class SweepService:
         if job is None:
             self._end_trial(sweep_id, trial, "cancelled", None, "its job was deleted")
             return
-        if job["status"] == "interrupted":  # the server stopped under it: run it again
+        if job["status"] == "interrupted":  # the server stopped under it: run it anew
             self._cursors.pop(job_id, None)
+            self._quietly(self.jobs.delete_job, job_id)  # a partial run, not a result
             self._submit_trial(sweep_id, spec, trial)
             return
         trial = {**trial, "intermediate": dict(trial["intermediate"])}
@@ -338,6 +339,7 @@ class SweepService:
         try:
             job = self.jobs.create_job(job_spec)
         except _WAITING as e:
+            self.store.update_trial(sweep_id, i, number, job_id=None)  # submitted next round
             self.store.update_sweep(sweep_id, message=f"waiting to queue trials: {e}")
             return False
         except InvalidSpec as e:  # e.g. a sampled rank whose memory exceeds the limit
