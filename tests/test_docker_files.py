@@ -130,11 +130,14 @@ def test_dockerignore_admits_exactly_what_the_dockerfiles_copy() -> None:
 def test_compose_builds_both_images_and_passes_every_setting_through() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"playground", "playground-gpu"}
+    ray_profile = {"ray-head", "ray-worker", "playground-ray"}  # tests/test_ray_compose.py
+    assert set(services) == {"playground", "playground-gpu", *ray_profile}
     settable = {
         ENV_PREFIX + name.upper() for name in Settings.model_fields if name not in FIXED_BY_IMAGE
     }
-    for service, dockerfile in zip(services.values(), DOCKERFILES):
+    for service, dockerfile in zip(
+        (services["playground"], services["playground-gpu"]), DOCKERFILES
+    ):
         build = service["build"]
         assert (DOCKER / build["context"]).resolve() == ROOT
         assert (ROOT / build["dockerfile"]).resolve() == dockerfile

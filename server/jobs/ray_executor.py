@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from server import memory
 from server.jobs.executor import (
     DEFAULT_LIMITS,
     DEFAULT_THREADS_PER_JOB,
@@ -41,7 +42,7 @@ from server.jobs.executor import (
 )
 from server.jobs.ray_bridge import SHUTDOWN_SECONDS, run_bridge
 from server.jobs.ray_env import MISSING_RAY
-from server.runner import Limits
+from server.runner import JobSpec, Limits
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +406,6 @@ class RayExecutor(Executor):
 def _estimated_bytes(spec: dict[str, Any]) -> int | None:
     """The job's estimated peak memory (`server.memory`), reserved on its node; None when
     the spec cannot be read here (the worker then reports what is wrong with it)."""
-    from server import memory
-    from server.runner import JobSpec
-
     try:
         return memory.estimate(JobSpec.model_validate(spec)).total
     except Exception:
