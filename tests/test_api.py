@@ -148,7 +148,8 @@ def test_job_runs_and_streams_to_its_end(client: TestClient) -> None:
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.strip().splitlines()
     assert lines[0] == (
-        "job_id,label,optimizer_label,seed,step,loss,grad_norm,lr,step_time,elapsed,eval_acc"
+        "job_id,label,optimizer_label,seed,step,loss,grad_norm,lr,step_time,elapsed,"
+        "function_evaluations,gradient_evaluations,hessian_vector_products,eval_acc"
     )
     assert len(lines) == 4 and lines[3].endswith(",0.5") and lines[1].endswith(",")
 
@@ -605,8 +606,17 @@ def test_openapi_documents_bodies_and_errors(client: TestClient) -> None:
     assert body == {"$ref": "#/components/schemas/JobSpec"}
     assert {"400", "413", "422", "429"} <= set(post["responses"])
     assert "401" not in post["responses"] and "security" not in post  # no token configured
-    comparison = schema["components"]["schemas"]["ComparisonSpec"]["properties"]
+    components = schema["components"]["schemas"]
+    comparison = components["ComparisonSpec"]["properties"]
     assert "oneOf" in comparison["optimizers"]["items"]
+    # generated from the models themselves: the union tag is required, bounds are stated
+    assert components["JobSpec"]["required"] == ["task", "optimizer"]
+    assert "name" in components["AdamConfig"]["required"]
+    assert components["AdamConfig"]["properties"]["lr"]["exclusiveMinimum"] == 0
+    assert {"optimizer", "optimizer_label", "seed", "label"} <= set(components["Job"]["required"])
+    items = schema["paths"]["/api/jobs"]["get"]["parameters"]
+    status = next(p for p in items if p["name"] == "status")["schema"]
+    assert "anyOf" not in status and "null" not in status["enum"]  # absent, never null
     events = schema["paths"]["/api/jobs/{job_id}/events"]["get"]["responses"]["200"]
     assert "text/event-stream" in events["content"]
     error = schema["paths"]["/api/jobs/{job_id}"]["get"]["responses"]["404"]

@@ -75,3 +75,16 @@ def test_runs_still_queued_are_pending_not_counted(make_client) -> None:
     summary = client.get(f"/api/comparisons/{comparison['id']}/summary").json()
     assert summary["pending"] == 2
     assert summary["optimizers"] == [] and summary["pairs"] == []
+
+
+def test_the_metrics_export_carries_the_work_counts(make_client) -> None:
+    client = make_client(executor=RunnerExecutor(max_steps=5))
+    job = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "lbfgs"}, "steps": 3}
+    job_id = client.post("/api/jobs", json={**job, "device": "cpu"}).json()["id"]
+    wait_for(client, job_id, "succeeded", timeout=60)
+    points = client.get(f"/api/jobs/{job_id}/metrics").json()["metrics"]
+    calls = [p["function_evaluations"] for p in points]
+    assert calls == [p["gradient_evaluations"] for p in points] and calls[0] > 1
+    assert [p["hessian_vector_products"] for p in points] == [0, 0, 0]
+    csv = client.get(f"/api/jobs/{job_id}/metrics", params={"format": "csv"}).text
+    assert f",{calls[-1]},{calls[-1]},0" in csv.splitlines()[-1]

@@ -139,6 +139,9 @@ class MetricPoint(BaseModel):
     lr: float | None
     step_time: float | None
     elapsed: float | None
+    function_evaluations: int | None = None
+    gradient_evaluations: int | None = None
+    hessian_vector_products: int | None = None
 
 
 class EvalPoint(BaseModel):

@@ -16,8 +16,18 @@ from typing import Any
 from server.jobs.store import JobStore
 from server.jsonable import json_safe
 
-#: the per-step fields of a metrics event that are exported
-METRIC_FIELDS = ("loss", "grad_norm", "lr", "step_time", "elapsed")
+#: the per-step fields of a metrics event that are exported (the work counts are empty for
+#: runs recorded before the runner counted them)
+METRIC_FIELDS = (
+    "loss",
+    "grad_norm",
+    "lr",
+    "step_time",
+    "elapsed",
+    "function_evaluations",
+    "gradient_evaluations",
+    "hessian_vector_products",
+)
 #: each job's identity, the first columns of every CSV
 IDENTITY_FIELDS = ("job_id", "label", "optimizer_label", "seed")
 _PAGE = 5000
