@@ -13,9 +13,11 @@ ended and its final status event was sent (or was before `Last-Event-ID`); a str
 finished jobs replays and closes at once. A comment line is sent when idle for
 `heartbeat` seconds, and the store is re-read then, as a safety net.
 
-A replay goes out one page of events per write, and the stream stops as soon as the client
-has gone (checked after every write), logging that once: writing event after event to a
-closed socket without returning to the event loop made asyncio log
+A replay goes out one page of events per write, live events one published batch (what
+the executor read from a worker in one pass) per write, so that a landscape's event per
+step does not cost a write, a wake-up and a disconnect check each. The stream stops as soon
+as the client has gone (checked after every write), logging that once: writing event after
+event to a closed socket without returning to the event loop made asyncio log
 `socket.send() raised exception.` for each write.
 
 Why subscribe before replaying: an event stored after the replay's read is then surely in
