@@ -35,6 +35,7 @@ from playground.cli_spec import (
     seed_list,
     validation_message,
 )
+from playground.cli_sweep import add_sweep_parser
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     optimizers.add_argument("name", nargs="?", help="an optimizer name")
     optimizers.add_argument("--task", help="show the defaults with this task's preset applied")
     optimizers.set_defaults(handler=info.cmd_optimizers)
+
+    add_sweep_parser(commands)
 
     serve = commands.add_parser(
         "serve",

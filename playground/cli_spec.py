@@ -115,6 +115,16 @@ def validation_message(
 
 # ------------------------------------------------------------------------ spec building
 def _load_spec_file(path: str) -> dict[str, Any]:
+    doc = read_spec_file(path, "task, optimizers, seeds, ...")
+    if "optimizer" in doc and "optimizers" not in doc:  # a single-job spec
+        doc["optimizers"] = [doc.pop("optimizer")]
+    if "seed" in doc and "seeds" not in doc:
+        doc["seeds"] = [doc.pop("seed")]
+    return doc
+
+
+def read_spec_file(path: str, fields: str) -> dict[str, Any]:
+    """A .json or .yaml spec file as a mapping (`fields`: what it holds, for the error)."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
@@ -137,11 +147,7 @@ def _load_spec_file(path: str) -> dict[str, Any]:
     except Exception as e:  # yaml.YAMLError and friends
         raise UsageError(f"spec file {path}: invalid YAML: {e}") from e
     if not isinstance(doc, dict):
-        raise UsageError(f"spec file {path}: expected a mapping with task, optimizers, seeds, ...")
-    if "optimizer" in doc and "optimizers" not in doc:  # a single-job spec
-        doc["optimizers"] = [doc.pop("optimizer")]
-    if "seed" in doc and "seeds" not in doc:
-        doc["seeds"] = [doc.pop("seed")]
+        raise UsageError(f"spec file {path}: expected a mapping with {fields}")
     return doc
 
 
