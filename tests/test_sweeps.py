@@ -8,6 +8,7 @@ on Rosenbrock for a few dozen steps, so a trial's value depends on its hyperpara
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,16 @@ def test_outcome_scores_the_objective_and_names_why_a_trial_has_no_value() -> No
     assert search.outcome(accuracy, done, {"3": 0.5, "6": 0.75, "9": 0.625})[1] == 0.75
     diverged = {"status": "diverged", "message": "loss became non-finite", "summary": {}}
     assert search.outcome(Objective(), diverged, {})[:2] == ("diverged", None)
+
+
+def test_the_sweep_tables_keep_their_own_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    with JobStore(path) as jobs:
+        version = jobs.schema_version
+        for _ in range(2):  # opening again migrates nothing
+            SweepStore(path).close()
+        assert jobs.schema_version == version  # the job store's PRAGMA user_version
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE sweep_schema SET version = 99")
+    with pytest.raises(RuntimeError, match="sweep tables have schema version 99, newer"):
+        SweepStore(path)
