@@ -14,21 +14,24 @@ succeeded, 1 when one diverged or failed, 130 when cancelled with Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from playground import cli_files as files
 from playground import cli_info as info
 from playground import cli_output as out
+from playground.cli_jobs import LocalJobs
 from playground.cli_spec import (
     PROG,
     UsageError,
     build_comparison,
-    local_data,
+    check_local_run,
     one_line,
     positive_float,
     positive_int,
@@ -52,34 +55,101 @@ class _Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
-    spec, labels = build_comparison(args)
-    from pydantic import ValidationError
-
-    from server.runner import run_job
+    spec = build_comparison(args)
+    from server.errors import ServiceError
+    from server.jobs import export
+    from server.specs import expand
 
     if spec.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: CUDA is not available on this machine")
-    try:
-        jobs = spec.jobs()
-    except ValidationError as e:
-        raise UsageError(validation_message(e, "spec")) from e
-    data = local_data(args.data, spec.task, jobs)
+    jobs_to_run = [job.spec for job in expand(spec)]
+    check_local_run(args.data, spec.task.model_dump(), jobs_to_run)
     folder = Path(args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create output folder {folder}: {e.strerror or e}") from e
 
-    per_opt = len(spec.seeds)
-    records = [
-        out.RunRecord(index=i + 1, label=labels[i // per_opt], job=job)
-        for i, job in enumerate(jobs)
-    ]
-    progress = out.Progress(len(records), quiet=args.quiet)
     stop = threading.Event()
+    with LocalJobs(args.store, args.data, len(jobs_to_run)) as jobs:
+        if jobs.leftovers:
+            _warn(f"cancelled {jobs.leftovers} job(s) an earlier run left queued in the store")
+        try:
+            stored = jobs.submit(spec)
+        except ServiceError as e:
+            raise UsageError(f"spec: {e}") from e
+        progress = out.Progress(len(stored), quiet=args.quiet)
+        recorder = _Recorder(jobs, stored, folder, progress)
+        try:
+            with _cancel_on_sigint(stop, progress):
+                jobs.follow([job["id"] for job in stored], recorder.record, stop)
+        finally:
+            recorder.close()
+        done = recorder.done
+        metrics = export.collect_metrics(jobs.store, [jobs.job(r.job_id) for r in done])
+
+    written = files.write_results(folder, done, spec.model_dump(), metrics)
+    written += files.write_plots(folder, done, args.plot, _warn, args.x_axis)
+    print(out.summary_table(done, spec.target))
+    for line in out.failure_notes(done):
+        print(line)
+    if len(done) < len(stored):
+        print(f"{len(stored) - len(done)} of {len(stored)} jobs not started (cancelled)")
+    print(f"results in {folder}: {', '.join([*written, *(['events/'] if done else [])])}")
+    if stop.is_set():
+        return EXIT_INTERRUPTED
+    return 0 if all(r.status.status == "succeeded" for r in done) else 1
+
+
+class _Recorder:
+    """Each event of a run's jobs into its record, its events/*.jsonl and the progress
+    line, as it comes; a job cancelled before it started is no run (it gets neither)."""
+
+    def __init__(
+        self, jobs: LocalJobs, stored: list[dict[str, Any]], folder: Path, progress: out.Progress
+    ) -> None:
+        from server.specs import stored_job
+
+        self.jobs, self.folder, self.progress = jobs, folder, progress
+        self.records = {
+            job["id"]: out.RunRecord(
+                index=i + 1,
+                label=job["optimizer_label"],
+                job=stored_job(job["spec"]),
+                job_id=job["id"],
+            )
+            for i, job in enumerate(stored)
+        }
+        self.logs: dict[str, files.EventLog] = {}
+        self.done: list[out.RunRecord] = []
+
+    def record(self, job_id: str, event: Any) -> None:
+        record = self.records[job_id]
+        if job_id not in self.logs:
+            if event.type == "status" and self.jobs.job(job_id)["started"] is None:
+                return  # cancelled while queued
+            self.progress.start(record)
+            self.logs[job_id] = files.EventLog(self.folder, record)
+        record.events.append(event)
+        self.logs[job_id].write(event)
+        self.progress.event(event)
+        if event.type == "status":
+            self.logs.pop(job_id).close()
+            record.status = event
+            self.progress.finish(event)
+            self.done.append(record)
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_sigint(stop: threading.Event, progress: out.Progress) -> Iterator[None]:
+    """The first Ctrl-C sets `stop` (the run cancels its jobs), a second one aborts."""
 
     def on_sigint(signum: int, frame: Any) -> None:
         if stop.is_set():
@@ -87,46 +157,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop.set()
         progress.note(f"{PROG}: cancelling the current job (Ctrl-C again to abort at once)")
 
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    done: list[out.RunRecord] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        with data:
-            for record in records:
-                if stop.is_set():
-                    break
-                progress.start(record)
-                log = files.EventLog(folder, record)
-
-                def sink(
-                    event: Any, record: out.RunRecord = record, log: files.EventLog = log
-                ) -> None:
-                    record.events.append(event)
-                    log.write(event)
-                    progress.event(event)
-
-                try:
-                    record.status = run_job(record.job, sink, stop.is_set)
-                finally:
-                    log.close()
-                progress.finish(record.status)
-                done.append(record)
+        yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-    written = files.write_results(folder, done, spec.model_dump())
-    written += files.write_plots(folder, done, args.plot, _warn, args.x_axis)
-    print(out.summary_table(done, spec.target))
-    for line in out.failure_notes(done):
-        print(line)
-    if len(done) < len(records):
-        print(f"{len(records) - len(done)} of {len(records)} jobs not started (cancelled)")
-    print(f"results in {folder}: {', '.join([*written, *(['events/'] if done else [])])}")
-    if stop.is_set():
-        return EXIT_INTERRUPTED
-    return 0 if all(r.status.status == "succeeded" for r in done) else 1
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -224,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec", metavar="FILE", help="comparison spec (.json/.yaml); flags override it"
     )
     run.add_argument("--out", metavar="DIR", help="output folder (default results/<timestamp>)")
+    run.add_argument(
+        "--store",
+        metavar="DIR",
+        help="keep the job store (jobs.sqlite) in this folder, e.g. to view the runs with "
+        "`serve --data-dir DIR` (default: a temporary folder, deleted after the run)",
+    )
     run.add_argument(
         "--plot",
         choices=("none", "html", "png", "both"),

@@ -1,30 +1,22 @@
-"""The result files of `psgd-playground run`: summary.json, spec.json, metrics.csv,
-eval.csv, events/*.jsonl and the static plots (loss.html/png, trajectory.html/png)."""
+"""The result files of `psgd-playground run`: summary.json, spec.json, metrics.csv and
+eval.csv (the job service's export), events/*.jsonl and the static plots (loss.html/png,
+trajectory.html/png, its contour map from the tasks' sampler)."""
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from playground.cli_output import RunRecord
+from server.jsonable import json_safe
+
+#: grid points per axis of the static trajectory plot's contour map
+CONTOUR_RESOLUTION = 121
 
 
 # ------------------------------------------------------------------------------ files
-def jsonable(value: Any) -> Any:
-    """`value` with non-finite floats as null, so the output is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 #: events/*.jsonl is flushed at most this often (and when the job ends).
 EVENTS_FLUSH_SECONDS = 1.0
 
@@ -41,7 +33,7 @@ class EventLog:
         self._flushed = time.monotonic()
 
     def write(self, event: Any) -> None:
-        self._file.write(json.dumps(jsonable(event.model_dump()), allow_nan=False) + "\n")
+        self._file.write(json.dumps(json_safe(event.model_dump()), allow_nan=False) + "\n")
         now = time.monotonic()
         if now - self._flushed >= EVENTS_FLUSH_SECONDS:
             self._file.flush()
@@ -51,13 +43,20 @@ class EventLog:
         self._file.close()
 
 
-def write_results(out: Path, records: list[RunRecord], spec: dict[str, Any]) -> list[str]:
-    """summary.json, spec.json, metrics.csv and eval.csv (when any); returns the names."""
+def write_results(
+    out: Path, records: list[RunRecord], spec: dict[str, Any], metrics: list[dict[str, Any]]
+) -> list[str]:
+    """summary.json, spec.json, and the job service's metrics export (`metrics`, from
+    `server.jobs.export.collect_metrics`) as metrics.csv and eval.csv (when any job was
+    evaluated); returns the names."""
+    from server.jobs import export
+
     runs = []
     for r in records:
         runs.append(
             {
                 "run": r.index,
+                "job_id": r.job_id,
                 "label": r.label,
                 "optimizer": r.job.optimizer.name,
                 "optimizer_config": r.job.optimizer.model_dump(),
@@ -74,62 +73,27 @@ def write_results(out: Path, records: list[RunRecord], spec: dict[str, Any]) -> 
     written = ["summary.json", "spec.json", "metrics.csv"]
     _dump_json(out / "summary.json", runs)
     _dump_json(out / "spec.json", spec)
-    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["run", "optimizer", "seed", "step", "loss", "grad_norm", "lr", "step_time", "elapsed"]
-        )
-        for r in records:
-            for e in r.events:
-                if e.type == "metrics":
-                    w.writerow(
-                        [
-                            r.index,
-                            r.label,
-                            r.seed,
-                            e.step,
-                            e.loss,
-                            e.grad_norm,
-                            e.lr,
-                            e.step_time,
-                            e.elapsed,
-                        ]
-                    )
-    keys = sorted({k for r in records for e in r.events if e.type == "eval" for k in e.metrics})
-    if keys:
-        with open(out / "eval.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["run", "optimizer", "seed", "step", "epoch", *keys])
-            for r in records:
-                for e in r.events:
-                    if e.type == "eval":
-                        values = [e.metrics.get(k, "") for k in keys]
-                        w.writerow([r.index, r.label, r.seed, e.step, e.epoch, *values])
+    (out / "metrics.csv").write_text(export.metrics_csv(metrics), encoding="utf-8")
+    evaluations = export.evaluations_csv(metrics)
+    if evaluations is not None:
+        (out / "eval.csv").write_text(evaluations, encoding="utf-8")
         written.append("eval.csv")
     return written
 
 
 def _dump_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(jsonable(value), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
 
 
 # ------------------------------------------------------------------------------ plots
-def _contour(record: RunRecord, domain: list[list[float]]) -> tuple[Any, Any, Any] | None:
-    """The landscape over its domain, when the task exposes `contour(grid_x, grid_y)`."""
-    import torch
+def _contour(record: RunRecord) -> tuple[Any, Any, Any] | None:
+    """The landscape under the paths, from the sampler the API's contour route uses."""
+    from server.tasks.contours import sample_contour
 
-    from playground.figures import landscape_grid
-
-    task = record.job.task.build(torch.device("cpu"), record.seed)
-    contour = getattr(task, "contour", None)
-    if contour is None:
-        return None
-    xs, ys = landscape_grid(domain)
-    grid_y, grid_x = torch.meshgrid(
-        torch.tensor(ys, dtype=torch.float64), torch.tensor(xs, dtype=torch.float64), indexing="ij"
-    )
-    zs = contour(grid_x, grid_y)
-    return None if zs is None else (xs, ys, zs.double().cpu().tolist())
+    contour = sample_contour(record.job.task, record.seed, CONTOUR_RESOLUTION)
+    return None if contour is None else (contour["x"], contour["y"], contour["z"])
 
 
 def write_plots(
@@ -158,7 +122,7 @@ def write_plots(
         contour = None
         if meta_task.get("domain"):
             try:
-                contour = _contour(next(iter(firsts.values())), meta_task["domain"])
+                contour = _contour(next(iter(firsts.values())))
             except Exception as error:  # a missing contour only loses the background
                 warn(f"no contour map for {task_name}: {error}")
         built["trajectory"] = figures.trajectory_figure(

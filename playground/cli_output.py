@@ -39,9 +39,10 @@ PROGRESS_MIN_GAP = 1.0
 class RunRecord:
     """One job of a comparison and everything it emitted."""
 
-    index: int  # 1-based, as in the progress lines, the CSV `run` column and file names
-    label: str  # the optimizer name, with "#k" when the same optimizer appears k times
-    job: Any  # server.runner.JobSpec
+    index: int  # 1-based, as in the progress lines, summary.json and file names
+    label: str  # the service's optimizer label: the name, "#k" on its k-th repeat
+    job: Any  # server.specs.JobSpec
+    job_id: str = ""  # the job service's id, as in metrics.csv
     events: list[Any] = field(default_factory=list)
     status: Any = None  # the final server.events.Status
 
@@ -216,7 +217,7 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
     success = "target" if target is not None else "solved"
     reach = reach_words(success)
     header = ["run", "optimizer", "seed", "status", "final loss", "best loss", f"steps {reach}"]
-    header.append(f"evals {reach}")  # gradient evaluations + Hessian-vector products
+    header += [f"evals {reach}", f"s {reach}"]  # evals: gradients + Hessian-vector products
     # set-up (building task and optimizer, step 0) apart from the run (steps 1…n)
     header += ["setup (s)", "run (s)", *([f"final {metric}"] if metric else [])]
     rows = [header]
@@ -227,11 +228,12 @@ def summary_table(records: list[RunRecord], target: float | None) -> str:
         final = s.get("final_loss") if s.get("steps") else None  # no step, no loss
         row += [_num(final), _num(s.get("best_loss")), _num(reached, "d")]
         row.append(_num(evaluations_to(s, success), "d"))
+        row.append(_num(s.get(f"{success}_seconds"), ".2f"))
         row += [_num(s.get("setup_seconds"), ".2f"), _num(s.get("seconds"), ".2f")]
         if metric:
             row.append(_num((s.get("final_eval") or {}).get(metric), ".4g"))
         rows.append(row)
-    lines = _align(rows, right={0, 2, 4, 5, 6, 7, 8, 9, 10})
+    lines = _align(rows, right={0, 2, *range(4, len(header))})
     lines.insert(1, "-" * len(lines[0]))
 
     lines.append("")

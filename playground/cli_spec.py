@@ -7,7 +7,6 @@ message that names the flag, field or file at fault.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import json
 from pathlib import Path
@@ -159,12 +158,12 @@ def _as_spec(entry: Any, what: str) -> dict[str, Any]:
     return dict(entry)
 
 
-def build_comparison(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    """The ComparisonSpec from a spec file and flags (flags win), and one label per optimizer."""
+def build_comparison(args: argparse.Namespace) -> Any:
+    """The ComparisonSpec from a spec file and flags (flags win)."""
     from pydantic import ValidationError
 
     from server.optimizers import REGISTRY, optimizer_config
-    from server.runner import ComparisonSpec
+    from server.specs import ComparisonSpec
     from server.tasks import TASKS, task_config
 
     doc = _load_spec_file(args.spec) if args.spec else {}
@@ -232,24 +231,19 @@ def build_comparison(args: argparse.Namespace) -> tuple[Any, list[str]]:
         spec = ComparisonSpec.model_validate(doc)
     except ValidationError as e:
         raise UsageError(validation_message(e, "spec")) from e
-    counts: dict[str, int] = {}
-    labels = []
-    for name in chosen:
-        counts[name] = counts.get(name, 0) + 1
-        labels.append(name if chosen.count(name) == 1 else f"{name}#{counts[name]}")
-    return spec, labels
+    return spec
 
 
 # ------------------------------------------------------------------------ local runs
-def local_data(path: str | None, task: dict[str, Any], jobs: list[Any]) -> Any:
-    """The context a local run's jobs execute in: `--data PATH` for cifar10 (any local
-    archive or folder; the API takes only dataset names). Also refuses, like the server,
-    a job whose estimated memory exceeds this machine's memory."""
+def check_local_run(path: str | None, task: dict[str, Any], jobs: list[Any]) -> None:
+    """Refuse a `--data PATH` that cannot serve the run (cifar10 only, any local archive or
+    folder; the API takes only dataset names), and, like the server, a job whose estimated
+    memory exceeds this machine's memory."""
     from server.tasks import cifar
 
     if path is None:
         _check_memory(jobs)
-        return contextlib.nullcontext()
+        return
     if task.get("name") != "cifar10":
         raise UsageError(f"--data: only the cifar10 task reads data, not {task.get('name')}")
     if task.get("dataset") is not None:
@@ -258,7 +252,6 @@ def local_data(path: str | None, task: dict[str, Any], jobs: list[Any]) -> Any:
         raise UsageError(f"--data {path}: no such file or folder")
     with cifar.local_data(path):  # the estimate sizes this dataset
         _check_memory(jobs)
-    return cifar.local_data(path)
 
 
 def _check_memory(jobs: list[Any]) -> None:

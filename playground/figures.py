@@ -227,18 +227,6 @@ def loss_figure(
     return fig
 
 
-def landscape_grid(
-    domain: Sequence[Sequence[float]], n: int = 121
-) -> tuple[list[float], list[float]]:
-    """`n` evenly spaced x and y coordinates spanning a 2-D `domain` [[x0, x1], [y0, y1]]."""
-    (x0, x1), (y0, y1) = domain
-
-    def axis(lo: float, hi: float) -> list[float]:
-        return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-
-    return axis(x0, x1), axis(y0, y1)
-
-
 def path_points(events: Sequence[EventLike]) -> list[list[float]]:
     """The 2-D positions of a run's trajectory events, in order."""
     return [list(p) for e in _of_type(events, "trajectory") if (p := _get(e, "point")) is not None]

@@ -65,11 +65,14 @@ def test_issue_example_writes_every_output(tmp_path: Path, capsys: pytest.Captur
     assert first["environment"]["torch"]
     assert first["summary"]["steps"] == 50
 
+    # metrics.csv is the job service's export, as the API's /metrics?format=csv writes it
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert set(rows[0]) >= {"run", "optimizer", "seed", "step", "loss", "grad_norm", "lr"}
-    for run in range(1, 7):
-        assert sum(row["run"] == str(run) for row in rows) == 50
+    assert list(rows[0])[:5] == ["job_id", "label", "optimizer_label", "seed", "step"]
+    assert set(rows[0]) >= {"loss", "grad_norm", "lr"}
+    for run in summary:
+        assert sum(row["job_id"] == run["job_id"] for row in rows) == 50
+    assert rows[0]["label"] == "psgd-dense seed=0" and rows[-1]["optimizer_label"] == "adam"
     assert len(list((out / "events").glob("*.jsonl"))) == 6
     lines = (out / "events" / "4-adam-seed0.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["type"] == "started"
@@ -406,24 +409,20 @@ def test_progress_without_a_terminal_prints_lines_as_the_job_goes():
 
 
 def test_events_are_written_while_the_job_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """events/*.jsonl grows during the job (flushed about once a second), not only at its end."""
-    import server.runner
+    """events/*.jsonl grows as the events come (flushed about once a second), not only at
+    the job's end."""
     from playground import cli_files
 
     monkeypatch.setattr(cli_files, "EVENTS_FLUSH_SECONDS", 0.0)  # flush every line
     seen: list[int] = []
-    real_run_job = server.runner.run_job
+    real_write = cli_files.EventLog.write
 
-    def watching_run_job(job, sink, should_stop):
-        def spy(event):
-            sink(event)
-            if event.type == "metrics" and event.step == 5:
-                (path,) = (tmp_path / "out" / "events").iterdir()
-                seen.append(len(path.read_text().splitlines()))
+    def watching_write(log: cli_files.EventLog, event: object) -> None:
+        real_write(log, event)
+        if event.type == "metrics" and event.step == 5:  # type: ignore[attr-defined]
+            seen.append(len(log.path.read_text().splitlines()))
 
-        return real_run_job(job, spy, should_stop)
-
-    monkeypatch.setattr(server.runner, "run_job", watching_run_job)
+    monkeypatch.setattr(cli_files.EventLog, "write", watching_write)
     argv = ["run", "--task", "rosenbrock", "--optimizer", "adam", "--steps", "20"]
     assert main([*argv, "--out", str(tmp_path / "out"), "--plot", "none", "--quiet"]) == 0
     assert seen and seen[0] >= 6  # started + five metrics lines already on disk
@@ -450,10 +449,31 @@ def test_figures_accept_event_dicts():
     negative = [{"type": "metrics", "step": 1, "loss": -2.0}]
     assert figures.loss_figure([("sgd", negative)]).layout.yaxis.type == "linear"
 
-    xs, ys = figures.landscape_grid([[0, 1], [0, 2]], n=3)
+    xs, ys = [0.0, 0.5, 1.0], [0.0, 1.0, 2.0]
     contour = (xs, ys, [[x + y for x in xs] for y in ys])
     traj = figures.trajectory_figure(
         [("adam", run(1.0))], contour=contour, task={"known_minima": [[1, 1]]}
     )
     assert traj.data[0].type == "contour"
     assert any(t.name == "known minima" for t in traj.data)
+
+
+def test_runs_go_through_the_job_service_and_store_keeps_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`--store DIR` keeps the job service's store: its jobs are the run's, labelled by the
+    service, and metrics.csv is the store's export, as the API serves it."""
+    from server.jobs.export import collect_metrics, metrics_csv
+    from server.jobs.store import JobStore
+
+    store_dir, out = tmp_path / "store", tmp_path / "out"
+    argv = ["run", "--task", "rosenbrock", "--optimizer", "adam", "--optimizer", "adam"]
+    argv += ["--steps", "5", "--store", str(store_dir), "--out", str(out), "--plot", "none"]
+    assert main(argv) == 0, capsys.readouterr().err
+    runs = _strict_json(out / "summary.json")
+    with JobStore(store_dir / "jobs.sqlite") as store:
+        jobs = [store.get_job(run["job_id"]) for run in runs]
+        assert [job["label"] for job in jobs] == ["adam seed=0", "adam#2 seed=0"]
+        assert {job["status"] for job in jobs} == {"succeeded"}
+        assert (out / "metrics.csv").read_text() == metrics_csv(collect_metrics(store, jobs))
+    assert [run["label"] for run in runs] == ["adam", "adam#2"]

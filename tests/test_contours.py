@@ -39,3 +39,15 @@ def test_the_api_answers_the_samplers_map() -> None:
     api = landscape_contour("quadratic", json.dumps(options), seed=3, resolution=11)
     sampled = sample_contour(task_config({"name": "quadratic", **options}), 3, 11)
     assert sampled is not None and api == {"task": "quadratic", **sampled}
+
+
+def test_the_cli_plot_draws_the_samplers_map() -> None:
+    from playground import cli_files
+    from playground.cli_output import RunRecord
+    from server.specs import JobSpec
+
+    spec = {"name": "quadratic", "dim": 2, "condition_number": 50}
+    job = JobSpec.model_validate({"task": spec, "optimizer": {"name": "adam"}, "seed": 3})
+    contour = cli_files._contour(RunRecord(index=1, label="adam", job=job))
+    sampled = sample_contour(job.task, 3, cli_files.CONTOUR_RESOLUTION)
+    assert sampled is not None and contour == (sampled["x"], sampled["y"], sampled["z"])

@@ -106,7 +106,7 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, job_id: str, spec: dict[str, Any]) -> None:
-        """Queue a job (FIFO). The spec is validated where the job runs."""
+        """Queue a job (FIFO). The spec is a JobSpec's dump, validated when it was submitted."""
 
     @abstractmethod
     def cancel(self, job_id: str) -> bool:
@@ -237,12 +237,16 @@ class LocalExecutor(Executor):
         memory_limit_mb: int | None = None,
         pool_size: int | None = None,
         threads_per_job: int | None = None,
+        local_data: str | None = None,
     ) -> None:
         """`memory_limit_mb`: each CPU worker's address-space limit; None for
         `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
         `pool_size`: warm workers kept idle; None for `concurrency`, 0 for none (each job
         then waits for a new interpreter to import torch). `threads_per_job`: torch threads
-        of each job; None for DEFAULT_THREADS_PER_JOB."""
+        of each job; None for DEFAULT_THREADS_PER_JOB. `local_data`: a CIFAR-10 archive or
+        folder that cifar10 jobs read instead of the data folders (the CLI's `--data`: an
+        argument of whoever builds the executor, never a setting or a spec field, so no
+        API client can name a path)."""
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if memory_limit_mb is not None and memory_limit_mb < 0:
@@ -257,6 +261,7 @@ class LocalExecutor(Executor):
             memory_limit_mb = default_memory_limit_mb(self.concurrency)
         self.memory_limit_mb: int | None = memory_limit_mb or None
         self.threads_per_job = threads_per_job or DEFAULT_THREADS_PER_JOB
+        self.local_data = local_data
         self.pool_size = self.concurrency if pool_size is None else pool_size
         self._gpus = _visible_gpus()
         self._ctx = multiprocessing.get_context("spawn")
@@ -522,7 +527,10 @@ class LocalExecutor(Executor):
             job.oom_kills = _oom_kills()
         # plain values only: a worker that has not yet imported the runner can unpickle them
         limits = dataclasses.asdict(self.limits)
-        worker.hand(job_order(job.spec, self.threads_per_job, limits, self.memory_limit_mb))
+        order = job_order(
+            job.spec, self.threads_per_job, limits, self.memory_limit_mb, self.local_data
+        )
+        worker.hand(order)
         process = worker.process
         try:
             self._on_launch(job.id, process.pid, identity(process.pid))
