@@ -24,7 +24,8 @@ def test_several_seeds_get_statistics_and_the_loss_plot_its_work_axis(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     header = captured.out.splitlines()[0]
-    assert re.split(r"\s{2,}", header)[6:8] == ["steps to target", "evals to target"]
+    columns = ["steps to target", "evals to target", "s to target"]
+    assert re.split(r"\s{2,}", header)[6:9] == columns
     assert "over seeds: means with Student-t 95 % intervals" in captured.out
     block = captured.out.split("over seeds:", 1)[1].splitlines()
     lbfgs = next(line for line in block if line.startswith("lbfgs  final loss"))
