@@ -1,4 +1,6 @@
-"""The job service: validates specs, stores jobs, hands them to an executor, records events.
+"""The job service: applies this server's limits to specs, stores jobs, hands them to an
+executor, records events. Specs arrive typed (`server.specs`: the API's bodies) or as dicts
+(CLI, sweeps), which it validates into them, once.
 
     service = JobService(store, executor, broker, settings)
     service.start()                       # recover what a previous server left, resubmit
@@ -18,8 +20,8 @@ Every job ends with exactly one final status event: the runner's, the executor's
 when a worker dies without sending one, or the store's "interrupted" one at the next start
 for a job the previous server left running. A job is "running" from the moment a worker
 takes it (`on_launch`), so the store is the one source of queued / running counts.
-The service knows nothing of HTTP; the API maps its errors
-(`NotFound` 404, `InvalidSpec` 422, `Conflict` 409, `QueueFull` 429) to responses.
+The service knows nothing of HTTP; the API maps its errors (`server.errors`: `NotFound` 404,
+`InvalidSpec` 422, `Conflict` 409, `QueueFull` 429) to responses.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class JobService:
         self._final_sent: set[str] = set()
         self._last_step: dict[str, int] = {}
         self._stopping = False
-        self._cuda = cuda_available()
+        # the executor's GPUs may be elsewhere (a Ray cluster's nodes)
+        self._cuda = cuda_available() or bool(getattr(executor, "offers_cuda", False))
         self.quota = JobQuota(store, settings)
 
     # ------------------------------------------------------------------ lifecycle
