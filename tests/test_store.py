@@ -3,6 +3,7 @@ thinning, crash recovery, persistence and thread safety."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -133,6 +134,23 @@ def test_created_job_is_queued_with_its_spec_and_label(store: JobStore) -> None:
         "finished": None,
     }
     assert isinstance(job["created"], float)
+
+
+def test_a_job_stored_before_optimizer_labels_reads_its_optimizer_name(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+    JobStore(db).close()  # a database at version 2
+    monkeypatch.undo()
+    with sqlite3.connect(db) as conn:  # a row as a version-2 server wrote it
+        conn.execute(
+            "INSERT INTO jobs (id, label, spec, status, created) VALUES (?, ?, ?, 'queued', 0)",
+            ("old1", "sgd seed=2", json.dumps({**SPEC, "optimizer": {"name": "sgd"}, "seed": 2})),
+        )
+    with JobStore(db) as store:
+        job = store.get_job("old1")
+    assert job is not None
+    assert (job["optimizer"], job["optimizer_label"], job["seed"]) == ("sgd", "sgd", 2)
 
 
 def test_a_job_keeps_its_identity_in_full_and_in_lists(store: JobStore) -> None:
