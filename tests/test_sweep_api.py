@@ -91,6 +91,21 @@ def test_a_sweep_runs_streams_its_log_and_exports_its_trials(make_client: Any) -
     assert [row["event"]["type"] for row in sse_events(tail.text)] == ["status"]
 
 
+def test_a_dry_run_shows_the_default_ranges_and_starts_nothing(make_client: Any) -> None:
+    client = make_client()
+    body = {**SPEC, "optimizers": [{"name": "psgd-kron", "tune": ["lr", "fitting"]}]}
+    response = client.post("/api/sweeps?dry_run=true", json=body)
+    assert response.status_code == 200, response.text
+    space = response.json()["optimizers"][0]["space"]
+    # around the task's preset (Rosenbrock: lr 1.0), not the schema's default (1e-3)
+    assert space["lr"] | {"low": 0.01, "high": 100.0, "log": True} == space["lr"]
+    assert space["fitting"]["values"] == ["whiten", "newton"]
+    assert client.get("/api/sweeps").json()["total"] == 0
+    assert client.get("/api/jobs").json()["total"] == 0
+    bad = client.post("/api/sweeps?dry_run=true", json={**SPEC, "trials": 0})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("trials: ")
+
+
 def test_cancel_stops_the_trials_in_flight_and_a_second_cancel_conflicts(make_client: Any) -> None:
     client = make_client()  # a fake executor, paused: the trials' jobs stay queued
     client.executor.pause()

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api import schemas
@@ -88,6 +88,10 @@ TRIALS_EXPORT = {
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
 }
+DRY_RUN = {200: {"description": "dry_run: the resolved spec; nothing was started"}}
+DryRun = Annotated[
+    bool, Query(description="only check the spec and answer it resolved (default ranges)")
+]
 ExportFormat = Annotated[Literal["json", "csv"], Query(description="json or csv")]
 
 
@@ -107,11 +111,15 @@ def build_sweep_router(settings: Settings) -> APIRouter:
         "",
         status_code=201,
         summary="Start a sweep (tune each optimizer with equal trials, re-run the bests)",
-        **mutating(a=BODY, b=INVALID, c=QUEUE_FULL),
+        **mutating(a=BODY, b=INVALID, c=QUEUE_FULL, d=DRY_RUN),
     )
-    def create_sweep(spec: SweepSpec, sweeps: Sweeps) -> dict[str, Any]:
+    def create_sweep(spec: SweepSpec, sweeps: Sweeps, dry_run: DryRun = False) -> Any:
         """Body: a SweepSpec, e.g. `{"task": {"name": "rosenbrock"}, "steps": 200,
-        "trials": 20, "seeds": 5, "optimizers": [{"name": "adam", "tune": ["lr"]}]}`."""
+        "trials": 20, "seeds": 5, "optimizers": [{"name": "adam", "tune": ["lr"]}]}`.
+        With `dry_run=true`: 200 and the spec as it would be stored (each `tune` name
+        given its default range in `space`), after the same checks; nothing starts."""
+        if dry_run:
+            return JSONResponse(json_safe(sweeps.resolve(spec)))
         return json_safe(sweeps.create(spec))
 
     @router.get("", summary="List sweeps (summaries, newest first)", responses=INVALID)

@@ -110,6 +110,11 @@ class SweepService:
         self._wake.set()
         return self.sweep(sweep_id)
 
+    def resolve(self, data: dict[str, Any] | SweepSpec) -> dict[str, Any]:
+        """The spec as `create` would store it (each `tune` name given its default range),
+        without creating anything: for forms that show the ranges before a sweep starts."""
+        return validate_sweep(self.jobs, data).model_dump(mode="json")
+
     def sweep(self, sweep_id: str) -> dict[str, Any]:
         """The sweep with its trials and, per optimizer, its best trial and best-so-far."""
         row = self._row(sweep_id)
@@ -135,6 +140,7 @@ class SweepService:
         return {
             **row,
             "direction": "minimize" if minimize else "maximize",
+            "held_out": spec.task.split_note(),
             "optimizers": optimizers,
             "trials": [{"optimizer": names[t["optimizer_index"]], **t} for t in trials],
             "rerun": self._rerun(row["comparison_id"]),
@@ -332,7 +338,7 @@ class SweepService:
         i, number = trial["optimizer_index"], trial["number"]
         optimizer = spec.optimizers[i]
         job_spec = {
-            **spec.job_fields(),
+            **spec.job_fields(rerun=False),
             "optimizer": {"name": optimizer.name, **optimizer.fixed, **trial["params"]},
             "seed": spec.seed,
         }
@@ -410,7 +416,7 @@ class SweepService:
             self._finish(sweep_id, "succeeded", "")
             return
         comparison = {
-            **spec.job_fields(),
+            **spec.job_fields(rerun=True),
             "optimizers": best,
             "seeds": spec.rerun_seeds(),
         }
