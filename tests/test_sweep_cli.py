@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_executor import FakeExecutor
 from thread_executor import ThreadExecutor
 
 import server.api.app
 from playground.cli import main
+from playground.cli_sweep import run_sweep
 
 TINY = ["--task", "rosenbrock", "--steps", "10", "--trials", "2", "--seeds", "2"]
 
@@ -114,3 +117,25 @@ def test_a_tiny_sweep_runs_on_the_local_executor(
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("→ complete") == 2 and "re-runs on seeds 1 (" in out
+
+
+def test_stopping_cancels_the_sweep(tmp_path: Path, clean_env: None) -> None:
+    """What Ctrl-C does: the stop event cancels the sweep and its trials in flight."""
+    executor = FakeExecutor()
+    executor.pause()  # the first trial's job stays queued
+    spec = {
+        "task": {"name": "rosenbrock"},
+        "steps": 10,
+        "optimizers": [{"name": "adam", "tune": ["lr"]}],
+    }
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+        if event["type"] == "trial_started":
+            stop.set()
+
+    sweep = run_sweep(spec, str(tmp_path), on_event, stop, executor)
+    assert sweep["status"] == "cancelled" and seen[-1] == "status"
+    assert [t["status"] for t in sweep["trials"]] == ["cancelled"]
