@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -256,8 +257,14 @@ def _services(data_dir: str | None, executor: Any) -> Iterator[Any]:
         stack.callback(jobs.stop)
         sweeps = SweepService(jobs, SweepStore(settings.db_path))
         stack.callback(sweeps.store.close)
-        sweeps.start()
+        resumed = sweeps.start()
         stack.callback(sweeps.stop)
+        if resumed:  # a kept store's sweeps a killed run left: they go on, as in the server
+            print(
+                f"psgd-playground: warning: resuming {len(resumed)} sweep(s) left running in "
+                f"{folder}: {', '.join(resumed)}",
+                file=sys.stderr,
+            )
         yield sweeps
 
 
@@ -292,6 +299,8 @@ def report(sweep: dict[str, Any]) -> list[str]:
         + (f" ({sweep['message']})" if sweep["message"] else ""),
         f"best of {spec['trials']} trials per optimizer ({what}, {sweep['direction']}):",
     ]
+    if sweep.get("held_out"):
+        lines.insert(1, f"data: {sweep['held_out']}")
     for optimizer in sweep["optimizers"]:
         best = optimizer["best"]
         text = (

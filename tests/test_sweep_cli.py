@@ -6,6 +6,7 @@ processes; the slow one runs a tiny sweep with the real local executor, as a use
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import threading
@@ -19,6 +20,8 @@ from thread_executor import ThreadExecutor
 import server.api.app
 from playground.cli import main
 from playground.cli_sweep import run_sweep
+from server.sweeps.spec import SweepSpec
+from server.sweeps.store import SweepStore
 
 TINY = ["--task", "rosenbrock", "--steps", "10", "--trials", "2", "--seeds", "2"]
 
@@ -139,3 +142,23 @@ def test_stopping_cancels_the_sweep(tmp_path: Path, clean_env: None) -> None:
     sweep = run_sweep(spec, str(tmp_path), on_event, stop, executor)
     assert sweep["status"] == "cancelled" and seen[-1] == "status"
     assert [t["status"] for t in sweep["trials"]] == ["cancelled"]
+
+
+def test_a_kept_store_says_which_sweeps_left_running_it_resumes(
+    in_process: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left = SweepSpec.model_validate(
+        {
+            "task": {"name": "rosenbrock"},
+            "steps": 5,
+            "trials": 1,
+            "seeds": 0,
+            "optimizers": [{"name": "adam", "space": {"lr": {"type": "choice", "values": [0.1]}}}],
+        }
+    )
+    with contextlib.closing(SweepStore(tmp_path / "jobs.sqlite")) as store:
+        left_id = store.create_sweep(left.model_dump(mode="json"))  # as a killed run left it
+    argv = [*TINY, "--seeds", "0", "--optimizer", "adam", "--tune", "lr", "--quiet"]
+    assert main(["sweep", *argv, "--data-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: resuming 1 sweep(s) left running in {tmp_path}: {left_id}" in err
