@@ -92,6 +92,22 @@ class ApiClient:
         path = f"/comparisons/{comparison_id}/metrics"
         return self._request("GET", path, params={"format": fmt}).text
 
+    # ------------------------------------------------------------------ sweeps
+    def resolve_sweep(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The sweep spec as the server would store it (default ranges filled in), nothing
+        started; needs the token as starting one does."""
+        return self._json("POST", "/sweeps", params={"dry_run": "true"}, json=spec)
+
+    def submit_sweep(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/sweeps", json=spec)
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """Its trials, per optimizer the best and best-so-far, and the re-runs' summary."""
+        return self._json("GET", f"/sweeps/{sweep_id}")
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/sweeps/{sweep_id}/cancel")
+
     # ------------------------------------------------------------------ jobs
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{job_id}")

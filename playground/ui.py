@@ -29,7 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from playground import figures, forms, live, views
+from playground import figures, forms, live, sweeps_tab, views
 from playground.client import ApiClient, ApiError
 from playground.presets import (
     PRESETS,
@@ -465,62 +465,84 @@ def build_ui(api_url: str) -> gr.Blocks:
             cancel_btn = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
         status = gr.Markdown("Loading…", elem_id="status")
         task_note = gr.Markdown("", elem_id="task-note")  # a task that cannot run yet: why
-        with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                task = gr.Dropdown(label="Task", allow_custom_value=True, elem_id="task")
-                optimizers = gr.Dropdown(
-                    label="Optimizers (each gets a form below)", multiselect=True,
-                    allow_custom_value=True, elem_id="optimizers",
-                )  # fmt: skip
-                schema_forms = gr.Column(elem_id="schema-forms")
-                form_error = gr.Markdown("", elem_id="form-error")
-                seeds = gr.Textbox(label="Seeds (comma-separated)", elem_id="seeds", **editable)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Compare", elem_id="compare-tab"):
                 with gr.Row():
-                    steps = gr.Number(label="Steps", precision=0, elem_id="steps", **editable)
-                    epochs = gr.Number(label="Epochs (overrides steps)", precision=0, **editable)
-                with gr.Row():
-                    device = gr.Radio(
-                        ["auto", "cpu", "cuda"], value="auto", label="Device", **editable
+                    with gr.Column(scale=1, min_width=300):
+                        task = gr.Dropdown(label="Task", allow_custom_value=True, elem_id="task")
+                        optimizers = gr.Dropdown(
+                            label="Optimizers (each gets a form below)", multiselect=True,
+                            allow_custom_value=True, elem_id="optimizers",
+                        )  # fmt: skip
+                        schema_forms = gr.Column(elem_id="schema-forms")
+                        form_error = gr.Markdown("", elem_id="form-error")
+                        seeds = gr.Textbox(
+                            label="Seeds (comma-separated)", elem_id="seeds", **editable
+                        )
+                        with gr.Row():
+                            steps = gr.Number(
+                                label="Steps", precision=0, elem_id="steps", **editable
+                            )
+                            epochs = gr.Number(
+                                label="Epochs (overrides steps)", precision=0, **editable
+                            )
+                        with gr.Row():
+                            device = gr.Radio(
+                                ["auto", "cpu", "cuda"], value="auto", label="Device", **editable
+                            )
+                            target = gr.Number(label="Target loss (optional)", **editable)
+                        share_btn = gr.Button("Share link", elem_id="share")
+                        share_box = gr.Textbox(
+                            label="Share URL", elem_id="share-url", buttons=["copy"]
+                        )
+                        with gr.Row():
+                            small = {"size": "sm", "min_width": 0}
+                            csv_btn = gr.Button("Export CSV", elem_id="export-csv", **small)
+                            json_btn = gr.Button("Export JSON", elem_id="export-json", **small)
+                            html_btn = gr.Button("Figures HTML", elem_id="export-html", **small)
+                            png_btn = gr.Button("Figures PNG", elem_id="export-png", **small)
+                        export_file = gr.File(label="Download", elem_id="export-file")
+                        png_name = gr.Textbox(visible=False)
+                    with gr.Column(scale=3):
+                        initial = _empty_figures()
+                        x_axis = gr.Radio(
+                            [(title, key) for key, (title, _) in figures.X_AXES.items()],
+                            value="step",
+                            label="Loss against (evaluations and seconds compare optimizers whose "
+                            "steps cost differently, e.g. L-BFGS)",
+                            elem_id="x-axis",
+                        )
+                        with gr.Row():
+                            loss_plot = gr.Plot(initial[0], label="Loss", elem_id="loss-plot")
+                            traj_plot = gr.Plot(
+                                initial[1], label="Trajectories", elem_id="traj-plot"
+                            )
+                        with gr.Row():
+                            spec_plot = gr.Plot(
+                                initial[2], label="Preconditioner", elem_id="spec-plot"
+                            )
+                            metr_plot = gr.Plot(
+                                initial[3], label="Task metrics", elem_id="metrics-plot"
+                            )
+                        results = gr.Dataframe(
+                            headers=views.RESULT_COLUMNS,
+                            label="Results",
+                            interactive=False,
+                            elem_id="results",
+                        )
+                        statistics = gr.Markdown("", elem_id="statistics")
+                with gr.Accordion("History", open=True):
+                    with gr.Row():
+                        pick = gr.Dropdown(
+                            label="Reopen a comparison", scale=4, elem_id="history-pick"
+                        )
+                        open_btn = gr.Button("Open", scale=0, elem_id="history-open")
+                        refresh_btn = gr.Button("Refresh", scale=0, elem_id="history-refresh")
+                    history = gr.Dataframe(
+                        headers=HISTORY_COLUMNS, interactive=False, elem_id="history"
                     )
-                    target = gr.Number(label="Target loss (optional)", **editable)
-                share_btn = gr.Button("Share link", elem_id="share")
-                share_box = gr.Textbox(label="Share URL", elem_id="share-url", buttons=["copy"])
-                with gr.Row():
-                    small = {"size": "sm", "min_width": 0}
-                    csv_btn = gr.Button("Export CSV", elem_id="export-csv", **small)
-                    json_btn = gr.Button("Export JSON", elem_id="export-json", **small)
-                    html_btn = gr.Button("Figures HTML", elem_id="export-html", **small)
-                    png_btn = gr.Button("Figures PNG", elem_id="export-png", **small)
-                export_file = gr.File(label="Download", elem_id="export-file")
-                png_name = gr.Textbox(visible=False)
-            with gr.Column(scale=3):
-                initial = _empty_figures()
-                x_axis = gr.Radio(
-                    [(title, key) for key, (title, _) in figures.X_AXES.items()],
-                    value="step",
-                    label="Loss against (evaluations and seconds compare optimizers whose "
-                    "steps cost differently, e.g. L-BFGS)",
-                    elem_id="x-axis",
-                )
-                with gr.Row():
-                    loss_plot = gr.Plot(initial[0], label="Loss", elem_id="loss-plot")
-                    traj_plot = gr.Plot(initial[1], label="Trajectories", elem_id="traj-plot")
-                with gr.Row():
-                    spec_plot = gr.Plot(initial[2], label="Preconditioner", elem_id="spec-plot")
-                    metr_plot = gr.Plot(initial[3], label="Task metrics", elem_id="metrics-plot")
-                results = gr.Dataframe(
-                    headers=views.RESULT_COLUMNS,
-                    label="Results",
-                    interactive=False,
-                    elem_id="results",
-                )
-                statistics = gr.Markdown("", elem_id="statistics")
-        with gr.Accordion("History", open=True):
-            with gr.Row():
-                pick = gr.Dropdown(label="Reopen a comparison", scale=4, elem_id="history-pick")
-                open_btn = gr.Button("Open", scale=0, elem_id="history-open")
-                refresh_btn = gr.Button("Refresh", scale=0, elem_id="history-refresh")
-            history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, elem_id="history")
+            with gr.Tab("Sweeps", elem_id="sweeps-tab"):
+                sweeps_tab.build(pg, token, demo)
 
         form = [task, optimizers, form_seed, seeds, steps, epochs, device, target]
         settings = [seeds, steps, epochs, device, target]
