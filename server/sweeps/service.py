@@ -140,7 +140,6 @@ class SweepService:
         return {
             **row,
             "direction": "minimize" if minimize else "maximize",
-            "held_out": spec.task.split_note(),
             "optimizers": optimizers,
             "trials": [{"optimizer": names[t["optimizer_index"]], **t} for t in trials],
             "rerun": self._rerun(row["comparison_id"]),
@@ -338,7 +337,7 @@ class SweepService:
         i, number = trial["optimizer_index"], trial["number"]
         optimizer = spec.optimizers[i]
         job_spec = {
-            **spec.job_fields(rerun=False),
+            **spec.job_fields(),
             "optimizer": {"name": optimizer.name, **optimizer.fixed, **trial["params"]},
             "seed": spec.seed,
         }
@@ -416,7 +415,7 @@ class SweepService:
             self._finish(sweep_id, "succeeded", "")
             return
         comparison = {
-            **spec.job_fields(rerun=True),
+            **spec.job_fields(),
             "optimizers": best,
             "seeds": spec.rerun_seeds(),
         }
