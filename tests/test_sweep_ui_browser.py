@@ -1,0 +1,43 @@
+"""The Sweeps tab in headless Chromium against a real server: a tiny sweep on Rosenbrock
+fills the trials table and draws the best-so-far and slice figures as its trials finish.
+
+Same browser, server and skips as tests/test_ui_browser.py (its fixtures are reused)."""
+
+from __future__ import annotations
+
+import pytest
+import test_ui_browser as browser
+from test_ui_browser import traces, wait_for
+
+# generous: on a loaded 2-core machine the server start and the four trial jobs take minutes
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+chromium, server, ui = browser.chromium, browser.server, browser.ui  # the same fixtures
+OPTIMIZERS = {"psgd-kron", "adam"}  # the tab's default pick
+
+
+def text(page, elem_id: str) -> str:
+    return page.inner_text(f"#{elem_id}")
+
+
+def test_a_tiny_sweep_fills_the_trials_table_and_draws_best_so_far(ui, server):
+    ui.goto(f"{server}/ui/")
+    ui.get_by_role("tab", name="Sweeps").click()
+    # the server's default ranges arrive in the search-space table (lr ticked for each)
+    wait_for(lambda: "preconditioner_lr" in text(ui, "sweep-space"), 60, "the default ranges")
+    assert "Without a default range" in text(ui, "sweep-space-note")  # weight_decay, say
+    for field, value in (("trials", "2"), ("seeds", "0"), ("steps", "20"), ("parallel", "2")):
+        ui.locator(f"#sweep-{field} input").fill(value)
+    ui.locator("#sweep-run").click()
+    wait_for(lambda: "Started sweep" in text(ui, "sweep-status"), 30, "the sweep to start")
+
+    def finished() -> bool:
+        return text(ui, "sweep-status").count("succeeded") > 0
+
+    wait_for(finished, 300, "the sweep to finish")
+    table = text(ui, "sweep-trials-table")
+    assert table.count("complete") + table.count("diverged") == 4, table
+    assert {"psgd-kron", "adam"} <= set(table.split())
+    lines = traces(ui, "sweep-best-plot")
+    assert set(lines) >= OPTIMIZERS, lines  # one best-so-far line per optimizer
+    assert all(lines[name] == 2 for name in OPTIMIZERS), lines  # a point per finished trial
+    assert OPTIMIZERS & set(traces(ui, "sweep-slice-plot"))
