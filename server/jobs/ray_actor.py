@@ -35,8 +35,13 @@ class JobActor:
         limits: dict[str, Any],
         memory_limit_mb: int | None,
         threads_per_job: int,
+        uses_gpu: bool,
     ) -> None:
-        """`memory_limit_mb`: None for the limit the local executor would use on this node."""
+        """`memory_limit_mb`: None for the limit the local executor would use on this node.
+        `uses_gpu`: whether the job reserved a GPU (Ray then makes it the one visible);
+        without one the job must not use any, whatever its device says."""
+        if not uses_gpu:  # before CUDA initialises here or in the job's worker
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
         if memory_limit_mb is None:
             memory_limit_mb = default_memory_limit_mb(default_concurrency())
         self._job_id = job_id

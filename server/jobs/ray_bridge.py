@@ -9,7 +9,8 @@ exits; the executor notices the closed pipe, reports it and starts a new bridge 
 
 Messages from the executor: ("submit", job_id, spec, resources), ("cancel", job_id),
 ("shutdown",). Messages to it: ("cluster", facts) now and then, ("launch", job_id, where),
-("event", job_id, event), ("exit", job_id, error) once per job after its last event, and
+("events", job_id, [event, ...]) in order, ("exit", job_id, error) once per job after its
+last event, and
 ("down", reason) before exiting because the cluster is unreachable.
 """
 
@@ -160,6 +161,11 @@ class Bridge:
     def place(self, run: _Run) -> None:
         """Create the job's actor; Ray starts it once a node has the job's resources."""
         job = run.resources
+        missing = self.missing(job)
+        if missing is not None:  # Ray would keep it waiting for ever
+            self.forget(run)
+            self.conn.send(("exit", run.job_id, missing))
+            return
         run.actor = self.actor_class.options(
             num_cpus=job["num_cpus"],
             num_gpus=job["num_gpus"],
@@ -167,15 +173,40 @@ class Bridge:
             max_restarts=0,
             max_task_retries=0,
             max_concurrency=4,  # `events` long-polls while `cancel` comes in
-        ).remote(run.job_id, run.spec, job["limits"], job["memory_limit_mb"], job["threads"])
+        ).remote(
+            run.job_id,
+            run.spec,
+            job["limits"],
+            job["memory_limit_mb"],
+            job["threads"],
+            job["num_gpus"] > 0,
+        )
         run.launched = False
         self.calls[run.actor.where.remote()] = (run, "where")
+
+    def missing(self, job: dict[str, Any]) -> str | None:
+        """Why no node of the cluster could ever run the job, if so: Ray would keep it
+        waiting for ever (CPUs, GPUs, the memory of its estimate)."""
+        wanted = {"CPU": job["num_cpus"], "GPU": job["num_gpus"], "memory": job["memory"]}
+        best = dict.fromkeys(wanted, 0.0)
+        for node in self.ray.nodes():
+            if node.get("Alive"):
+                for name in wanted:
+                    best[name] = max(best[name], node["Resources"].get(name, 0.0))
+        for name, amount in wanted.items():
+            if amount and best[name] < amount:
+                if name == "memory":
+                    need, has = f"{amount / 2**20:.0f} MB of memory", f"{best[name] / 2**20:.0f} MB"
+                else:
+                    need, has = f"{amount:g} {name}", f"{best[name]:g}"
+                return f"no node of the Ray cluster has {need} for this job (the largest: {has})"
+        return None
 
     def cancel(self, run: _Run) -> None:
         if not run.launched:  # still waiting for resources: nothing has run
             self.ray.kill(run.actor)
             self.forget(run)
-            self.conn.send(("event", run.job_id, cancelled_status("cancelled before start")))
+            self.conn.send(("events", run.job_id, [cancelled_status("cancelled before start")]))
             self.conn.send(("exit", run.job_id, "cancelled before start"))
         elif run.cancel_by is None:
             run.actor.cancel.remote()
@@ -204,10 +235,12 @@ class Bridge:
                     self.conn.send(("launch", run.job_id, answer))
             else:
                 events, end = answer
+                if run.attempt:
+                    events = [event for event in events if self.fresh(run, event)]
                 for event in events:
-                    if run.attempt == 0 or self.fresh(run, event):
-                        self.note(run, event)
-                        self.conn.send(("event", run.job_id, event))
+                    self.note(run, event)
+                if events:
+                    self.conn.send(("events", run.job_id, events))
                 if end is not None:
                     self.forget(run)
                     self.ray.kill(run.actor)
@@ -221,7 +254,7 @@ class Bridge:
         if run.cancel_by is not None:
             event = cancelled_status(f"cancelled; {reason}", run.last_step)
             self.forget(run)
-            self.conn.send(("event", run.job_id, event))
+            self.conn.send(("events", run.job_id, [event]))
             self.conn.send(("exit", run.job_id, f"{reason} after a cancel request"))
         elif run.attempt < self.max_retries:
             run.attempt += 1

@@ -34,6 +34,7 @@ from server import memory
 from server.jobs.executor import (
     DEFAULT_LIMITS,
     DEFAULT_THREADS_PER_JOB,
+    BatchCallback,
     EventCallback,
     Executor,
     ExitCallback,
@@ -105,7 +106,7 @@ class RayExecutor(Executor):
         self._cluster: dict[str, Any] = {"state": "connecting", "message": None}
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._on_event: EventCallback = lambda job_id, event: None
+        self._on_events: BatchCallback = lambda job_id, events: None
         self._on_exit: ExitCallback = lambda job_id, error: None
         self._on_launch: LaunchCallback = lambda job_id, pid, started: None
         self._wake_r, self._wake_w = os.pipe()
@@ -120,12 +121,25 @@ class RayExecutor(Executor):
         on_exit: ExitCallback,
         on_launch: LaunchCallback | None = None,
     ) -> None:
+        def one_by_one(job_id: str, events: list[dict[str, Any]]) -> None:
+            for event in events:
+                on_event(job_id, event)
+
+        self.start_batched(one_by_one, on_exit, on_launch)
+
+    def start_batched(
+        self,
+        on_events: BatchCallback,
+        on_exit: ExitCallback,
+        on_launch: LaunchCallback | None = None,
+    ) -> None:
+        """`start`, with the events of one poll of a job's actor handed over as one list."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is shut down")
             if self._thread is not None:
                 raise RuntimeError("executor already started")
-            self._on_event, self._on_exit = on_event, on_exit
+            self._on_events, self._on_exit = on_events, on_exit
             if on_launch is not None:
                 self._on_launch = on_launch
             self._thread = threading.Thread(target=self._loop, name="ray-executor", daemon=True)
@@ -178,6 +192,10 @@ class RayExecutor(Executor):
         down, and when connected its alive nodes, CPUs, GPUs and memory."""
         with self._lock:
             return {"address": self.address, **self._cluster}
+
+    #: cuda jobs are accepted: they ask the cluster for `gpus_per_job` GPUs, and fail at
+    #: once (with the reason) when the cluster has none
+    offers_cuda = True
 
     @property
     def concurrency(self) -> int | None:
@@ -294,7 +312,7 @@ class RayExecutor(Executor):
             cancels = list(self._unsent_cancels)
             self._unsent_cancels.clear()
         for job in cancels:
-            self._emit(job.id, cancelled_status("cancelled before start"))
+            self._emit(job.id, [cancelled_status("cancelled before start")])
             self._finish(job.id, "cancelled before start")
 
     def _receive(self) -> None:
@@ -328,7 +346,7 @@ class RayExecutor(Executor):
                 self._on_launch(job_id, None, None)  # no process of this machine's
             except Exception:
                 log.exception("job %s: on_launch callback failed", job_id)
-        elif kind == "event":
+        elif kind == "events":
             self._emit(message[1], message[2])
         elif kind == "exit":
             self._finish(message[1], message[2])
@@ -362,7 +380,7 @@ class RayExecutor(Executor):
             if job.launched:
                 self._finish(job.id, f"the Ray cluster went away while the job ran ({reason})")
             else:  # cancelled while waiting for resources
-                self._emit(job.id, cancelled_status("cancelled before start"))
+                self._emit(job.id, [cancelled_status("cancelled before start")])
                 self._finish(job.id, "cancelled before start")
 
     def _stop_bridge(self) -> None:
@@ -388,9 +406,9 @@ class RayExecutor(Executor):
         with self._lock:
             self._cluster = {"state": state, "message": message, **(facts or {})}
 
-    def _emit(self, job_id: str, event: dict[str, Any]) -> None:
+    def _emit(self, job_id: str, events: list[dict[str, Any]]) -> None:
         try:
-            self._on_event(job_id, event)
+            self._on_events(job_id, events)
         except Exception:
             log.exception("job %s: on_event callback failed", job_id)
 
