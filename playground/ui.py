@@ -131,9 +131,10 @@ class Playground:
         """The landscape under the trajectories, from the API (cached); None unless 2-D."""
         if not views.task_meta(events).get("domain"):
             return None
-        spec = comparison.get("spec") or {}
-        task = dict(spec.get("task") or {})
-        name, seed = task.pop("name", ""), (spec.get("seeds") or [0])[0]
+        task = dict((comparison.get("spec") or {}).get("task") or {})
+        jobs = comparison.get("jobs") or []
+        # the seed of the runs drawn on it (the trajectories show each optimizer's first job)
+        name, seed = task.pop("name", ""), jobs[0]["seed"] if jobs else 0
         key = json.dumps([name, task, seed], sort_keys=True)
         if key not in self._contours:
             if len(self._contours) >= 32:  # a few maps per session are plenty; keep memory flat
