@@ -223,21 +223,28 @@ def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
         slices = gr.Plot(sweep_figures.slice_figure({}), label="Trials", elem_id="sweep-slice-plot")
     rerun = gr.Markdown("", elem_id="sweep-rerun")
 
-    demo.load(tab.choices, None, [task, chosen, space, space_note])
+    demo.load(tab.choices, None, [task, chosen, space, space_note], api_name="sweep_choices")
     gr.on(
         [task.input, chosen.input, token.change],
         tab.space,
         [task, chosen, space, token],
         [space, space_note],
+        api_name="sweep_space",
     )
     fields = [trials, seeds, steps, parallel, kind, metric, direction, target, prune, startup,
               warmup, sampler, seed]  # fmt: skip
-    run_btn.click(tab.run, [token, task, chosen, space, *fields], [sweep_id, rendered, status])
-    cancel_btn.click(tab.cancel, [sweep_id, token], status)
+    run_btn.click(
+        tab.run,
+        [token, task, chosen, space, *fields],
+        [sweep_id, rendered, status],
+        api_name="sweep_run",
+    )
+    cancel_btn.click(tab.cancel, [sweep_id, token], status, api_name="sweep_cancel")
     gr.Timer(1.0).tick(
         tab.tick,
         [sweep_id, rendered],
         [table, best, slices, status, rerun, rendered],
         show_progress="hidden",
         concurrency_limit=None,
+        api_name="sweep_tick",
     )
