@@ -117,6 +117,17 @@ def test_the_status_line_names_progress_and_each_best():
     assert "**adam**: best 0.5 at lr=0.01 (trial 2)" in text
 
 
+def test_the_tab_leaves_the_compare_views_endpoint_names_alone():
+    """gradio_client callers (tests/test_ui_auth.py) reach the compare view's /cancel and
+    /tick by name; the tab, built first inside the layout, must not take them."""
+    from playground.ui import build_ui
+
+    demo = build_ui("http://127.0.0.1:9/api")  # builds without asking the server
+    names = {fn.api_name: getattr(fn.fn, "__qualname__", None) for fn in demo.fns.values()}
+    assert names["cancel"] == "Playground.cancel" and names["tick"] == "Playground.tick"
+    assert names["sweep_cancel"] == "SweepsTab.cancel" and names["sweep_run"] == "SweepsTab.run"
+
+
 # ---------------------------------------------------------------------- the space form
 SCHEMA = {
     "properties": {
