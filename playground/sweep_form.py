@@ -59,13 +59,18 @@ def space_rows(
                 name,
                 name == first,
                 param["type"],
-                param.get("low"),
-                param.get("high"),
+                _shown(param.get("low")),
+                _shown(param.get("high")),
                 bool(param.get("log")),
                 "" if values is None else ", ".join(_choice_text(v) for v in values),
             ]
         )
     return rows
+
+
+def _shown(bound: float | None) -> float | None:
+    """A bound as a person reads it: 1e-11, not the 1.0000000000000001e-11 of default/100."""
+    return None if bound is None else float(f"{bound:.6g}")
 
 
 def keep_edits(fresh: list[list[Any]], shown: Sequence[Sequence[Any]] | None) -> list[list[Any]]:
@@ -151,7 +156,7 @@ def sweep_spec(
     kind = objective.get("kind") or "final"
     wanted: dict[str, Any] = {"kind": kind}
     if kind.endswith("_to_target"):
-        if objective.get("target") is None:
+        if not objective.get("target"):  # an empty number box reads 0, as in the compare view
             raise FormError(f"target: {kind} needs a target value")
         wanted["target"] = float(objective["target"])
     else:

@@ -145,7 +145,7 @@ def test_space_rows_show_the_servers_ranges_and_blank_rows_where_it_has_none():
     kinds = sweep_form.searchable(SCHEMA)
     assert kinds == {"lr": "float", "weight_decay": "float", "fitting": "choice", "steps": "int"}
     defaults = {
-        "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True, "values": None},
+        "lr": {"type": "float", "low": 1.0000000000000001e-5, "high": 0.1, "log": True},
         "weight_decay": "no default range for 'weight_decay'",
         "fitting": {"type": "choice", "low": None, "high": None, "values": ["whiten", "newton"]},
         "steps": "no default range",
@@ -189,9 +189,11 @@ def test_sweep_spec_carries_the_objective_and_pruning():
     assert spec["objective"] == {"kind": "best", "metric": "loss"}
     assert spec["pruning"] == {"startup_trials": 2, "warmup_steps": 5}
     assert spec["optimizers"] == [{"name": "adam", "space": space["adam"]}] and spec["seed"] == 7
-    with pytest.raises(FormError, match="target: steps_to_target needs a target"):
-        sweep_form.sweep_spec("rosenbrock", space, objective={"kind": "steps_to_target"},
-                              pruning=None, **common)  # fmt: skip
+    for empty in (None, 0):  # what an empty number box sends
+        with pytest.raises(FormError, match="target: steps_to_target needs a target"):
+            sweep_form.sweep_spec("rosenbrock", space, pruning=None,
+                                  objective={"kind": "steps_to_target", "target": empty},
+                                  **common)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- against a server
