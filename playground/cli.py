@@ -39,6 +39,7 @@ from playground.cli_spec import (
     validation_message,
 )
 from playground.cli_sweep import add_sweep_parser
+from server.version import package_version
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -74,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create output folder {folder}: {e.strerror or e}") from e
 
     stop = threading.Event()
-    with LocalJobs(args.store, args.data, len(jobs_to_run)) as jobs:
+    with LocalJobs(args.store, args.data, len(jobs_to_run), args.threads) as jobs:
         if jobs.leftovers:
             _warn(f"cancelled {jobs.leftovers} job(s) an earlier run left queued in the store")
         try:
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="PSGD Playground from the terminal.", allow_abbrev=False
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
@@ -262,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec", metavar="FILE", help="comparison spec (.json/.yaml); flags override it"
     )
     run.add_argument("--out", metavar="DIR", help="output folder (default results/<timestamp>)")
+    run.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="torch threads of each job (default 1, as the server's jobs)",
+    )
     run.add_argument(
         "--store",
         metavar="DIR",
@@ -325,15 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="archive or folder (default: the data folder)")
     check.set_defaults(handler=info.cmd_data_check)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("psgd-playground")
-    except Exception:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,12 @@
 """`psgd-playground run`'s jobs, run the way the server runs them.
 
-One `JobService` in this process, as `serve` builds it: the local executor (each job in its
-own worker process, one at a time, all of this machine's torch threads) and a job store in
-a temporary folder, or in `--store DIR` to keep it (`serve --data-dir DIR` then shows the
-runs in the UI). So a job has one path from spec to optimizer, one label scheme, one
-metrics export (`server.jobs.export`) and one contour sampler, whoever submits it.
+One `JobService` in this process, as `serve` builds it: the local executor (each job in
+its own worker process, one at a time, `--threads` torch threads, 1 as on the server) and
+a job store in a temporary folder, or in `--store DIR` to keep it (`serve --data-dir DIR`
+then shows the runs in the UI). So a job has one path from spec to optimizer, one label
+scheme, one metrics export (`server.jobs.export`) and one contour sampler, whoever submits
+it. The workers are forked from this process once it has imported what a worker needs
+(`_start_method`), so a job starts in milliseconds.
 
 What the CLI keeps for itself: the store keeps every metrics row (no thinning, so
 metrics.csv holds every step), no per-job memory limit (its own check compares a job with
@@ -40,18 +42,34 @@ def parse_event(data: dict[str, Any]) -> Any:
     return _EVENT.validate_python(data)
 
 
+def _start_method() -> str:
+    """Fork the workers from this process, warmed up once (torch, its compiler front end and
+    the runner imported): a spawned worker imports all that anew, seconds a job, which the
+    CLI's short jobs in a row would each wait for. Not with CUDA about: a copy of a process
+    that has initialised CUDA cannot use it. (OpenMP's thread teams belong to the threads
+    that ran them; the executor's thread, which forks every worker, never runs torch, so a
+    copy starts without a team, whatever this process computed before.)"""
+    import torch
+
+    from server.jobs.worker import warm_up
+
+    if torch.cuda.is_available():
+        return "spawn"
+    warm_up()  # what a worker imports before its job: the forked copies then have it
+    return "fork"
+
+
 class LocalJobs:
     """The job service of one `run`; a context manager that starts and stops it."""
 
-    def __init__(self, store_dir: str | None, data: str | None, jobs: int) -> None:
+    def __init__(self, store_dir: str | None, data: str | None, jobs: int, threads: int) -> None:
         self._store_dir = store_dir
+        self._threads = threads
         self._data = data
         self._jobs = jobs
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> LocalJobs:
-        import torch
-
         from server.jobs.executor import LocalExecutor
         from server.jobs.service import JobService
         from server.jobs.store import JobStore
@@ -73,8 +91,9 @@ class LocalJobs:
             concurrency=1,
             pool_size=1 if self._jobs > 1 else 0,  # the next job's worker warms meanwhile
             memory_limit_mb=0,
-            threads_per_job=torch.get_num_threads(),
+            threads_per_job=self._threads,
             local_data=self._data,
+            start_method=_start_method(),
         )
         self.service = JobService(self.store, executor, None, settings)
         self.service.start()

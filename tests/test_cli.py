@@ -477,3 +477,22 @@ def test_runs_go_through_the_job_service_and_store_keeps_them(
         assert {job["status"] for job in jobs} == {"succeeded"}
         assert (out / "metrics.csv").read_text() == metrics_csv(collect_metrics(store, jobs))
     assert [run["label"] for run in runs] == ["adam", "adam#2"]
+
+
+def test_a_run_after_torch_used_its_thread_team_still_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """The CLI forks its workers (a spawned one imports torch anew, seconds a job). A copy
+    of a thread that has run an OpenMP team hangs in its next parallel region: the workers
+    are forked by the executor's thread, never by this one, which has run a team here."""
+    if not CIFAR_SUBSET.exists():
+        pytest.skip(f"{CIFAR_SUBSET} is missing")
+    import torch
+
+    torch.set_num_threads(2)
+    torch.sin(torch.randn(4_000_000)).sum()  # a parallel region on this thread
+    argv = ["run", "--task", "cifar10", "--optimizer", "sgd", "--steps", "1", "--threads", "2"]
+    for option in ("train_size=100", "test_size=100", "batch_size=100"):
+        argv += ["--task-option", option]
+    argv += ["--data", str(CIFAR_SUBSET), "--max-seconds", "60", "--plot", "none", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0, capsys.readouterr().out
