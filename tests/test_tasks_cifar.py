@@ -442,3 +442,90 @@ def test_reading_is_capped(
     monkeypatch.setattr(cifar, "MAX_DATASET_BYTES", 5000)
     with pytest.raises(ValueError, match="MiB of data"):
         load_cifar10(folder)
+
+
+# -------------------------------------------------------------------- validation split
+def test_the_validation_split_is_disjoint_class_balanced_and_fixed(
+    data: tuple[torch.Tensor, ...],
+) -> None:
+    labels = data[1]
+    trained, held = cifar.split_validation(labels, 500, 100)
+    assert set(trained.tolist()).isdisjoint(held.tolist())
+    # carved out of the train subset: together they are exactly that subset
+    assert torch.equal(torch.sort(torch.cat([trained, held])).values, select_subset(labels, 500, 0))
+    assert torch.bincount(labels[held], minlength=10).tolist() == [10] * 10
+    assert torch.bincount(labels[trained], minlength=10).tolist() == [40] * 10
+    again = cifar.split_validation(labels, 500, 100)
+    assert torch.equal(again[0], trained) and torch.equal(again[1], held)
+    assert cifar.split_validation(labels, 500, 0)[1].numel() == 0
+
+
+def test_a_task_trains_on_the_images_left_and_scores_validation(
+    data: tuple[torch.Tensor, ...],
+) -> None:
+    task = _build(train_size=300, validation_size=100, train_eval_size=100)
+    assert task.train_y.numel() == 200 and task.val_y.numel() == 100
+    assert task.steps_per_epoch == math.ceil(200 / 64)
+    # the train-metrics sample comes from the images trained on, never the validation ones
+    trained = {bytes(x.flatten().tolist()) for x in task.train_x}
+    held = {bytes(x.flatten().tolist()) for x in task.val_x}
+    assert trained.isdisjoint(held)
+    assert {bytes(x.flatten().tolist()) for x in task._train_eval_x} <= trained
+    metrics = task.evaluate()
+    assert list(metrics) == [
+        *("train_loss", "train_accuracy", "val_loss", "val_accuracy"),
+        *("test_loss", "test_accuracy"),
+    ]
+    assert task.target_metric == ("test_accuracy", False)
+    # the images trained on depend neither on the run seed nor on scoring the test split
+    other = _build(seed=3, train_size=300, validation_size=100, evaluate_test=False)
+    assert torch.equal(other.train_x, task.train_x) and torch.equal(other.val_x, task.val_x)
+    assert "val_loss" not in _build(train_size=300).evaluate()  # no split: as before
+
+
+def test_without_the_test_split_nothing_scores_it(
+    data: tuple[torch.Tensor, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored: list[int] = []
+    real = cifar.CifarTask.score_test
+    monkeypatch.setattr(
+        cifar.CifarTask,
+        "score_test",
+        lambda self, x, y: (scored.append(len(y)), real(self, x, y))[1],
+    )
+    task = _build(train_size=300, validation_size=100, evaluate_test=False)
+    assert task.test_x is None  # not even copied
+    assert set(task.evaluate()) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert task.target_metric == ("val_accuracy", False)
+    assert scored == []
+    _build(train_size=300, validation_size=100).evaluate()
+    assert scored == [100]  # the spy does see a task that scores it
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"validation_size": 105}, "validation_size"),  # not as many per class
+        ({"train_size": 300, "validation_size": 210}, "validation_size"),  # < 100 left
+        ({"evaluate_test": False}, "evaluate_test"),  # nothing held out to score
+    ],
+)
+def test_a_validation_split_that_cannot_be_is_refused(fields: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        CifarConfig(**fields)
+    assert [e["loc"] for e in error.value.errors()] == [(field,)]
+
+
+def test_the_memory_estimate_follows_the_split() -> None:
+    def data_bytes(**fields: object) -> int:
+        return CifarConfig(dataset="absent", **fields).memory_estimate().data.bytes
+
+    image = 3 * 32 * 32 + 8
+    base = data_bytes(train_size=3000, test_size=1000)
+    # validation images are part of train_size: nothing more to hold
+    assert data_bytes(train_size=3000, test_size=1000, validation_size=500) == base
+    no_test = data_bytes(train_size=3000, test_size=1000, validation_size=500, evaluate_test=False)
+    assert base - no_test == 1000 * image
+    # the train-metrics sample is capped at the images trained on
+    small = {"train_size": 600, "test_size": 100, "train_eval_size": 600}
+    assert data_bytes(**small) - data_bytes(**small, validation_size=200) == 200 * image

@@ -140,6 +140,7 @@ class SweepService:
         return {
             **row,
             "direction": "minimize" if minimize else "maximize",
+            "held_out": spec.task.split_note(),
             "optimizers": optimizers,
             "trials": [{"optimizer": names[t["optimizer_index"]], **t} for t in trials],
             "rerun": self._rerun(row["comparison_id"]),
@@ -337,7 +338,7 @@ class SweepService:
         i, number = trial["optimizer_index"], trial["number"]
         optimizer = spec.optimizers[i]
         job_spec = {
-            **spec.job_fields(),
+            **spec.job_fields(rerun=False),
             "optimizer": {"name": optimizer.name, **optimizer.fixed, **trial["params"]},
             "seed": spec.seed,
         }
@@ -415,7 +416,7 @@ class SweepService:
             self._finish(sweep_id, "succeeded", "")
             return
         comparison = {
-            **spec.job_fields(),
+            **spec.job_fields(rerun=True),
             "optimizers": best,
             "seeds": spec.rerun_seeds(),
         }

@@ -132,10 +132,15 @@ class SweepSpec(StrictModel):
     snapshot_every: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(None, gt=0)
 
-    def job_fields(self) -> dict[str, Any]:
-        """The fields every trial and re-run job shares (task and budget), as JSON."""
-        shared = {"task", "steps", "epochs", "device", "snapshot_every", "max_seconds"}
-        fields = {**self.model_dump(mode="json", include=shared), "target": self.objective.target}
+    def job_fields(self, rerun: bool) -> dict[str, Any]:
+        """The fields of a trial's or a re-run's job (task and budget), as JSON: a task with
+        data scores its test split in the re-runs only (held-out selection)."""
+        shared = {"steps", "epochs", "device", "snapshot_every", "max_seconds"}
+        fields = {
+            **self.model_dump(mode="json", include=shared),
+            "task": self.task.scoring_test(rerun).model_dump(mode="json"),
+            "target": self.objective.target,
+        }
         return {name: value for name, value in fields.items() if value is not None}
 
     def rerun_seeds(self) -> list[int]:

@@ -27,6 +27,7 @@ def validate_sweep(jobs: JobService, data: dict[str, Any] | SweepSpec) -> SweepS
     except ValidationError as e:
         raise InvalidSpec(validation_message(e.errors(), data)) from e
     _check_budget(jobs, spec)
+    spec = _held_out(spec)
     resolved = [
         _resolve(jobs, spec, optimizer, f"optimizers[{i}]", spec.task.name)
         for i, optimizer in enumerate(spec.optimizers)
@@ -56,6 +57,29 @@ def _check_budget(jobs: JobService, spec: SweepSpec) -> None:
         )
 
 
+def _held_out(spec: SweepSpec) -> SweepSpec:
+    """Selection on held-out data: a task with data gets its validation split, the
+    objective's metric defaults to the validation one, and a test metric is refused (the
+    trials never score the test split; the re-runs report it)."""
+    metric = spec.objective.metric
+    if spec.objective.kind not in TO_TARGET and metric.lower().startswith("test"):
+        raise InvalidSpec(
+            f"objective.metric: {metric!r} is scored on the test split, which a sweep's "
+            f"trials never see (its re-runs report it); select on a validation metric, "
+            f"e.g. {spec.task.selection_metric or 'loss'!r}"
+        )
+    try:
+        task = spec.task.with_validation_split()
+    except ValueError as e:
+        raise InvalidSpec(f"task.{e}") from e
+    objective = spec.objective
+    selection = task.selection_metric
+    chosen = objective.kind in TO_TARGET or "metric" in objective.model_fields_set
+    if selection is not None and not chosen:
+        objective = objective.model_copy(update={"metric": selection})
+    return spec.model_copy(update={"task": task, "objective": objective})
+
+
 def _resolve(
     jobs: JobService, spec: SweepSpec, optimizer: SweepOptimizer, at: str, task: str
 ) -> SweepOptimizer:
@@ -80,9 +104,12 @@ def _resolve(
 
 
 def _check_job(jobs: JobService, spec: SweepSpec, optimizer: dict[str, Any], at: str) -> None:
-    """Validate one trial job as the job service would; its errors renamed to `at`."""
+    """Validate one trial job and its re-run (which scores the test split too) as the job
+    service would; their errors renamed to `at`."""
     try:
-        jobs.validate_job({**spec.job_fields(), "optimizer": optimizer, "seed": spec.seed})
+        for rerun in (False, True):
+            job = {**spec.job_fields(rerun), "optimizer": optimizer, "seed": spec.seed}
+            jobs.validate_job(job)
     except InvalidSpec as e:
         raise InvalidSpec(re.sub(r"(^|; )optimizer(?=[.:])", rf"\g<1>{at}", str(e))) from e
 

@@ -62,6 +62,26 @@ class TaskConfig(StrictModel):
         """Peak memory of the built task, conservatively (see server/memory.py)."""
         raise NotImplementedError
 
+    # -- held-out selection (tasks with a finite data set override these) -----------------
+    #: the evaluation metric a sweep selects on by default, scored on a validation split
+    #: carved from the training data; None for tasks without held-out data (landscapes,
+    #: XOR's fresh batches), which a sweep scores on the task's own metric
+    selection_metric: ClassVar[str | None] = None
+
+    def with_validation_split(self) -> TaskConfig:
+        """This config as a sweep stores it: tasks with data get a validation split (ValueError
+        with the field's name and why when that cannot be)."""
+        return self
+
+    def scoring_test(self, test: bool) -> TaskConfig:
+        """This config scoring the test split or not: a sweep's trials never do, its re-runs
+        do (tasks without a test split: itself)."""
+        return self
+
+    def split_note(self) -> str | None:
+        """Which data a sweep selected on and which it reports, for its results."""
+        return None
+
     @property
     def element_bytes(self) -> int:
         return DTYPES[self.dtype].itemsize
@@ -72,8 +92,9 @@ class Task(ABC):
 
     #: "steps" for landscapes and XOR, "epochs" for dataset tasks (CIFAR).
     budget_unit: ClassVar[str] = "steps"
-    #: the metric a target refers to and whether lower is better, e.g. ("loss", True).
-    target_metric: ClassVar[tuple[str, bool]] = ("loss", True)
+    #: the metric a target refers to and whether lower is better, e.g. ("loss", True); an
+    #: instance may set its own (CIFAR: test accuracy, or validation accuracy without a test)
+    target_metric: tuple[str, bool] = ("loss", True)
 
     @property
     @abstractmethod

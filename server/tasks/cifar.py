@@ -37,6 +37,17 @@ Task
     fixed class-balanced sample of `train_eval_size` train images (default 1,000; at most
     `train_size`; no augmentation). The sample has its own bound because it used to be as
     large as the test subset: with test_size 8,000, evaluation took 40–50 % of a run.
+
+Validation split (held-out selection)
+    `validation_size` images (a multiple of 10: exactly as many per class) are carved out
+    of the `train_size` subset, drawn with their own fixed seed (`VALIDATION_SEED`), so the
+    model trains on the other `train_size − validation_size` images, and `evaluate()` adds
+    `val_loss` / `val_accuracy` on them. The train-metrics sample is drawn from the images
+    trained on, never from the validation ones. The training images do not depend on the
+    run seed or on `evaluate_test`: a sweep's trials and its re-runs train on the same ones.
+    With `evaluate_test` false the test subset is neither copied nor scored (no `test_*`
+    metrics; the target metric is then `val_accuracy`): a sweep's trials run so and select
+    on validation, and only its re-runs score the test subset (server/sweeps/validate.py).
 """
 
 from __future__ import annotations
@@ -62,7 +73,7 @@ from urllib.request import urlopen
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from server.tasks.base import DTYPES, MemoryPart, Task, TaskConfig, TaskMemory
@@ -96,6 +107,10 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 #: seed of the train/test subset selection (fixed: the data are part of the task).
 SUBSET_SEED = 0
+#: seed of the validation images' selection within the train subset (fixed likewise)
+VALIDATION_SEED = 1
+#: a sweep's validation split when its spec gives none: this share of train_size
+SWEEP_VALIDATION_SHARE = 0.1
 _CHUNK = 1 << 20
 #: the most bytes a dataset may hold (its archive, its unpacked batches, its folder's
 #: batch files): the official archive unpacks to 178 MiB.
@@ -103,6 +118,8 @@ MAX_DATASET_BYTES = 256 << 20
 #: a dataset name: one file or folder name in a data folder, never a path.
 DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 DATASET_MAX_LENGTH = 100
+#: the fewest images a config may leave to train on once its validation split is carved
+MIN_TRAINING_IMAGES = 100
 _LOCAL_SOURCE: ContextVar[Path | None] = ContextVar("cifar_local_source", default=None)
 #: bytes of the images and labels of the full CIFAR-10 (60,000 images)
 FULL_DATASET_BYTES = 60_000 * (3 * 32 * 32 + 8)
@@ -534,6 +551,22 @@ def select_subset(labels: Tensor, n: int, seed: int, num_classes: int = NUM_CLAS
     return torch.sort(torch.cat(chosen)).values
 
 
+def split_validation(
+    labels: Tensor, train_size: int, validation_size: int
+) -> tuple[Tensor, Tensor]:
+    """Indices (into `labels`) of the images trained on and of the validation images.
+
+    Both come out of the class-balanced train subset of `train_size` (seed `SUBSET_SEED`):
+    `validation_size` of it (a multiple of the class count: as many per class) drawn with
+    `VALIDATION_SEED`, the rest trained on; sorted, disjoint, the same on every call.
+    """
+    subset = select_subset(labels, train_size, SUBSET_SEED)
+    held = select_subset(labels[subset], validation_size, VALIDATION_SEED)
+    kept = torch.ones(subset.numel(), dtype=torch.bool)
+    kept[held] = False
+    return subset[kept], subset[held]
+
+
 # ---------------------------------------------------------------------------------------
 # Models
 
@@ -655,12 +688,26 @@ class CifarConfig(TaskConfig):
     test_size: int = Field(
         2000, ge=100, le=10000, description="test images (class-balanced subset)"
     )
+    validation_size: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        multiple_of=NUM_CLASSES,
+        description="images of the train subset held out for val_loss/val_accuracy (as "
+        "many per class, fixed; the model trains on the others); 0 = none. Sweeps select on "
+        "it: 10 % of train_size there when not given",
+    )
+    evaluate_test: bool = Field(
+        True,
+        description="score the test subset at each evaluation; false needs a validation "
+        "split (a sweep's trials run so: only its re-runs see the test subset)",
+    )
     train_eval_size: int = Field(
         1000,
         ge=100,
         le=10000,
         description="training images scored for train loss/accuracy at each evaluation "
-        "(a fixed class-balanced sample, no augmentation; at most train_size)",
+        "(a fixed class-balanced sample of those trained on, no augmentation)",
     )
     model: Literal["small_cnn", "resnet18"] = Field(
         "small_cnn",
@@ -678,14 +725,62 @@ class CifarConfig(TaskConfig):
             raise ValueError("a dataset name must not contain '..'")
         return name
 
+    @field_validator("validation_size")
+    @classmethod
+    def _leaves_images_to_train_on(cls, size: int, info: ValidationInfo) -> int:
+        train_size = info.data.get("train_size")
+        if train_size is not None and train_size - size < MIN_TRAINING_IMAGES:
+            raise ValueError(
+                f"carving {size} of train_size {train_size} leaves fewer than "
+                f"{MIN_TRAINING_IMAGES} images to train on"
+            )
+        return size
+
+    @field_validator("evaluate_test")
+    @classmethod
+    def _something_held_out(cls, test: bool, info: ValidationInfo) -> bool:
+        if not test and info.data.get("validation_size") == 0:
+            raise ValueError("false needs a validation split to evaluate on (validation_size)")
+        return test
+
+    @property
+    def training_images(self) -> int:
+        return self.train_size - self.validation_size
+
+    selection_metric: ClassVar[str | None] = "val_accuracy"
+
+    def with_validation_split(self) -> CifarConfig:
+        if "validation_size" not in self.model_fields_set:
+            share = round(self.train_size * SWEEP_VALIDATION_SHARE / NUM_CLASSES) * NUM_CLASSES
+            return self.model_copy(update={"validation_size": share})
+        if self.validation_size == 0:
+            raise ValueError(
+                "validation_size: a sweep selects on a validation split carved from the "
+                "training images; give one (a multiple of 10) or leave it unset for 10 % of "
+                "train_size"
+            )
+        return self
+
+    def scoring_test(self, test: bool) -> CifarConfig:
+        return self.model_copy(update={"evaluate_test": test})
+
+    def split_note(self) -> str:
+        return (
+            f"selected on validation ({self.validation_size} images carved from train; "
+            f"{self.training_images} trained on); test ({self.test_size} images) reported "
+            f"for the re-runs only"
+        )
+
     def build(self, device: torch.device, seed: int) -> CifarTask:
         return CifarTask(self, torch.device(device), seed)
 
     def memory_estimate(self) -> TaskMemory:
         shapes, per_image, widest = _model_sizes(self.model)
         eb = self.element_bytes
-        scored = min(self.train_eval_size, self.train_size)
-        images = (self.train_size + self.test_size + scored) * (3 * 32 * 32 + 8)
+        scored = min(self.train_eval_size, self.training_images)
+        tested = self.test_size if self.evaluate_test else 0
+        # the validation images are a part of train_size: copied once, as the others
+        images = (self.train_size + tested + scored) * (3 * 32 * 32 + 8)
         # an evaluation chunk's forward pass without gradients: about three layers alive
         evaluation = 3 * CifarTask.eval_chunk * widest * eb
         batch = self.batch_size * 3 * 32 * 32 * (4 * eb + 8)  # normalised, padded, cropped
@@ -738,7 +833,6 @@ class CifarTask(Task):
     """A built CIFAR-10 task; see the module docstring."""
 
     budget_unit: ClassVar[str] = CifarConfig.budget_unit
-    target_metric: ClassVar[tuple[str, bool]] = ("test_accuracy", False)
     eval_chunk: ClassVar[int] = 500
 
     def __init__(self, config: CifarConfig, device: torch.device, seed: int) -> None:
@@ -747,15 +841,21 @@ class CifarTask(Task):
         self.dtype = DTYPES[config.dtype]
         path, self.dataset = locate_dataset(config.dataset)
         train_x, train_y, test_x, test_y = _load_shared(path, self.dataset)
-        train_idx = select_subset(train_y, config.train_size, SUBSET_SEED)
-        test_idx = select_subset(test_y, config.test_size, SUBSET_SEED)
+        train_idx, val_idx = split_validation(train_y, config.train_size, config.validation_size)
         self.train_x = train_x[train_idx].to(device)
         self.train_y = train_y[train_idx].to(device)
-        self.test_x = test_x[test_idx].to(device)
-        self.test_y = test_y[test_idx].to(device)
-        # Train metrics in evaluate(): a fixed class-balanced sample of the train subset
-        # (no augmentation, eval mode).
-        n_eval = min(config.train_size, config.train_eval_size)
+        self.val_x = train_x[val_idx].to(device)
+        self.val_y = train_y[val_idx].to(device)
+        self.test_x: Tensor | None = None
+        self.test_y: Tensor | None = None
+        if config.evaluate_test:
+            test_idx = select_subset(test_y, config.test_size, SUBSET_SEED)
+            self.test_x = test_x[test_idx].to(device)
+            self.test_y = test_y[test_idx].to(device)
+        self.target_metric = ("test_accuracy" if config.evaluate_test else "val_accuracy", False)
+        # Train metrics in evaluate(): a fixed class-balanced sample of the images trained
+        # on (no augmentation, eval mode).
+        n_eval = min(config.training_images, config.train_eval_size)
         eval_idx = select_subset(self.train_y, n_eval, SUBSET_SEED).to(device)
         self._train_eval_x, self._train_eval_y = self.train_x[eval_idx], self.train_y[eval_idx]
         shape = (1, 3, 1, 1)
@@ -782,7 +882,7 @@ class CifarTask(Task):
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.config.train_size / self.config.batch_size)
+        return math.ceil(self.config.training_images / self.config.batch_size)
 
     def next_batch(self) -> None:
         n = self.train_x.shape[0]
@@ -812,14 +912,20 @@ class CifarTask(Task):
         return F.cross_entropy(self.model(self._x), self._y)
 
     def evaluate(self) -> dict[str, float]:
-        train_loss, train_acc = self._metrics(self._train_eval_x, self._train_eval_y)
-        test_loss, test_acc = self._metrics(self.test_x, self.test_y)
-        return {
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-        }
+        metrics = self._scored("train", self._train_eval_x, self._train_eval_y)
+        if self.val_y.numel():
+            metrics |= self._scored("val", self.val_x, self.val_y)
+        if self.test_x is not None and self.test_y is not None:
+            metrics |= self.score_test(self.test_x, self.test_y)
+        return metrics
+
+    def score_test(self, images: Tensor, labels: Tensor) -> dict[str, float]:
+        """test_loss / test_accuracy: the only place the test subset is scored."""
+        return self._scored("test", images, labels)
+
+    def _scored(self, split: str, images: Tensor, labels: Tensor) -> dict[str, float]:
+        loss, accuracy = self._metrics(images, labels)
+        return {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -827,7 +933,10 @@ class CifarTask(Task):
             "dataset": self.dataset,
             "model": self.config.model,
             "train_size": self.config.train_size,
+            "validation_size": int(self.val_y.numel()),
+            "training_images": int(self.train_y.numel()),
             "test_size": self.config.test_size,
+            "evaluate_test": self.config.evaluate_test,
             "train_eval_size": int(self._train_eval_y.numel()),
             "batch_size": self.config.batch_size,
             "steps_per_epoch": self.steps_per_epoch,
