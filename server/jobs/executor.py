@@ -35,7 +35,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -214,73 +214,16 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class LocalExecutor(Executor):
-    """Runs each job in its own spawned worker process, `concurrency` at a time.
+class ThreadedExecutor(Executor):
+    """What the executors share: one bookkeeping thread (`_loop`, named `thread_name`) that
+    makes every callback, woken through a self-pipe when a caller submits or cancels, so
+    that callbacks never run on a caller's thread nor two at a time."""
 
-    One thread does all the bookkeeping: it hands queued jobs to idle warm workers (or to
-    new ones) when a slot is free, keeps `pool_size` warm workers idle, forwards each
-    worker's events from its pipe, notices exited workers, escalates
-    cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE),
-    ends jobs at their time limit (terminate(), then kill()) and calls the callbacks.
-    Workers die with the process that runs this thread (`processes.die_with_parent`).
-    Each worker has its own pipe and stop flag, so a worker killed mid-write cannot
-    corrupt or lock another job's channel.
-    """
+    thread_name = "job-executor"
 
-    #: the function a worker process runs (module-level, so that spawn can import it)
-    worker_main = staticmethod(run_worker)
-
-    def __init__(
-        self,
-        concurrency: int | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        memory_limit_mb: int | None = None,
-        pool_size: int | None = None,
-        threads_per_job: int | None = None,
-        local_data: str | None = None,
-        start_method: str = "spawn",
-    ) -> None:
-        """`memory_limit_mb`: each CPU worker's address-space limit; None for
-        `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
-        `pool_size`: warm workers kept idle; None for `concurrency`, 0 for none (each job
-        then waits for a new interpreter to import torch). `threads_per_job`: torch threads
-        of each job; None for DEFAULT_THREADS_PER_JOB. `local_data`: a CIFAR-10 archive or
-        folder that cifar10 jobs read instead of the data folders (the CLI's `--data`: an
-        argument of whoever builds the executor, never a setting or a spec field, so no
-        API client can name a path). `start_method`: "spawn", a fresh interpreter per worker
-        that imports torch (seconds), or "fork", a copy of this process with torch already
-        imported (milliseconds): only for a process that has not initialised CUDA and whose
-        workers need not be recognised after a restart (`processes.is_leftover_worker` knows
-        spawned ones), as the CLI's `run`. The bookkeeping thread forks, and it never runs
-        torch: a copy inherits no OpenMP team (one would hang its first parallel region)."""
-        if concurrency is not None and concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if memory_limit_mb is not None and memory_limit_mb < 0:
-            raise ValueError("memory_limit_mb must be 0 (no limit) or more")
-        if pool_size is not None and pool_size < 0:
-            raise ValueError("pool_size must be 0 (no warm workers) or more")
-        if threads_per_job is not None and threads_per_job < 1:
-            raise ValueError("threads_per_job must be at least 1")
-        self.concurrency = concurrency or default_concurrency()
-        self.limits = limits
-        if memory_limit_mb is None:
-            memory_limit_mb = default_memory_limit_mb(self.concurrency)
-        self.memory_limit_mb: int | None = memory_limit_mb or None
-        self.threads_per_job = threads_per_job or DEFAULT_THREADS_PER_JOB
-        self.local_data = local_data
-        self.pool_size = self.concurrency if pool_size is None else pool_size
-        self._gpus = _visible_gpus()
-        self._ctx = multiprocessing.get_context(start_method)
-        self._pool = WorkerPool(
-            self._ctx, self.worker_main, os.getpid(), self.pool_size, self._gpus
-        )
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}  # queued or running, not yet reported as exited
-        self._waiting: deque[str] = deque()
-        self._running: dict[str, _Job] = {}
-        self._unstarted_cancels: deque[_Job] = deque()  # cancelled while queued, to report
         self._closed = False
-        self._stopping = False
         self._thread: threading.Thread | None = None
         self._on_events: BatchCallback = lambda job_id, events: None
         self._on_exit: ExitCallback = lambda job_id, error: None
@@ -288,8 +231,6 @@ class LocalExecutor(Executor):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-
-    # --- public API -----------------------------------------------------------------
 
     def start(
         self,
@@ -317,15 +258,99 @@ class LocalExecutor(Executor):
             self._on_events, self._on_exit = on_events, on_exit
             if on_launch is not None:
                 self._on_launch = on_launch
-            self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
             self._thread.start()
+
+    @abstractmethod
+    def _loop(self) -> None:
+        """The bookkeeping thread's body; returns once the executor is shut down."""
+
+    def _refuse_unless_new(self, job_id: str, jobs: Collection[str]) -> None:
+        """Under the lock: a job is submitted once, and never after shutdown."""
+        if self._closed:
+            raise RuntimeError("executor is shut down")
+        if job_id in jobs:
+            raise ValueError(f"job {job_id} is already queued or running")
+
+    def _wake(self) -> None:
+        # A full pipe means a wake-up is pending anyway; a closed one, that we are shut down.
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except OSError:
+            pass
+
+
+class LocalExecutor(ThreadedExecutor):
+    """Runs each job in its own spawned worker process, `concurrency` at a time.
+
+    One thread does all the bookkeeping: it hands queued jobs to idle warm workers (or to
+    new ones) when a slot is free, keeps `pool_size` warm workers idle, forwards each
+    worker's events from its pipe, notices exited workers, escalates
+    cancellations (stop flag → terminate() after CANCEL_GRACE → kill() after KILL_GRACE),
+    ends jobs at their time limit (terminate(), then kill()) and calls the callbacks.
+    Workers die with the process that runs this thread (`processes.die_with_parent`).
+    Each worker has its own pipe and stop flag, so a worker killed mid-write cannot
+    corrupt or lock another job's channel.
+    """
+
+    #: the function a worker process runs (module-level, so that spawn can import it)
+    worker_main = staticmethod(run_worker)
+
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        memory_limit_mb: int | None = None,
+        pool_size: int | None = None,
+        threads_per_job: int | None = None,
+        local_data: str | None = None,
+    ) -> None:
+        """`memory_limit_mb`: each CPU worker's address-space limit; None for
+        `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
+        `pool_size`: warm workers kept idle; None for `concurrency`, 0 for none (each job
+        then waits for a new interpreter to import torch). `threads_per_job`: torch threads
+        of each job; None for DEFAULT_THREADS_PER_JOB. `local_data`: a CIFAR-10 archive or
+        folder that cifar10 jobs read instead of the data folders (the CLI's `--data`: an
+        argument of whoever builds the executor, never a setting or a spec field, so no
+        API client can name a path)."""
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if memory_limit_mb is not None and memory_limit_mb < 0:
+            raise ValueError("memory_limit_mb must be 0 (no limit) or more")
+        if pool_size is not None and pool_size < 0:
+            raise ValueError("pool_size must be 0 (no warm workers) or more")
+        if threads_per_job is not None and threads_per_job < 1:
+            raise ValueError("threads_per_job must be at least 1")
+        self.concurrency = concurrency or default_concurrency()
+        self.limits = limits
+        if memory_limit_mb is None:
+            memory_limit_mb = default_memory_limit_mb(self.concurrency)
+        self.memory_limit_mb: int | None = memory_limit_mb or None
+        self.threads_per_job = threads_per_job or DEFAULT_THREADS_PER_JOB
+        self.local_data = local_data
+        self.pool_size = self.concurrency if pool_size is None else pool_size
+        self._gpus = _visible_gpus()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool = WorkerPool(
+            self._ctx, self.worker_main, os.getpid(), self.pool_size, self._gpus
+        )
+        super().__init__()
+        self._jobs: dict[str, _Job] = {}  # queued or running, not yet reported as exited
+        self._waiting: deque[str] = deque()
+        self._running: dict[str, _Job] = {}
+        self._unstarted_cancels: deque[_Job] = deque()  # cancelled while queued, to report
+        self._stopping = False
+
+    # --- public API -----------------------------------------------------------------
 
     def submit(self, job_id: str, spec: dict[str, Any]) -> None:
         with self._lock:
-            if self._closed:
-                raise RuntimeError("executor is shut down")
-            if job_id in self._jobs:
-                raise ValueError(f"job {job_id} is already queued or running")
+            self._refuse_unless_new(job_id, self._jobs)
             job = _Job(job_id, spec, self._ctx.RawValue("b", 0))
             job.time_limit = _time_limit(spec, self.limits)
             self._jobs[job_id] = job
@@ -416,11 +441,6 @@ class LocalExecutor(Executor):
         else:
             job.stop.value = 1
             job.deadline = time.monotonic() + CANCEL_GRACE
-
-    def _wake(self) -> None:
-        # A full pipe means a wake-up is pending anyway; a closed one, that we are shut down.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
 
     def _loop(self) -> None:
         try:
@@ -542,13 +562,6 @@ class LocalExecutor(Executor):
             self._on_launch(job.id, process.pid, identity(process.pid))
         except Exception:
             log.exception("job %s: on_launch callback failed", job.id)
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except OSError:
-            pass
 
     def _read(self, job: _Job, limit: int | None) -> bool:
         """Forward up to `limit` pending events of a job, as one batch; close its pipe at end

@@ -34,11 +34,7 @@ from server import memory
 from server.jobs.executor import (
     DEFAULT_LIMITS,
     DEFAULT_THREADS_PER_JOB,
-    BatchCallback,
-    EventCallback,
-    Executor,
-    ExitCallback,
-    LaunchCallback,
+    ThreadedExecutor,
     cancelled_status,
 )
 from server.jobs.ray_bridge import SHUTDOWN_SECONDS, run_bridge
@@ -58,9 +54,11 @@ class _RayJob:
     where: dict[str, Any] | None = None
 
 
-class RayExecutor(Executor):
+class RayExecutor(ThreadedExecutor):
     """Runs jobs on the Ray cluster at `address` (`local`, `auto`, `host:port` or
     `ray://host:port`; see `server.settings`)."""
+
+    thread_name = "ray-executor"
 
     def __init__(
         self,
@@ -94,8 +92,8 @@ class RayExecutor(Executor):
             "node_ip_address": node_ip_address,
             "max_retries": max_retries,
         }
+        super().__init__()
         self._ctx = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._jobs: dict[str, _RayJob] = {}  # submitted, not yet reported as exited
         self._unsent_cancels: deque[_RayJob] = deque()
@@ -104,53 +102,12 @@ class RayExecutor(Executor):
         self._connected = False
         self._connect_at = 0.0
         self._cluster: dict[str, Any] = {"state": "connecting", "message": None}
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._on_events: BatchCallback = lambda job_id, events: None
-        self._on_exit: ExitCallback = lambda job_id, error: None
-        self._on_launch: LaunchCallback = lambda job_id, pid, started: None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
 
     # --- public API -----------------------------------------------------------------
 
-    def start(
-        self,
-        on_event: EventCallback,
-        on_exit: ExitCallback,
-        on_launch: LaunchCallback | None = None,
-    ) -> None:
-        def one_by_one(job_id: str, events: list[dict[str, Any]]) -> None:
-            for event in events:
-                on_event(job_id, event)
-
-        self.start_batched(one_by_one, on_exit, on_launch)
-
-    def start_batched(
-        self,
-        on_events: BatchCallback,
-        on_exit: ExitCallback,
-        on_launch: LaunchCallback | None = None,
-    ) -> None:
-        """`start`, with the events of one poll of a job's actor handed over as one list."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("executor is shut down")
-            if self._thread is not None:
-                raise RuntimeError("executor already started")
-            self._on_events, self._on_exit = on_events, on_exit
-            if on_launch is not None:
-                self._on_launch = on_launch
-            self._thread = threading.Thread(target=self._loop, name="ray-executor", daemon=True)
-            self._thread.start()
-
     def submit(self, job_id: str, spec: dict[str, Any]) -> None:
         with self._lock:
-            if self._closed:
-                raise RuntimeError("executor is shut down")
-            if job_id in self._jobs:
-                raise ValueError(f"job {job_id} is already queued or running")
+            self._refuse_unless_new(job_id, self._jobs)
             self._jobs[job_id] = _RayJob(job_id, spec)
         self._wake()
 
@@ -222,10 +179,6 @@ class RayExecutor(Executor):
 
     # --- bookkeeping thread -----------------------------------------------------------
 
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
     def _send(self, message: tuple) -> None:
         with self._send_lock:
             if self._conn is None:
@@ -257,9 +210,7 @@ class RayExecutor(Executor):
         timeout = 1.0 if self._bridge is not None else max(0.0, self._connect_at - now)
         ready = wait(channels, min(timeout, 1.0))
         if self._wake_r in ready:
-            with contextlib.suppress(OSError):
-                while os.read(self._wake_r, 4096):
-                    pass
+            self._drain_wake()
         if self._conn is not None and self._conn in ready:
             self._receive()
         if self._bridge is not None and self._bridge.sentinel in ready:
