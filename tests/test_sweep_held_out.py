@@ -51,6 +51,7 @@ def jobs(tmp_path: Path, clean_env: None) -> JobService:
 def test_a_data_task_is_searched_on_a_validation_split_by_default(jobs: JobService) -> None:
     spec = validate_sweep(jobs, SPEC)
     assert spec.task.validation_size == 20  # 10 % of train_size, as many per class
+    assert spec.task.evaluate_test is False  # stored as its trials run it
     assert spec.objective.metric == "val_accuracy" and not spec.objective.minimize
     trial, rerun = spec.job_fields(rerun=False), spec.job_fields(rerun=True)
     assert trial["task"]["evaluate_test"] is False and rerun["task"]["evaluate_test"] is True
@@ -63,20 +64,20 @@ def test_a_data_task_is_searched_on_a_validation_split_by_default(jobs: JobServi
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "message"),
     [
-        ({"objective": {"metric": "test_accuracy"}}, "objective.metric"),
-        ({"objective": {"kind": "best", "metric": "test_loss"}}, "objective.metric"),
-        ({"task": {**TINY, "validation_size": 0}}, "task.validation_size"),
-        ({"task": {**TINY, "validation_size": 150}}, "task.validation_size"),
+        ({"objective": {"metric": "test_accuracy"}}, "objective.metric: 'test_accuracy' is"),
+        ({"objective": {"kind": "best", "metric": "test_loss"}}, "objective.metric: 'test_loss'"),
+        ({"task": {**TINY, "validation_size": 0}}, "task.validation_size: a sweep selects on"),
+        ({"task": {**TINY, "validation_size": 150}}, "task.validation_size: carving 150"),
     ],
 )
 def test_selection_on_the_test_split_is_refused(
-    jobs: JobService, change: dict[str, Any], field: str
+    jobs: JobService, change: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidSpec) as error:
         validate_sweep(jobs, {**SPEC, **change})
-    assert str(error.value).startswith(f"{field}: ")
+    assert str(error.value).startswith(message)
 
 
 def test_the_api_answers_422_naming_the_objective_metric(make_client: Any) -> None:
@@ -87,6 +88,7 @@ def test_the_api_answers_422_naming_the_objective_metric(make_client: Any) -> No
     assert response.json()["detail"].startswith("objective.metric: 'test_accuracy' is scored")
 
 
+@pytest.mark.slow  # three one-step CIFAR jobs: seconds, or a minute on a loaded machine
 def test_trials_never_score_the_test_split_and_the_reruns_report_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
 ) -> None:
@@ -102,7 +104,6 @@ def test_trials_never_score_the_test_split_and_the_reruns_report_it(
     )
     with sweep_service(tmp_path) as sweeps:
         sweep_id = sweeps.create(SPEC)["id"]
-        # three one-step CIFAR jobs: seconds, but minutes on a loaded machine
         wait_for(lambda: sweeps.sweep(sweep_id)["status"] != "running", timeout=600)
         sweep = sweeps.sweep(sweep_id)
         assert sweep["status"] == "succeeded", sweep["message"]

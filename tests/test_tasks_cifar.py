@@ -503,17 +503,19 @@ def test_without_the_test_split_nothing_scores_it(
 
 
 @pytest.mark.parametrize(
-    ("fields", "field"),
+    ("fields", "field", "why"),
     [
-        ({"validation_size": 105}, "validation_size"),  # not as many per class
-        ({"train_size": 300, "validation_size": 210}, "validation_size"),  # < 100 left
-        ({"evaluate_test": False}, "evaluate_test"),  # nothing held out to score
+        ({"validation_size": 105}, "validation_size", "multiple_of"),  # as many per class
+        ({"train_size": 300, "validation_size": 210}, "validation_size", "leaves fewer"),
+        ({"evaluate_test": False}, "evaluate_test", "needs a validation split"),
     ],
 )
-def test_a_validation_split_that_cannot_be_is_refused(fields: dict, field: str) -> None:
+def test_a_validation_split_that_cannot_be_is_refused(fields: dict, field: str, why: str) -> None:
+    assert CifarConfig(validation_size=100, evaluate_test=False).validation_size == 100
     with pytest.raises(ValidationError) as error:
         CifarConfig(**fields)
-    assert [e["loc"] for e in error.value.errors()] == [(field,)]
+    [found] = error.value.errors()
+    assert found["loc"] == (field,) and why in f"{found['type']} {found['msg']}"
 
 
 def test_the_memory_estimate_follows_the_split() -> None:

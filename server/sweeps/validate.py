@@ -68,8 +68,8 @@ def _held_out(spec: SweepSpec) -> SweepSpec:
             f"trials never see (its re-runs report it); select on a validation metric, "
             f"e.g. {spec.task.selection_metric or 'loss'!r}"
         )
-    try:
-        task = spec.task.with_validation_split()
+    try:  # stored as the trials run it; the re-runs score the test split (job_fields)
+        task = spec.task.with_validation_split().scoring_test(False)
     except ValueError as e:
         raise InvalidSpec(f"task.{e}") from e
     objective = spec.objective
