@@ -105,6 +105,10 @@ class ApiClient:
         """Its trials, per optimizer the best and best-so-far, and the re-runs' summary."""
         return self._json("GET", f"/sweeps/{sweep_id}")
 
+    def sweeps(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """Summaries, newest first: status, phase, task, optimizers, trials done / total."""
+        return self._json("GET", "/sweeps", params={"offset": offset, "limit": limit})
+
     def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
         return self._json("POST", f"/sweeps/{sweep_id}/cancel")
 

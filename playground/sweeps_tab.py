@@ -78,13 +78,18 @@ class SweepsTab:
                 if reasons else "")  # fmt: skip
         return sweep_form.keep_edits(rows, shown), note
 
-    def choices(self) -> tuple[Any, Any, Any, str]:
-        """The task and optimizer pickers with their defaults, and the default table."""
+    def choices(self) -> tuple[Any, ...]:
+        """What the tab opens with: the pickers with their defaults, the default table, and
+        the newest sweep still running (a reload or a second tab resumes its live view)."""
         tasks, optimizers = self.pg.catalogues()
         chosen = [name for name in DEFAULT_OPTIMIZERS if name in optimizers]
         rows, note = self.space(DEFAULT_TASK, chosen, None)
+        running = [s for s in self.pg.client.sweeps(limit=20)["items"] if s["status"] == "running"]
+        sweep_id = running[0]["id"] if running else None
+        status = f"Resumed the live view of sweep `{sweep_id}`" if sweep_id else gr.skip()
         return (gr.update(choices=list(tasks), value=DEFAULT_TASK),
-                gr.update(choices=list(optimizers), value=chosen), rows, note)  # fmt: skip
+                gr.update(choices=list(optimizers), value=chosen), rows, note,
+                sweep_id, -1, status)  # fmt: skip
 
     # ------------------------------------------------------------------ actions
     def run(
@@ -223,7 +228,12 @@ def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
         slices = gr.Plot(sweep_figures.slice_figure({}), label="Trials", elem_id="sweep-slice-plot")
     rerun = gr.Markdown("", elem_id="sweep-rerun")
 
-    demo.load(tab.choices, None, [task, chosen, space, space_note], api_name="sweep_choices")
+    demo.load(
+        tab.choices,
+        None,
+        [task, chosen, space, space_note, sweep_id, rendered, status],
+        api_name="sweep_choices",
+    )
     gr.on(
         [task.input, chosen.input, token.change],
         tab.space,

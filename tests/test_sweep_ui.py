@@ -201,44 +201,88 @@ TOKEN = "sweep-ui-token"
 
 
 @pytest.fixture
-def api_url(tmp_path, clean_env):
-    from thread_executor import ThreadExecutor
+def serve(tmp_path, clean_env):
+    """serve(executor) -> the API's base URL, served in this process with the token set."""
+    from contextlib import ExitStack
+
     from threaded_server import serve_in_thread
 
     from server.api import create_app
     from server.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, token=TOKEN), executor=ThreadExecutor())
-    with serve_in_thread(app, log_level="warning") as url:
-        yield f"{url}/api"
+    with ExitStack() as stack:
+
+        def start(executor: Any) -> str:
+            app = create_app(Settings(data_dir=tmp_path, token=TOKEN), executor=executor)
+            return f"{stack.enter_context(serve_in_thread(app, log_level='warning'))}/api"
+
+        yield start
+
+
+def tab_of(api_url: str) -> Any:
+    from playground.sweeps_tab import SweepsTab
+    from playground.ui import Playground
+
+    return SweepsTab(Playground(api_url))
+
+
+def run_fields(**given: Any) -> list[Any]:
+    from playground.sweeps_tab import RUN_FIELDS
+
+    fields = dict.fromkeys(RUN_FIELDS)
+    fields.update(trials=2, seeds=2, steps=10, parallel=1, kind="final", metric="loss",
+                  direction="auto", prune=False, sampler="random", seed=0, **given)  # fmt: skip
+    return [fields[name] for name in RUN_FIELDS]
+
+
+def test_a_reload_resumes_a_running_sweep_and_cancel_needs_the_token(serve):
+    from fake_executor import FakeExecutor
+
+    executor = FakeExecutor()
+    executor.pause()  # the trials wait: the sweep stays running
+    tab = tab_of(serve(executor))
+    assert tab.choices()[4] is None  # no sweep yet: nothing resumed
+    rows, _ = tab.space("rosenbrock", ["adam"], None, TOKEN)
+    sweep_id, _, status = tab.run(TOKEN, "rosenbrock", ["adam"], rows, *run_fields())
+    assert status == f"Started sweep `{sweep_id}` (2 trials)"
+    *_, resumed, rendered, line = tab.choices()
+    assert (resumed, rendered, line) == (
+        sweep_id,
+        -1,
+        f"Resumed the live view of sweep `{sweep_id}`",
+    )
+    with pytest.warns(UserWarning, match="enter the server token"):  # the toast
+        assert "enter the server token" in tab.cancel(sweep_id, "")
+    assert tab.pg.client.sweep(sweep_id)["status"] == "running"
+    assert tab.cancel(sweep_id, TOKEN) == f"Cancelled sweep `{sweep_id}`"
+    assert tab.pg.client.sweep(sweep_id)["status"] == "cancelled"
+    executor.resume()
 
 
 @pytest.mark.slow  # a real sweep: about 10 s on a loaded 2-core machine
 @pytest.mark.timeout(120)
-def test_run_starts_a_sweep_only_with_the_token_and_the_tick_shows_its_end(api_url):
+def test_run_starts_a_sweep_only_with_the_token_and_the_tick_shows_its_end(serve):
     import gradio as gr
+    from thread_executor import ThreadExecutor
 
     from playground.client import ApiClient
-    from playground.sweeps_tab import NEEDS_TOKEN, RUN_FIELDS, SweepsTab
-    from playground.ui import Playground
+    from playground.sweeps_tab import NEEDS_TOKEN
 
-    tab = SweepsTab(Playground(api_url))
+    api_url = serve(ThreadExecutor())
+    tab = tab_of(api_url)
     assert tab.space("rosenbrock", ["adam"], None) == ([], NEEDS_TOKEN)  # no token: no ranges
     rows, note = tab.space("rosenbrock", ["adam", "sgd"], None, TOKEN)
     adam_lr = next(r for r in rows if r[:2] == ["adam", "lr"])
     assert adam_lr[2:7] == [True, "float", 1e-4, 1.0, True]  # the server's default range
     assert "sgd · weight_decay: no default range" in note
-    fields = dict.fromkeys(RUN_FIELDS)
-    fields.update(trials=2, seeds=2, steps=10, parallel=1, kind="final", metric="loss",
-                  direction="auto", prune=False, sampler="random", seed=0)  # fmt: skip
-    values = [fields[name] for name in RUN_FIELDS]
+    values = run_fields()
     reader = ApiClient(api_url)
 
     for token, refusal in [("", "enter the server token"), ("wrong", "refused this token")]:
         with pytest.warns(UserWarning, match=refusal):
             sweep_id, _, status = tab.run(token, "rosenbrock", ["adam", "sgd"], rows, *values)
         assert refusal in status and not isinstance(sweep_id, str)
-    assert reader._json("GET", "/sweeps")["total"] == 0
+    assert reader.sweeps()["total"] == 0
 
     sweep_id, rendered, status = tab.run(TOKEN, "rosenbrock", ["adam", "sgd"], rows, *values)
     assert status == f"Started sweep `{sweep_id}` (4 trials)"
