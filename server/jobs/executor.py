@@ -309,6 +309,7 @@ class LocalExecutor(ThreadedExecutor):
         pool_size: int | None = None,
         threads_per_job: int | None = None,
         local_data: str | None = None,
+        start_method: str = "spawn",
     ) -> None:
         """`memory_limit_mb`: each CPU worker's address-space limit; None for
         `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
@@ -317,7 +318,12 @@ class LocalExecutor(ThreadedExecutor):
         of each job; None for DEFAULT_THREADS_PER_JOB. `local_data`: a CIFAR-10 archive or
         folder that cifar10 jobs read instead of the data folders (the CLI's `--data`: an
         argument of whoever builds the executor, never a setting or a spec field, so no
-        API client can name a path)."""
+        API client can name a path). `start_method`: "spawn", a fresh interpreter per worker
+        that imports torch (seconds), or "fork", a copy of this process with torch already
+        imported (milliseconds): only for a process that has not initialised CUDA and whose
+        workers need not be recognised after a restart (`processes.is_leftover_worker` knows
+        spawned ones), as the CLI's `run`. The bookkeeping thread forks, and it never runs
+        torch: a copy inherits no OpenMP team (one would hang its first parallel region)."""
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if memory_limit_mb is not None and memory_limit_mb < 0:
@@ -335,7 +341,7 @@ class LocalExecutor(ThreadedExecutor):
         self.local_data = local_data
         self.pool_size = self.concurrency if pool_size is None else pool_size
         self._gpus = _visible_gpus()
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context(start_method)
         self._pool = WorkerPool(
             self._ctx, self.worker_main, os.getpid(), self.pool_size, self._gpus
         )
