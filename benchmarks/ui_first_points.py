@@ -9,7 +9,9 @@ What it measures
     so that rounds do not overlap. A first warm-up round is not counted (a fresh server's
     warm worker may still be importing torch when the page is ready). What that includes:
     the UI's Run handler (it POSTs the comparison), the job's start on a warm worker, the
-    UI's event follower and its 1 s redraw timer, and plotly drawing.
+    UI's event follower and its 1 s redraw timer, and plotly drawing. Two stages on the way
+    are read from the server afterwards (same machine, same clock): when the comparison was
+    stored and when its first job started, both counted from the click.
 
 Target (issue 12): the UI shows the first points within a second of Run on landscapes.
 
@@ -65,7 +67,10 @@ WATCH_JS = f"""() => {{
     window.firstPointsAfter = null;
     let clicked = null;
     document.addEventListener('click', (event) => {{
-        if (clicked === null && event.target.closest('#run')) clicked = performance.now();
+        if (clicked === null && event.target.closest('#run')) {{
+            clicked = performance.now();
+            window.runClickedAt = Date.now() / 1000;
+        }}
     }}, true);
     const timer = setInterval(() => {{
         if (clicked !== null && points() > 0) {{
@@ -112,8 +117,9 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def one_round(browser: Any, server: LocalServer, preset: str, timeout: float) -> float:
-    """Seconds from Run to the first loss point, for one fresh page."""
+def one_round(browser: Any, server: LocalServer, preset: str, timeout: float) -> dict[str, float]:
+    """Seconds from Run to the first loss point, for one fresh page, and to the stages on
+    the way (the server's clock is this machine's: the comparison stored, a job started)."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
         page.goto(f"{server.url}/ui/")
@@ -131,11 +137,18 @@ def one_round(browser: Any, server: LocalServer, preset: str, timeout: float) ->
         page.evaluate(WATCH_JS)
         page.click("#run")
         page.wait_for_function("() => window.firstPointsAfter !== null", timeout=timeout * 1000)
-        seconds = page.evaluate("() => window.firstPointsAfter")
+        seconds, clicked_at = page.evaluate("() => [window.firstPointsAfter, window.runClickedAt]")
     finally:
         page.close()
     wait_until_idle(server, timeout)
-    return float(seconds)
+    comparison = server.client.get("/api/comparisons", params={"limit": 1}).json()["items"][0]
+    jobs = [server.client.get(f"/api/jobs/{job_id}").json() for job_id in comparison["job_ids"]]
+    started = min(job["started"] for job in jobs if job["started"] is not None)
+    return {
+        "first_points": float(seconds),
+        "comparison_stored": comparison["created"] - clicked_at,
+        "first_job_started": started - clicked_at,
+    }
 
 
 def wait_until_idle(server: LocalServer, timeout: float) -> None:
@@ -156,32 +169,43 @@ def measure(args: argparse.Namespace) -> list[float]:
         sys.exit("ui_first_points: needs playwright (pip install playwright; no browser download)")
     if not os.access(CHROMIUM, os.X_OK):
         sys.exit(f"ui_first_points: needs Chromium at {CHROMIUM} (apt-get install chromium)")
-    samples = []
+    samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="psgd-ui-first-") as folder, sync_playwright() as p:
         server = LocalServer(Path(folder))
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
         try:
             for index in range(args.warmup):
-                seconds = one_round(browser, server, args.preset, args.timeout)
-                print(f"warm-up {index + 1}: first points {seconds:.3f} s (not counted)")
+                stages = one_round(browser, server, args.preset, args.timeout)
+                print(f"warm-up {index + 1}: {_describe(stages)} (not counted)", flush=True)
             for index in range(args.rounds):
                 samples.append(one_round(browser, server, args.preset, args.timeout))
-                print(f"round {index + 1}: first points {samples[-1]:.3f} s", flush=True)
+                print(f"round {index + 1}: {_describe(samples[-1])}", flush=True)
         finally:
             browser.close()
             server.stop()
     return samples
 
 
+def _describe(stages: dict[str, float]) -> str:
+    return (
+        f"first points {stages['first_points']:.3f} s after Run (comparison stored at "
+        f"{stages['comparison_stored']:.3f} s, first job started at "
+        f"{stages['first_job_started']:.3f} s)"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     load_before = os.getloadavg()
-    samples = measure(args)
+    rounds = measure(args)
+    samples = [stages["first_points"] for stages in rounds]
     result = {
         "preset": args.preset,
         "rounds": args.rounds,
         "warmup": args.warmup,
         "seconds": samples,
+        "stages": rounds,
+        "stages_p50": {key: percentile([r[key] for r in rounds], 0.5) for key in rounds[0]},
         "p50": percentile(samples, 0.5),
         "p90": percentile(samples, 0.9),
         "load_average": {"before": load_before, "after": os.getloadavg()},
@@ -192,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"first loss points after Run ({args.preset}, {args.rounds} rounds): "
         f"p50 {result['p50']:.3f} s, p90 {result['p90']:.3f} s "
-        f"(load average {load_before[0]:.1f} before, {load_after:.1f} after)"
+        f"(load average {load_before[0]:.1f} before, {load_after:.1f} after); p50 of the "
+        f"stages: {_describe(result['stages_p50'])}"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ui_first_points.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -59,5 +59,8 @@ def test_one_round_reports_the_seconds_to_the_first_points(ui_first_points, tmp_
     (seconds,) = result["seconds"]
     assert math.isfinite(seconds) and seconds > 0
     assert result["p50"] == result["p90"] == seconds
+    (stages,) = result["stages"]
+    assert stages["first_points"] == seconds
+    assert all(math.isfinite(stages[key]) for key in ("comparison_stored", "first_job_started"))
     written = json.loads((tmp_path / "ui_first_points.json").read_text())
     assert written == json.loads(json.dumps(result))
