@@ -496,3 +496,24 @@ def test_a_run_after_torch_used_its_thread_team_still_finishes(
         argv += ["--task-option", option]
     argv += ["--data", str(CIFAR_SUBSET), "--max-seconds", "60", "--plot", "none", "--quiet"]
     assert main([*argv, "--out", str(tmp_path)]) == 0, capsys.readouterr().out
+
+
+def test_a_kept_store_s_leftover_queued_jobs_are_cancelled_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """A killed run leaves its queued jobs in `--store DIR`; the service would run them first
+    at the next start: the next run cancels them, says so, and runs what it was asked."""
+    from server.jobs.store import JobStore
+
+    store_dir = tmp_path / "store"
+    with JobStore(store_dir / "jobs.sqlite") as store:
+        spec = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "sgd"}, "steps": 10**6}
+        spec["max_seconds"] = 20  # would it run, it would end failed at its time limit
+        leftover = store.create_job(spec, label="sgd seed=0")
+    argv = ["run", "--task", "rosenbrock", "--optimizer", "adam", "--steps", "5"]
+    code = main([*argv, "--store", str(store_dir), "--out", str(tmp_path / "out"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "cancelled 1 job(s) an earlier run left queued in the store" in captured.err
+    with JobStore(store_dir / "jobs.sqlite") as store:
+        assert store.get_job(leftover)["status"] == "cancelled"
