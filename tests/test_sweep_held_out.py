@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from test_sweeps import sweep_service, wait_for
 
+from playground.cli_sweep import report
 from server.errors import InvalidSpec
 from server.jobs.service import JobService
 from server.jobs.store import JobStore
@@ -133,3 +134,4 @@ def test_trials_never_score_the_test_split_and_the_reruns_report_it(
         "test (100 images) reported for the re-runs only"
     )
     assert sweep["rerun"]["summary"]["metric_name"] == "final test accuracy"
+    assert f"data: {sweep['held_out']}" in report(sweep)  # the CLI's summary says so too
