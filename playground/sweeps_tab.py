@@ -179,6 +179,16 @@ def rerun_markdown(rerun: dict[str, Any]) -> str:
     return f"{head}\n\n{stats or 'No statistics over seeds yet (they need two runs each).'}"
 
 
+def header_follows_tabs(
+    compare_tab: gr.Tab, sweeps_tab: gr.Tab, compare_header: list[gr.Component]
+) -> None:
+    """Show the comparison's controls above the tabs only while its tab is open, so the
+    Sweeps tab has one Run (its own) in sight."""
+    for tab, shown in ((compare_tab, True), (sweeps_tab, False)):
+        tab.select(lambda s=shown: [gr.update(visible=s)] * len(compare_header), None,
+                   compare_header, show_progress="hidden", queue=False)  # fmt: skip
+
+
 def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
     """The tab's contents, inside `with gr.Tab(...)`; `token` is the page's server token."""
     tab = SweepsTab(pg)

@@ -467,7 +467,7 @@ def build_ui(api_url: str) -> gr.Blocks:
         status = gr.Markdown("Loading…", elem_id="status")
         task_note = gr.Markdown("", elem_id="task-note")  # a task that cannot run yet: why
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Compare", elem_id="compare-tab"):
+            with gr.Tab("Compare", elem_id="compare-tab") as compare_tab:
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
                         task = gr.Dropdown(label="Task", allow_custom_value=True, elem_id="task")
@@ -542,8 +542,10 @@ def build_ui(api_url: str) -> gr.Blocks:
                     history = gr.Dataframe(
                         headers=HISTORY_COLUMNS, interactive=False, elem_id="history"
                     )
-            with gr.Tab("Sweeps", elem_id="sweeps-tab"):
+            with gr.Tab("Sweeps", elem_id="sweeps-tab") as sweeps:
                 sweeps_tab.build(pg, token, demo)
+        # the preset, Run, Cancel and status line above the tabs are the comparison's
+        sweeps_tab.header_follows_tabs(compare_tab, sweeps, [preset, run_btn, cancel_btn, status])
 
         form = [task, optimizers, form_seed, seeds, steps, epochs, device, target]
         settings = [seeds, steps, epochs, device, target]

@@ -22,6 +22,7 @@ def text(page, elem_id: str) -> str:
 def test_a_tiny_sweep_fills_the_trials_table_and_draws_best_so_far(ui, server):
     ui.goto(f"{server}/ui/")
     ui.get_by_role("tab", name="Sweeps").click()
+    ui.wait_for_selector("#run", state="hidden")  # one Run in sight: the sweep's own
     # the server's default ranges arrive in the search-space table (lr ticked for each)
     wait_for(lambda: "preconditioner_lr" in text(ui, "sweep-space"), 60, "the default ranges")
     assert "Without a default range" in text(ui, "sweep-space-note")  # weight_decay, say
@@ -41,3 +42,5 @@ def test_a_tiny_sweep_fills_the_trials_table_and_draws_best_so_far(ui, server):
     assert set(lines) >= OPTIMIZERS, lines  # one best-so-far line per optimizer
     assert all(lines[name] == 2 for name in OPTIMIZERS), lines  # a point per finished trial
     assert OPTIMIZERS & set(traces(ui, "sweep-slice-plot"))
+    ui.get_by_role("tab", name="Compare").click()
+    ui.wait_for_selector("#run", state="visible")
