@@ -138,7 +138,7 @@ def _parse(model: Any, data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise InvalidSpec(validation_message(error.errors(), data)) from error
+        raise InvalidSpec(validation_message(error.errors(), data, model=model)) from error
 
 
 def stored_job(data: dict[str, Any]) -> JobSpec:

@@ -199,7 +199,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         # a body's fields are named as the user wrote them (`optimizer.lr`), parameters by
         # where they are (`query.limit`)
         in_body = [{**e, "loc": e["loc"][1:]} if e["loc"][:1] == ("body",) else e for e in errors]
-        return JSONResponse({"detail": validation_message(in_body, exc.body)}, 422)
+        body = getattr(request.scope.get("route"), "body_field", None)  # the body's model
+        model = body.field_info.annotation if body is not None else None
+        return JSONResponse({"detail": validation_message(in_body, exc.body, model=model)}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -42,7 +42,8 @@ def landscape_contour(name: str, options: str, seed: int, resolution: int) -> di
     try:
         config = cls.model_validate({**fields, "name": name})
     except ValidationError as error:
-        raise InvalidSpec(validation_message(error.errors(), prefix="options")) from error
+        message = validation_message(error.errors(), prefix="options", model=cls)
+        raise InvalidSpec(message) from error
     if getattr(config, "dim", 2) != 2:
         raise InvalidSpec(f"options.dim: {name} with dim {config.dim} is not 2-D (no contour map)")
     contour = sample_contour(config, seed, resolution)
