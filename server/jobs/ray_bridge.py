@@ -56,10 +56,8 @@ def run_bridge(conn: Connection, parent_pid: int, config: dict[str, Any]) -> Non
         return
     try:
         Bridge(ray, conn, config["max_retries"]).serve()
-    except (EOFError, OSError):  # the server has gone
-        pass
-    except Exception as error:  # the cluster went away under a call
-        with contextlib.suppress(OSError):
+    except Exception as error:  # the cluster went away under a call, or the server has
+        with contextlib.suppress(OSError):  # (then nobody hears this)
             conn.send(("down", f"lost the Ray cluster at {address}: {_line(error)}"))
     finally:
         with contextlib.suppress(Exception):
