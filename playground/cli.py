@@ -36,7 +36,6 @@ from playground.cli_spec import (
     positive_float,
     positive_int,
     seed_list,
-    validation_message,
 )
 from playground.cli_sweep import add_sweep_parser
 from server.version import package_version
@@ -171,13 +170,14 @@ def _cancel_on_sigint(stop: threading.Event, progress: out.Progress) -> Iterator
 def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from server.errors import validation_message
     from server.settings import Settings
 
     flags = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as e:
-        raise UsageError(validation_message(e, "settings")) from e
+        raise UsageError(f"settings: {validation_message(e.errors(), model=Settings)}") from e
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
         _warn(f"serving on {settings.host} without a token: anyone who reaches it can run jobs")
     import uvicorn

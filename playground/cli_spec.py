@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,41 +78,6 @@ def unknown_name(kind: str, name: str, names: list[str]) -> UsageError:
     return UsageError(f"unknown {kind} {name!r}{hint}; choose from: {', '.join(names)}")
 
 
-def validation_message(
-    error: Any, context: str, tag: str | None = None, fields: list[str] | None = None
-) -> str:
-    """A pydantic ValidationError as one line: `context: field: message (got value)`.
-
-    `tag` is the discriminator value to drop from error locations (the task or optimizer
-    name); `fields` are the valid field names, listed when an unknown one was given.
-    """
-    found: dict[str, tuple[list[str], Any]] = {}
-    for e in error.errors(include_url=False):
-        loc = list(e["loc"])
-        if tag is not None and loc and loc[0] == tag:
-            loc = loc[1:]
-        name = str(loc[0]) if loc else ""
-        name += "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown field (valid: {', '.join(fields)})" if fields else "unknown field"
-        value = e.get("input")
-        shown = json.dumps(value, default=str)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        # Custom messages (value_error) quote the value already; unknown fields need none.
-        quiet = e["type"] == "extra_forbidden" or (e["type"] == "value_error" and shown in msg)
-        messages, got = found.setdefault(name, ([], None))
-        if msg not in messages:
-            messages.append(msg)
-        if got is None and not quiet and value is not None and not isinstance(value, dict):
-            found[name] = (messages, shown)
-    parts = []
-    for name, (messages, got) in found.items():
-        text = " or ".join(messages) + (f" (got {got})" if got is not None else "")
-        parts.append(f"{name}: {text}" if name else text)
-    return f"{context}: " + "; ".join(parts)
-
-
 # ------------------------------------------------------------------------ spec building
 def _load_spec_file(path: str) -> dict[str, Any]:
     doc = read_spec_file(path, "task, optimizers, seeds, ...")
@@ -160,11 +126,10 @@ def _as_spec(entry: Any, what: str) -> dict[str, Any]:
 
 def build_comparison(args: argparse.Namespace) -> Any:
     """The ComparisonSpec from a spec file and flags (flags win)."""
-    from pydantic import ValidationError
-
-    from server.optimizers import REGISTRY, optimizer_config
-    from server.specs import ComparisonSpec
-    from server.tasks import TASKS, task_config
+    from server.errors import InvalidSpec
+    from server.optimizers import REGISTRY
+    from server.specs import optimizer_labels, parse_comparison
+    from server.tasks import TASKS
 
     doc = _load_spec_file(args.spec) if args.spec else {}
     task = _as_spec(doc["task"], "spec task") if doc.get("task") is not None else None
@@ -178,12 +143,6 @@ def build_comparison(args: argparse.Namespace) -> Any:
         task[key] = value
     if task["name"] not in TASKS:
         raise unknown_name("task", task["name"], list(TASKS))
-    try:
-        task = task_config(task).model_dump()
-    except ValidationError as e:
-        fields = [f for f in TASKS[task["name"]].model_fields if f != "name"]
-        message = validation_message(e, f"task {task['name']}", task["name"], fields)
-        raise UsageError(message) from e
 
     entries = doc.get("optimizers") or []
     if not isinstance(entries, list):
@@ -210,16 +169,7 @@ def build_comparison(args: argparse.Namespace) -> Any:
         for o in optimizers:
             if o["name"] == name:
                 o[key] = value
-    resolved = []
-    for o in optimizers:
-        try:
-            resolved.append(optimizer_config(o, task["name"]).model_dump())
-        except ValidationError as e:
-            fields = [f for f in REGISTRY[o["name"]].model_fields if f != "name"]
-            message = validation_message(e, f"optimizer {o['name']}", o["name"], fields)
-            raise UsageError(message) from e
-
-    doc.update(task=task, optimizers=resolved)
+    doc.update(task=task, optimizers=optimizers)
     if args.seeds is not None:
         doc["seeds"] = list(range(args.seeds))
     elif args.seed_list is not None:
@@ -228,10 +178,14 @@ def build_comparison(args: argparse.Namespace) -> Any:
         if getattr(args, key) is not None:
             doc[key] = getattr(args, key)
     try:
-        spec = ComparisonSpec.model_validate(doc)
-    except ValidationError as e:
-        raise UsageError(validation_message(e, "spec")) from e
-    return spec
+        return parse_comparison(doc)  # validated once, as the API validates its body
+    except InvalidSpec as e:
+        raise UsageError(f"spec: {_named(str(e), optimizer_labels(chosen))}") from e
+
+
+def _named(message: str, labels: list[str]) -> str:
+    """The one formatter's `optimizers[1].lr` as the run names it: `adam#2.lr`."""
+    return re.sub(r"optimizers\[(\d+)\]", lambda m: labels[int(m.group(1))], message)
 
 
 # ------------------------------------------------------------------------ local runs

@@ -150,7 +150,7 @@ def test_spec_file_with_flags_overriding(
         (["run", "--task", "rosenbrock", "--optimizer", "adm"], ["did you mean 'adam'"]),
         (
             ["run", "--task", "rosenbrock", "--task-option", "colour=1", "--optimizer", "adam"],
-            ["task rosenbrock: colour: unknown field", "dim"],
+            ["spec: task.colour: unknown field (valid: ", "dim"],
         ),
         (
             ["run", "--task", "rosenbrock", "--task-option", "dim", "--optimizer", "adam"],
@@ -158,7 +158,7 @@ def test_spec_file_with_flags_overriding(
         ),
         (
             ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.lr=-1"],
-            ["optimizer adam: lr: Input should be greater than 0 (got -1)"],
+            ["spec: adam.lr: Input should be greater than 0 (got -1)"],
         ),
         (
             ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.lr"],
@@ -174,7 +174,7 @@ def test_spec_file_with_flags_overriding(
         ),
         (
             ["run", "--task", "rosenbrock", "--optimizer", "adam", "--set", "adam.betas=1"],
-            ["optimizer adam: betas: unknown field", "beta1"],
+            ["spec: adam.betas: unknown field (valid: ", "beta1"],
         ),
         (["run", "--task", "rosenbrock", "--optimizer", "adam", "--steps", "0"], ["--steps"]),
         (["run", "--task", "rosenbrock", "--optimizer", "adam", "--bogus"], ["--bogus"]),
@@ -517,3 +517,15 @@ def test_a_kept_store_s_leftover_queued_jobs_are_cancelled_not_run(
     assert "cancelled 1 job(s) an earlier run left queued in the store" in captured.err
     with JobStore(store_dir / "jobs.sqlite") as store:
         assert store.get_job(leftover)["status"] == "cancelled"
+
+
+def test_errors_name_a_repeated_optimizer_by_its_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """The spec is validated once, by the one formatter; its `optimizers[1]` reads as the
+    run names that entry: `adam#2`."""
+    spec = tmp_path / "spec.json"
+    doc = {"task": "rosenbrock", "optimizers": ["adam", {"name": "adam", "lr": -1}]}
+    spec.write_text(json.dumps(doc))
+    code = main(["run", "--spec", str(spec), "--out", str(tmp_path / "out")])
+    _assert_one_line_error(capsys, code, "spec: adam#2.lr: Input should be greater than 0")
