@@ -39,7 +39,8 @@ from server.jobs.executor import (
 )
 from server.jobs.ray_bridge import SHUTDOWN_SECONDS, run_bridge
 from server.jobs.ray_env import MISSING_RAY
-from server.runner import JobSpec, Limits
+from server.runner import Limits
+from server.specs import stored_job
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +377,6 @@ def _estimated_bytes(spec: dict[str, Any]) -> int | None:
     """The job's estimated peak memory (`server.memory`), reserved on its node; None when
     the spec cannot be read here (the worker then reports what is wrong with it)."""
     try:
-        return memory.estimate(JobSpec.model_validate(spec)).total
+        return memory.estimate(stored_job(spec)).total  # validated when submitted
     except Exception:
         return None
