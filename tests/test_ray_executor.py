@@ -10,7 +10,6 @@ Ray worker, a head that stops mid-run and comes back, a server restart, the sett
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from ray_cluster import RayHead, require_ray
+from test_api import read_sse as read_stream
 
 from server.api import create_app
 from server.jobs.ray_executor import RayExecutor
@@ -80,20 +80,10 @@ def wait_for(client: TestClient, job_id: str, *statuses: str, timeout: float = 6
 
 
 def read_sse(client: TestClient, url: str, last_event_id: int | None = None) -> list[dict]:
-    """Every event of a stream until the server ends it (the job's or comparison's end)."""
+    """Every stream message until the server ends the stream (the job's or comparison's
+    end): {"id", "job_id", "event"}."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    events, current = [], {}
-    with client.stream("GET", url, headers=headers) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if not line:
-                if "data" in current:
-                    events.append(json.loads(current["data"]))
-                current = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                current[key] = value
-    return events
+    return [message["data"] for message in read_stream(client, url, headers=headers)]
 
 
 # ------------------------------------------------------------------ both executors
