@@ -79,17 +79,19 @@ class SweepsTab:
         return sweep_form.keep_edits(rows, shown), note
 
     def choices(self) -> tuple[Any, ...]:
-        """What the tab opens with: the pickers with their defaults, the default table, and
-        the newest sweep still running (a reload or a second tab resumes its live view)."""
+        """What the tab opens with: the pickers with their defaults, and the newest sweep
+        still running (a reload or a second tab resumes its live view). The table follows,
+        once the page has put the stored token in its field."""
         tasks, optimizers = self.pg.catalogues()
         chosen = [name for name in DEFAULT_OPTIMIZERS if name in optimizers]
-        rows, note = self.space(DEFAULT_TASK, chosen, None)
         running = [s for s in self.pg.client.sweeps(limit=20)["items"] if s["status"] == "running"]
         sweep_id = running[0]["id"] if running else None
         status = f"Resumed the live view of sweep `{sweep_id}`" if sweep_id else gr.skip()
-        return (gr.update(choices=list(tasks), value=DEFAULT_TASK),
-                gr.update(choices=list(optimizers), value=chosen), rows, note,
-                sweep_id, -1, status)  # fmt: skip
+        pickers = (
+            gr.update(choices=list(tasks), value=DEFAULT_TASK),
+            gr.update(choices=list(optimizers), value=chosen),
+        )
+        return (*pickers, sweep_id, -1, status)
 
     # ------------------------------------------------------------------ actions
     def run(
@@ -238,19 +240,12 @@ def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
         slices = gr.Plot(sweep_figures.slice_figure({}), label="Trials", elem_id="sweep-slice-plot")
     rerun = gr.Markdown("", elem_id="sweep-rerun")
 
+    show_space = {"fn": tab.space, "inputs": [task, chosen, space, token],
+                  "outputs": [space, space_note], "show_progress": "hidden"}  # fmt: skip
     demo.load(
-        tab.choices,
-        None,
-        [task, chosen, space, space_note, sweep_id, rendered, status],
-        api_name="sweep_choices",
-    )
-    gr.on(
-        [task.input, chosen.input, token.change],
-        tab.space,
-        [task, chosen, space, token],
-        [space, space_note],
-        api_name="sweep_space",
-    )
+        tab.choices, None, [task, chosen, sweep_id, rendered, status], api_name="sweep_choices"
+    ).then(**show_space, api_name="sweep_space_on_load")
+    gr.on([task.input, chosen.input, token.change], **show_space, api_name="sweep_space")
     fields = [trials, seeds, steps, parallel, kind, metric, direction, target, prune, startup,
               warmup, sampler, seed]  # fmt: skip
     run_btn.click(

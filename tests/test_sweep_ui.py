@@ -241,7 +241,7 @@ def test_a_reload_resumes_a_running_sweep_and_cancel_needs_the_token(serve):
     executor = FakeExecutor()
     executor.pause()  # the trials wait: the sweep stays running
     tab = tab_of(serve(executor))
-    assert tab.choices()[4] is None  # no sweep yet: nothing resumed
+    assert tab.choices()[2] is None  # no sweep yet: nothing resumed
     rows, _ = tab.space("rosenbrock", ["adam"], None, TOKEN)
     sweep_id, _, status = tab.run(TOKEN, "rosenbrock", ["adam"], rows, *run_fields())
     assert status == f"Started sweep `{sweep_id}` (2 trials)"

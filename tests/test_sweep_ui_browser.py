@@ -12,6 +12,7 @@ from test_ui_browser import traces, wait_for
 # generous: on a loaded 2-core machine the server start and the four trial jobs take minutes
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 chromium, server, ui = browser.chromium, browser.server, browser.ui  # the same fixtures
+token_server = browser.token_server
 OPTIMIZERS = {"psgd-kron", "adam"}  # the tab's default pick
 
 
@@ -44,3 +45,18 @@ def test_a_tiny_sweep_fills_the_trials_table_and_draws_best_so_far(ui, server):
     assert OPTIMIZERS & set(traces(ui, "sweep-slice-plot"))
     ui.get_by_role("tab", name="Compare").click()
     ui.wait_for_selector("#run", state="visible")
+
+
+def test_with_a_token_the_default_ranges_come_once_it_is_entered_and_after_a_reload(
+    ui, token_server
+):
+    ui.goto(f"{token_server}/ui/")
+    ui.get_by_role("tab", name="Sweeps").click()
+    wait_for(lambda: "server token" in text(ui, "sweep-space-note"), 60, "the token note")
+    token = ui.locator("#token input")
+    token.fill(browser.TOKEN)
+    token.press("Tab")
+    wait_for(lambda: "preconditioner_lr" in text(ui, "sweep-space"), 60, "the default ranges")
+    ui.reload()  # the token comes back from the tab's sessionStorage, and the ranges with it
+    ui.get_by_role("tab", name="Sweeps").click()
+    wait_for(lambda: "preconditioner_lr" in text(ui, "sweep-space"), 60, "the ranges again")
