@@ -18,6 +18,7 @@ from server.optimizers import REGISTRY
 from server.settings import Settings
 from server.specs import ComparisonSpec, JobSpec
 from server.tasks import TASKS
+from server.tasks.cifar import MIN_TRAINING_IMAGES
 
 ISSUE_SPEC = {
     "task": {
@@ -209,6 +210,8 @@ def test_each_size_maximum_is_accepted_or_refused_by_the_estimate(
     task = {"name": task_name, field: maximum}
     if task_name == "quadratic" and field == "negative_eigenvalues":
         task["dim"] = maximum  # at most dim
+    if task_name == "cifar10" and field == "validation_size":
+        task["train_size"] = maximum + MIN_TRAINING_IMAGES  # carved from train_size
     schema_fields = set(TASKS[task_name].model_fields)
     for optimizer in REGISTRY:
         job = {"task": task, "optimizer": {"name": optimizer}, "steps": 1}
