@@ -160,7 +160,8 @@ def sweep_spec(
             raise FormError(f"target: {kind} needs a target value")
         wanted["target"] = float(objective["target"])
     else:
-        wanted["metric"] = objective.get("metric") or "loss"
+        if objective.get("metric"):  # blank: the server's default (val_accuracy on data tasks)
+            wanted["metric"] = objective["metric"]
         if objective.get("direction") in ("minimize", "maximize"):
             wanted["direction"] = objective["direction"]
     spec: dict[str, Any] = {

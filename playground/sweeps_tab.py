@@ -218,7 +218,12 @@ def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
     with gr.Row():
         kind = gr.Dropdown(sweep_form.OBJECTIVES, value="final", label="Objective",
                            elem_id="sweep-objective")  # fmt: skip
-        metric = gr.Textbox("loss", label="Metric (final / best)", max_lines=1)
+        metric = gr.Textbox(
+            "",
+            label="Metric (final / best)",
+            max_lines=1,
+            placeholder="blank: loss, or val_accuracy on data tasks",
+        )
         direction = gr.Dropdown(["auto", "minimize", "maximize"], value="auto",
                                 label="Direction (auto: loss down, accuracy up)")  # fmt: skip
         target = gr.Number(None, label="Target (… to target)")

@@ -298,3 +298,14 @@ def test_run_starts_a_sweep_only_with_the_token_and_the_tick_shows_its_end(serve
     assert f"[`{comparison}`](?comparison={comparison})" in rerun and "**Over seeds**" in rerun
     assert tab.tick(sweep_id, rendered) == (gr.skip(),) * 6  # nothing new: nothing redrawn
     assert tab.cancel(sweep_id, TOKEN).startswith("Cancel failed: sweep")  # it has ended
+
+
+def test_a_blank_metric_leaves_the_choice_to_the_server() -> None:
+    """A data task selects on its validation split by default; the form must not say `loss`."""
+    space = {"adam": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}}
+    spec = sweep_form.sweep_spec(
+        "cifar10", space, trials=2, seeds=0, steps=None, parallel=None,
+        objective={"kind": "final", "metric": "", "direction": "auto"},
+        pruning=None, sampler="random", seed=0,
+    )  # fmt: skip
+    assert spec["objective"] == {"kind": "final"}
