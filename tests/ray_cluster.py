@@ -45,6 +45,7 @@ class RayHead:
         # short: Ray's socket paths live under it and must stay under 107 characters
         self.folder = Path(tempfile.mkdtemp(prefix="psgd-ray-", dir="/tmp"))
         self.env = {**os.environ, **loopback_env(self.folder)}
+        self.env.pop("RAY_ADDRESS", None)  # a head of its own, whatever a test has set
         self.process: subprocess.Popen | None = None
         self.log = self.folder / "head.log"
 

@@ -61,12 +61,14 @@ def api(request, head, tmp_path_factory) -> Iterator[TestClient]:
     for name in [n for n in os.environ if n.startswith("PSGD_PLAYGROUND_")]:
         del os.environ[name]  # (clean_env is function-scoped)
     folder = tmp_path_factory.mktemp(request.param)
-    if request.param == "ray":
-        client = serve(folder, executor="ray", ray_address=head.address)
+    if request.param == "ray":  # `auto`: the cluster RAY_ADDRESS names (kept for the module:
+        os.environ["RAY_ADDRESS"] = head.address  # a `local` cluster must ignore it)
+        client = serve(folder, executor="ray", ray_address="auto")
     else:
         client = serve(folder, executor="local", concurrency=2, pool_size=1)
     yield client
     client.__exit__(None, None, None)
+    os.environ.pop("RAY_ADDRESS", None)
 
 
 def wait_for(client: TestClient, job_id: str, *statuses: str, timeout: float = 60) -> dict:
@@ -127,7 +129,7 @@ def test_health_names_the_executor_and_the_cluster(api: TestClient, head: RayHea
         assert health["cluster"] is None
         return
     cluster = health["cluster"]
-    assert cluster["address"] == head.address and cluster["state"] == "connected"
+    assert cluster["address"] == "auto" and cluster["state"] == "connected"
     assert cluster["nodes"] == 1 and cluster["cpus"] == 2.0
     assert health["concurrency"] == 2
 
@@ -247,8 +249,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def test_a_local_address_starts_a_private_cluster_on_loopback(tmp_path) -> None:
-    require_ray()
+def test_a_local_address_starts_a_private_cluster_on_loopback(head, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", head.address)  # ignored: `local` is a cluster of its own
     client = serve(tmp_path, executor="ray", ray_address="local", ray_num_cpus=1)
     try:
         job_id = client.post("/api/jobs", json=SHORT_JOB).json()["id"]

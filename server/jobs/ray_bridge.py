@@ -47,6 +47,8 @@ def run_bridge(conn: Connection, parent_pid: int, config: dict[str, Any]) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us in order
     os.environ.update(loopback_env())
     address = config["address"]
+    if address == "local":  # else ray.init joins the cluster it names instead
+        os.environ.pop("RAY_ADDRESS", None)
     try:
         ray = import_ray()
         ray.init(**init_arguments(address, config["num_cpus"], config["node_ip_address"]))
