@@ -280,3 +280,32 @@ def test_a_bad_ray_address_is_refused_by_name(address: str) -> None:
 @pytest.mark.parametrize("address", ["local", "auto", "10.0.0.5:6379", "ray://head:10001"])
 def test_ray_addresses(address: str) -> None:
     assert Settings(executor="ray", ray_address=address).ray_address == address
+
+
+@pytest.mark.parametrize(
+    ("address", "ray_address_env", "node_ip"),
+    [
+        ("local", None, "127.0.0.1"),
+        ("auto", None, "127.0.0.1"),  # the cluster started on this machine
+        ("auto", "127.0.0.1:6379", "127.0.0.1"),
+        ("auto", "10.0.0.1:6379", None),  # a remote head: Ray finds this machine's address
+        ("127.0.0.1:6379", None, "127.0.0.1"),
+        ("10.0.0.1:6379", None, None),
+        ("ray://127.0.0.1:10001", None, None),  # Ray Client: no node of its own
+    ],
+)
+def test_the_node_stays_on_loopback_for_a_loopback_cluster(
+    address: str, ray_address_env: str | None, node_ip: str | None, monkeypatch
+) -> None:
+    from server.jobs.ray_env import init_arguments
+
+    if ray_address_env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address_env)
+    arguments = init_arguments(address, num_cpus=2)
+    assert arguments.get("_node_ip_address") == node_ip
+    if address == "local":
+        assert arguments["include_dashboard"] is False and arguments["num_cpus"] == 2
+    else:
+        assert arguments["address"] == address and "num_cpus" not in arguments

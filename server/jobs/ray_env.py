@@ -16,6 +16,7 @@ setting; `head_command` the `ray start` command line of a one-machine head.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def init_arguments(
     arguments: dict[str, Any] = {**quiet, "address": address}
     if address.startswith("ray://"):  # a Ray Client session: the node is the head's
         return arguments
-    if node_ip_address is None and (address == "auto" or is_loopback(address)):
+    # `auto` joins the cluster RAY_ADDRESS names, else the one started on this machine
+    target = (os.environ.get("RAY_ADDRESS") or f"{LOOPBACK}:0") if address == "auto" else address
+    if node_ip_address is None and is_loopback(target):
         node_ip_address = LOOPBACK
     if node_ip_address is not None:
         arguments["_node_ip_address"] = node_ip_address
