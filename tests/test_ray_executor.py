@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -137,6 +138,7 @@ def test_health_names_the_executor_and_the_cluster(api: TestClient, head: RayHea
 # ------------------------------------------------------------------ Ray's failure paths
 def test_the_per_job_memory_limit_holds_on_the_cluster(head) -> None:
     """A job over `memory_limit_mb` fails saying so, as with the local executor."""
+    homes = set(Path(tempfile.gettempdir()).glob("psgd-ray-home-*"))
     events: list[dict[str, Any]] = []
     ended = threading.Event()
     executor = RayExecutor(address=head.address, memory_limit_mb=800)
@@ -151,6 +153,8 @@ def test_the_per_job_memory_limit_holds_on_the_cluster(head) -> None:
     assert final["type"] == "status" and final["status"] == "failed", final
     prefix = "out of memory: the job hit this server's per-job memory limit of 800 MB ("
     assert final["message"].startswith(prefix), final["message"]
+    # the bridge's HOME (the bootstrap file's folder) went with it
+    assert set(Path(tempfile.gettempdir()).glob("psgd-ray-home-*")) <= homes
 
 
 def test_a_killed_ray_worker_fails_its_job_with_the_reason(head, tmp_path) -> None:

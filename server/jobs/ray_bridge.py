@@ -20,9 +20,11 @@ import contextlib
 import os
 import signal
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from server.jobs.executor import CANCEL_GRACE, KILL_GRACE, cancelled_status
@@ -45,7 +47,12 @@ def run_bridge(conn: Connection, parent_pid: int, config: dict[str, Any]) -> Non
     (or the cluster goes away). Every argument is a plain value (spawn pickles them)."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us in order
-    os.environ.update(loopback_env())
+    with tempfile.TemporaryDirectory(prefix="psgd-ray-home-") as home:  # gone when we are
+        os.environ.update(loopback_env(Path(home)))
+        _join_and_serve(conn, config)
+
+
+def _join_and_serve(conn: Connection, config: dict[str, Any]) -> None:
     address = config["address"]
     if address == "local":  # else ray.init joins the cluster it names instead
         os.environ.pop("RAY_ADDRESS", None)

@@ -17,7 +17,6 @@ setting; `head_command` the `ray start` command line of a one-machine head.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,9 @@ def import_ray() -> Any:
     return ray
 
 
-def loopback_env(home: Path | None = None) -> dict[str, str]:
-    """The environment variables every Ray process started here needs; `home` (default: a
-    new temporary folder) gets the bootstrap file that tells Ray the cluster is local."""
-    home = Path(tempfile.mkdtemp(prefix="psgd-ray-home-")) if home is None else home
+def loopback_env(home: Path) -> dict[str, str]:
+    """The environment variables every Ray process started here needs; `home` (a folder of
+    the caller's, made HOME) gets the bootstrap file that tells Ray the cluster is local."""
     (home / BOOTSTRAP_FILE).write_text(BOOTSTRAP_CONFIG)
     return {
         "HOME": str(home),
