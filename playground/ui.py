@@ -10,8 +10,11 @@ state (setup + generation) says what they start with (changing the optimizers ca
 typed values into a new seed), and Run reads them back. Live figures
 come from a shared `live.Follower` per comparison (an SSE reader thread) and are redrawn by a
 1 s timer only when new events arrived; every figure keeps a fixed `uirevision`, so zoom
-survives. Whether a task can run here (its data present) comes from the catalogue's `ready`,
-asked afresh when a task is picked and on Run; the UI never imports `server.tasks`.
+survives. Right after Run a tick waits for the first loss value instead of the timer, and
+while a running comparison's points are not drawn yet a tick sends the loss figure alone
+(the browser draws all four in one go, seconds on a loaded machine): first points first.
+Whether a task can run here (its data present) comes from the catalogue's `ready`, asked
+afresh when a task is picked and on Run; the UI never imports `server.tasks`.
 """
 
 from __future__ import annotations
@@ -68,6 +71,20 @@ PNG_JS = f"""async (name) => {{
         }}
     }}
 }}"""
+
+
+#: the `rendered` state of a tick that drew only the loss figure: [*key, LOSS_ONLY, points]
+LOSS_ONLY = "loss only"
+#: seconds the tick after Run waits for the first loss value before drawing without it
+FIRST_POINTS_WAIT = 5.0
+
+
+def points_drawn(rendered: Any) -> bool:
+    """Whether the figures shown hold a comparison's points: a full draw (`[version,
+    finished, statuses]`) or a loss-only draw that had them; -1 means redraw from scratch."""
+    if not isinstance(rendered, list):
+        return False
+    return len(rendered) == 3 or (rendered[3] == LOSS_ONLY and bool(rendered[4]))
 
 
 def _empty_figures() -> list[Any]:
@@ -313,6 +330,8 @@ class Playground:
         key = [version, finished, statuses]
         if rendered == key:
             return skip
+        if not finished and not points_drawn(rendered):
+            return self.loss_first(comparison, events, key, rendered, x_axis)
         contour = self.contour(comparison, events)
         figs = views.build_figures(comparison, events, contour, x_axis=x_axis)
         headers, rows = views.results_table(comparison)
@@ -320,6 +339,35 @@ class Playground:
         return (*figs.values(), {"headers": headers, "data": rows}, key,
                 self.comparison_status(comparison, events), *history,
                 self.statistics(comparison))  # fmt: skip
+
+    def loss_first(
+        self,
+        comparison: dict[str, Any],
+        events: dict[str, list],
+        key: list[Any],
+        rendered: Any,
+        x_axis: str,
+    ) -> tuple[Any, ...]:
+        """The loss figure and status line alone, while a running comparison's first points
+        are not drawn yet: the browser draws all four figures in one go (a second or more
+        on a loaded machine), so the cheap loss figure goes first and the others follow on
+        the next tick."""
+        skip = gr.skip()
+        drawn = [*key, LOSS_ONLY, views.has_points(events)]
+        if rendered == drawn:
+            return (skip,) * 10
+        loss = views.loss_view(comparison, events, x_axis)
+        status = self.comparison_status(comparison, events)
+        return (loss, skip, skip, skip, skip, drawn, status, skip, skip, skip)
+
+    def first_points(
+        self, comparison_id: str | None, rendered: Any, x_axis: str = "step"
+    ) -> tuple[Any, ...]:
+        """Right after Run: the tick as soon as the first loss value has arrived (at most
+        `FIRST_POINTS_WAIT` seconds from now), instead of at the redraw timer's next beat."""
+        if comparison_id:
+            live.follow(self.client, comparison_id).wait_for_metrics(FIRST_POINTS_WAIT)
+        return self.tick(comparison_id, rendered, x_axis)
 
     def statistics(self, comparison: dict[str, Any]) -> str:
         """The statistics over seeds below the results (none for a single seed, or from a
@@ -551,6 +599,7 @@ def build_ui(api_url: str) -> gr.Blocks:
         settings = [seeds, steps, epochs, device, target]
         plots = [loss_plot, traj_plot, spec_plot, metr_plot]
         timer = gr.Timer(1.0)
+        tick_outputs = [*plots, results, rendered, status, history, pick, statistics]
 
         with schema_forms:
 
@@ -581,7 +630,10 @@ def build_ui(api_url: str) -> gr.Blocks:
                     run,
                     [form_seed, token, *settings, *inputs],
                     [comparison_id, rendered, status, form_error],
-                ).then(pg.history, None, [history, pick])
+                ).then(
+                    pg.first_points, [comparison_id, rendered, x_axis], tick_outputs,
+                    show_progress="hidden", concurrency_limit=None,
+                ).then(pg.history, None, [history, pick])  # fmt: skip
                 share_btn.click(share, [*settings, *inputs], [share_box, form_error]).then(
                     None, share_box, share_box, js=SHARE_JS
                 )
@@ -613,7 +665,7 @@ def build_ui(api_url: str) -> gr.Blocks:
         timer.tick(
             pg.tick,
             [comparison_id, rendered, x_axis],
-            [*plots, results, rendered, status, history, pick, statistics],
+            tick_outputs,
             show_progress="hidden",
             concurrency_limit=None,
         )

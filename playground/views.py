@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from playground import figures
-from server.events import ACTIVE_STATUSES, Event, Started
+from server.events import ACTIVE_STATUSES, Event, Metrics, Started
 from server.jobs.summary import evaluations_to, number_text, spread_text
 
 #: the results table's columns; each final evaluation metric (e.g. CIFAR's test accuracy)
@@ -59,6 +59,23 @@ def finished(comparison: dict[str, Any]) -> bool:
     return bool(jobs) and all(job.get("status") not in ACTIVE_STATUSES for job in jobs)
 
 
+def _runs(comparison: dict[str, Any], events: dict[str, list[Event]]) -> list[tuple[str, Any]]:
+    return [(job["optimizer_label"], events.get(job["id"], [])) for job in comparison["jobs"]]
+
+
+def has_points(events: dict[str, list[Event]]) -> bool:
+    """Whether any job has reported a loss value yet (the loss figure has a point)."""
+    return any(isinstance(e, Metrics) for job_events in events.values() for e in job_events)
+
+
+def loss_view(
+    comparison: dict[str, Any], events: dict[str, list[Event]], x_axis: str = "step"
+) -> go.Figure:
+    """The loss figure alone: the cheapest one, which the UI draws before the others."""
+    name = (comparison.get("spec") or {}).get("task", {}).get("name", "task")
+    return figures.loss_figure(_runs(comparison, events), title=f"Loss on {name}", x_axis=x_axis)
+
+
 def build_figures(
     comparison: dict[str, Any],
     events: dict[str, list[Event]],
@@ -67,12 +84,11 @@ def build_figures(
 ) -> dict[str, go.Figure]:
     """The four live figures: loss (against `x_axis`, a key of `figures.X_AXES`),
     trajectory (over `contour`, see `contour_grid`), spectrum, metrics."""
-    runs = [(job["optimizer_label"], events.get(job["id"], [])) for job in comparison["jobs"]]
+    runs = _runs(comparison, events)
     firsts: dict[str, list[Event]] = {}
     for label, job_events in runs:
         firsts.setdefault(label, job_events)
     task = task_meta(events)
-    name = (comparison.get("spec") or {}).get("task", {}).get("name", "task")
     trajectory = figures.trajectory_figure(
         list(firsts.items()),
         contour=contour,
@@ -83,7 +99,7 @@ def build_figures(
         legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0}
     )
     return {
-        "loss": figures.loss_figure(runs, title=f"Loss on {name}", x_axis=x_axis),
+        "loss": loss_view(comparison, events, x_axis),
         "trajectory": trajectory,
         "spectrum": figures.spectrum_figure(list(firsts.items())),
         "metrics": figures.metrics_figure(runs, task=task, finished=finished(comparison)),
