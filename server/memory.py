@@ -21,11 +21,12 @@ from server.specs import JobSpec
 from server.tasks.base import MemoryPart
 
 #: peak RSS of a worker running a trivial job: the interpreter with torch, the server's
-#: modules and torch's first-step set-up (measured 409–476 MiB on CPU with torch 2.13;
-#: once, in a full test run, a 2048-D quadratic job with Adam peaked 217 MiB above its
-#: usual 476 MiB (cause not established), so the base
-#: keeps that margin).
-BASE_BYTES = 700 << 20
+#: modules and torch's first-step set-up (measured 315–320 MiB on CPU with torch 2.13.0+cpu,
+#: 2026-11-30; an earlier environment measured 409–476 MiB), plus about the 217 MiB by
+#: which a 2048-D quadratic Adam job once exceeded its usual peak in a full test run (cause
+#: not established). 700 MiB held that margin over the older peaks but put the quadratic
+#: and CIFAR test jobs above twice their measured peaks (876 vs 389 MiB, 1304 vs 580–661).
+BASE_BYTES = 512 << 20
 #: bytes per parameter of the runner's trajectory sketch (float64 bucket signs and int64
 #: bucket indices kept; a float64 copy of the parameters and its signed copy per snapshot)
 _SKETCH_BYTES_PER_PARAM = 40
