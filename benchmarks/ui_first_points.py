@@ -9,9 +9,11 @@ What it measures
     so that rounds do not overlap. A first warm-up round is not counted (a fresh server's
     warm worker may still be importing torch when the page is ready). What that includes:
     the UI's Run handler (it POSTs the comparison), the job's start on a warm worker, the
-    UI's event follower and its 1 s redraw timer, and plotly drawing. Two stages on the way
-    are read from the server afterwards (same machine, same clock): when the comparison was
-    stored and when its first job started, both counted from the click.
+    UI's event follower and its ticks, Gradio's transport and plotly drawing. Two stages on
+    the way are read from the server afterwards (same machine, same clock): when the
+    comparison was stored and when its first job started, both counted from the click; a
+    third in the page: when plotly was handed the loss figure with its first point (what
+    follows is the page drawing it, and whatever else changed in the same answer).
 
 Target (issue 12): the UI shows the first points within a second of Run on landscapes.
 
@@ -61,11 +63,23 @@ POINTS_JS = """() => {
     return figure.data.reduce((n, trace) => n + (trace.x || []).length, 0);
 }"""
 #: from the click on Run (seen in the capture phase, before the UI's own handler) to the
-#: first point, on the page's clock; checked every 10 ms
+#: first point, on the page's clock; checked every 10 ms, so it is the moment the page is
+#: free again after drawing it. `window.lossHandedAfter`: when plotly was handed the loss
+#: figure with its first point (the page then draws it and any other changed figure)
 WATCH_JS = f"""() => {{
     const points = {POINTS_JS};
     window.firstPointsAfter = null;
+    window.lossHandedAfter = null;
     let clicked = null;
+    const react = window.Plotly.react;
+    window.Plotly.react = function (div, data, ...rest) {{
+        const count = (data || []).reduce((n, trace) => n + (trace.x || []).length, 0);
+        if (clicked !== null && window.lossHandedAfter === null && count > 0
+                && div.closest && div.closest('#loss-plot')) {{
+            window.lossHandedAfter = (performance.now() - clicked) / 1000;
+        }}
+        return react.call(this, div, data, ...rest);
+    }};
     document.addEventListener('click', (event) => {{
         if (clicked === null && event.target.closest('#run')) {{
             clicked = performance.now();
@@ -137,7 +151,9 @@ def one_round(browser: Any, server: LocalServer, preset: str, timeout: float) ->
         page.evaluate(WATCH_JS)
         page.click("#run")
         page.wait_for_function("() => window.firstPointsAfter !== null", timeout=timeout * 1000)
-        seconds, clicked_at = page.evaluate("() => [window.firstPointsAfter, window.runClickedAt]")
+        seconds, handed, clicked_at = page.evaluate(
+            "() => [window.firstPointsAfter, window.lossHandedAfter, window.runClickedAt]"
+        )
     finally:
         page.close()
     wait_until_idle(server, timeout)
@@ -148,6 +164,7 @@ def one_round(browser: Any, server: LocalServer, preset: str, timeout: float) ->
         "first_points": float(seconds),
         "comparison_stored": comparison["created"] - clicked_at,
         "first_job_started": started - clicked_at,
+        "loss_handed_to_plotly": math.nan if handed is None else float(handed),
     }
 
 
@@ -190,7 +207,8 @@ def _describe(stages: dict[str, float]) -> str:
     return (
         f"first points {stages['first_points']:.3f} s after Run (comparison stored at "
         f"{stages['comparison_stored']:.3f} s, first job started at "
-        f"{stages['first_job_started']:.3f} s)"
+        f"{stages['first_job_started']:.3f} s, loss figure handed to plotly at "
+        f"{stages['loss_handed_to_plotly']:.3f} s)"
     )
 
 

@@ -61,6 +61,8 @@ def test_one_round_reports_the_seconds_to_the_first_points(ui_first_points, tmp_
     assert result["p50"] == result["p90"] == seconds
     (stages,) = result["stages"]
     assert stages["first_points"] == seconds
-    assert all(math.isfinite(stages[key]) for key in ("comparison_stored", "first_job_started"))
+    stage_keys = ("comparison_stored", "first_job_started", "loss_handed_to_plotly")
+    assert all(math.isfinite(stages[key]) for key in stage_keys)
+    assert stages["loss_handed_to_plotly"] <= seconds
     written = json.loads((tmp_path / "ui_first_points.json").read_text())
     assert written == json.loads(json.dumps(result))
