@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from process_tree import job_workers
 from threaded_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ class Server:
         assert self.process.returncode == 0, self.log.read_text()
 
     def workers(self) -> list[int]:
-        """Pids of the server's job worker processes (spawned interpreters) running a job
+        """Pids of the server's job worker processes running a job
         (not the idle warm ones of its pool): those the store records for a running job."""
         db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
@@ -83,16 +84,7 @@ class Server:
             busy = {pid for (pid,) in rows}
         finally:
             db.close()
-        pids = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            for pid in (task / "children").read_text().split():
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"spawn_main" in cmdline and int(pid) in busy:
-                    pids.append(int(pid))
-        return pids
+        return [pid for pid in job_workers(self.process.pid) if pid in busy]
 
     def wait_for(self, job_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -1,8 +1,9 @@
 """LocalExecutor: worker processes, FIFO queueing, cancellation, crashes and bad specs,
 and the warm worker pool (workers started ahead of need, one job each, replaced).
 
-Every worker is a fresh spawned interpreter that imports torch (~2 s), so the tests use
-few processes and tiny Rosenbrock runs; a "long" job is 10⁶ steps that always gets cancelled.
+The first worker of the test session waits for the fork server to import torch (~3 s), a
+spawned one (the GPU tests) imports it itself, so the tests use few processes and tiny
+Rosenbrock runs; a "long" job is 10⁶ steps that always gets cancelled.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -367,27 +369,35 @@ def losses(rec: Recorder, job_id: str) -> list[float]:
     return [event["loss"] for event in rec.of(job_id) if event["type"] == "metrics"]
 
 
-def test_a_job_runs_in_a_worker_started_before_it_which_runs_no_other(make_executor) -> None:
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork server on Linux only")
+def test_a_job_runs_in_a_worker_started_before_it_which_runs_no_other(
+    make_executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     executor, rec = make_executor(
         ReportingExecutor, concurrency=1, memory_limit_mb=3000, threads_per_job=2
     )
     assert executor.pool_size == 1  # the default: one idle worker per slot
     (warm,) = idle_workers(executor, 1)
+    monkeypatch.setenv("PSGD_TEST_PROBE", "set after the worker started")
     executor.submit("a", PROBED)
     assert rec.wait_exit("a") is None and rec.of("a")[-1]["status"] == "succeeded"
     assert rec.launches["a"][0] == warm
-    # the job's own settings, applied when it arrived in the warmed-up worker
+    # the job's own settings and the server's environment at its launch, applied when it
+    # arrived in the warmed-up worker; torch came with the worker (from its fork server)
     assert process_of(rec, "a") == {
         "pid": warm,
         "threads": 2,
         "gpu": None,
         "memory_limit_mb": 3000,
+        "torch_preloaded": True,
+        "probe": "set after the worker started",
     }
     (replacement,) = idle_workers(executor, 1, not_in=[warm])
     until(lambda: identity(warm) is None, "the used worker to exit")  # never reused
     executor.submit("b", PROBED)
     assert rec.wait_exit("b") is None
     assert rec.launches["b"][0] == replacement
+    assert process_of(rec, "b")["torch_preloaded"]  # the replacement did not import torch
     assert losses(rec, "b") == losses(rec, "a") and len(losses(rec, "a")) == 12
 
 

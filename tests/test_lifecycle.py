@@ -27,6 +27,7 @@ from fake_executor import FakeExecutor
 from fastapi.testclient import TestClient
 from hanging_setup import HangingSetupExecutor
 from hanging_worker import sleep_forever
+from process_tree import job_workers
 from threaded_server import free_port
 
 from server.api import create_app
@@ -106,11 +107,12 @@ def _store_with_a_job_left_running(folder: Path, pid: int, started: int | None) 
     return job_id
 
 
-@pytest.fixture
-def leftover() -> Iterator[multiprocessing.process.BaseProcess]:
-    """A live spawned process standing for a worker whose server died (it has no
-    parent-death signal, as a worker of an older server would not)."""
-    process = multiprocessing.get_context("spawn").Process(target=sleep_forever, daemon=True)
+@pytest.fixture(params=["spawn", "forkserver"])
+def leftover(request: pytest.FixtureRequest) -> Iterator[multiprocessing.process.BaseProcess]:
+    """A live process standing for a worker whose server died (it has no parent-death
+    signal, as a worker of an older server would not), spawned or from a fork server."""
+    context = multiprocessing.get_context(request.param)
+    process = context.Process(target=sleep_forever, daemon=True)
     process.start()
     wait_until(lambda: processes.identity(process.pid) is not None, "the process")
     yield process
@@ -200,25 +202,8 @@ def _launch(command: list[str], data_dir: Path, log: Path, **env: str) -> tuple[
     return process, client
 
 
-def _workers(pid: int) -> list[int]:
-    """The job workers among a server's child processes (not multiprocessing's tracker)."""
-    children = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-    return [child for child in children if b"spawn_main" in _cmdline(child)]
-
-
 def _maps(pid: int) -> bytes:
     return Path(f"/proc/{pid}/maps").read_bytes()
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -232,7 +217,7 @@ def test_workers_die_with_a_killed_server_and_the_restart_runs_the_job_once(
         job_id = client.post("/api/jobs", json=JOB).json()["id"]
         wait_until(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "running", "run")
         # the job's worker and the warm one that replaced it in the pool (pool size 1)
-        workers = wait_until(lambda: len(w := _workers(first.pid)) == 2 and w, "two workers")
+        workers = wait_until(lambda: len(w := job_workers(first.pid)) == 2 and w, "two workers")
         # torch loaded, which a worker does after `die_with_parent`: the job's worker is in
         # its set-up, the idle one has warmed up or is warming up
         wait_until(lambda: all(b"libtorch" in _maps(w) for w in workers), "torch in both")

@@ -14,7 +14,7 @@ pipe in one pass, so that the service stores them in one transaction and wakes t
 loop once; an executor that reads events one at a time inherits a `start_batched` that
 passes each as a list of one.
 
-`LocalExecutor` runs each job in a fresh spawned interpreter, so a crash, a hang or an
+`LocalExecutor` runs each job in a process of its own, so a crash, a hang or an
 out-of-memory kill ends that job only. It keeps `pool_size` such interpreters started ahead
 of need, torch already imported (`server.jobs.pool`), so that a job starts at once; each runs
 one job and exits. It enforces each job's wall-clock limit from outside (set-up included), a
@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import threading
@@ -42,7 +41,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from server.events import Status
-from server.jobs.pool import WorkerPool
+from server.jobs.pool import WorkerPool, default_start_method, worker_context
 from server.jobs.processes import identity
 from server.jobs.worker import job_order, run_worker
 from server.runner import Limits
@@ -309,7 +308,7 @@ class LocalExecutor(ThreadedExecutor):
         pool_size: int | None = None,
         threads_per_job: int | None = None,
         local_data: str | None = None,
-        start_method: str = "spawn",
+        start_method: str | None = None,
     ) -> None:
         """`memory_limit_mb`: each CPU worker's address-space limit; None for
         `default_memory_limit_mb`, 0 for none (then `self.memory_limit_mb` is None).
@@ -318,12 +317,14 @@ class LocalExecutor(ThreadedExecutor):
         of each job; None for DEFAULT_THREADS_PER_JOB. `local_data`: a CIFAR-10 archive or
         folder that cifar10 jobs read instead of the data folders (the CLI's `--data`: an
         argument of whoever builds the executor, never a setting or a spec field, so no
-        API client can name a path). `start_method`: "spawn", a fresh interpreter per worker
-        that imports torch (seconds), or "fork", a copy of this process with torch already
-        imported (milliseconds): only for a process that has not initialised CUDA and whose
-        workers need not be recognised after a restart (`processes.is_leftover_worker` knows
-        spawned ones), as the CLI's `run`. The bookkeeping thread forks, and it never runs
-        torch: a copy inherits no OpenMP team (one would hang its first parallel region)."""
+        API client can name a path). `start_method`: None for `pool.default_start_method`;
+        "forkserver", a copy of a fork server that imported torch once (milliseconds);
+        "spawn", a fresh interpreter per worker that imports torch (seconds); or "fork", a
+        copy of this process with torch already imported (milliseconds): only for a process
+        that has not initialised CUDA and whose workers need not be recognised after a
+        restart (`processes.is_leftover_worker` knows the other two), as the CLI's `run`.
+        With "fork" the bookkeeping thread forks, and it never runs torch: a copy inherits
+        no OpenMP team (one would hang its first parallel region)."""
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if memory_limit_mb is not None and memory_limit_mb < 0:
@@ -341,7 +342,7 @@ class LocalExecutor(ThreadedExecutor):
         self.local_data = local_data
         self.pool_size = self.concurrency if pool_size is None else pool_size
         self._gpus = _visible_gpus()
-        self._ctx = multiprocessing.get_context(start_method)
+        self._ctx = worker_context(start_method or default_start_method(self._gpus))
         self._pool = WorkerPool(
             self._ctx, self.worker_main, os.getpid(), self.pool_size, self._gpus
         )

@@ -1,32 +1,61 @@
 """Warm job workers: processes started ahead of need, each waiting for exactly one job.
 
-A worker spends seconds importing torch and the runner before it can run anything
-(`server.jobs.worker.warm_up`). `WorkerPool` keeps `size` such workers started and idle, so
-that a job handed to one starts at once; a worker runs one job and exits, and the pool
-starts a replacement. On a machine with GPUs each worker is pinned to one GPU when it
-starts (CUDA_VISIBLE_DEVICES must be set before torch loads), so the idle workers are
-spread over the GPUs and a job takes one pinned to the GPU the executor chose for it.
-Every method runs on the executor's bookkeeping thread, which therefore starts every
-worker: the workers' parent-death signal is tied to that thread.
+A worker needs torch and the runner imported before it can run anything
+(`server.jobs.worker.warm_up`): seconds of CPU. `WorkerPool` keeps `size` such workers
+started and idle, so that a job handed to one starts at once; a worker runs one job and
+exits, and the pool starts a replacement. On Linux without GPUs the workers come from a fork
+server (`worker_context`): one process that imported all that once and never ran a torch op
+(a copy of a process whose OpenMP team ran would hang in its first parallel op), so a
+replacement is a copy that starts in milliseconds instead of competing with the running job
+for the CPU while it imports torch. On a machine with GPUs each worker is pinned to one GPU
+when it starts (CUDA_VISIBLE_DEVICES must be set before CUDA initialises), so the idle
+workers are spread over the GPUs and a job takes one pinned to the GPU the executor chose
+for it. Every method runs on the executor's bookkeeping thread, which therefore starts every
+worker (or asks the fork server for it): a spawned worker's parent-death signal is tied to
+that thread; a forked one watches its server (`processes.die_with_parent`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnContext
+from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
+
+from server.jobs.worker import WARM_MODULES
 
 log = logging.getLogger(__name__)
 
 #: seconds without a new idle worker after one died unexpectedly (no restart loop)
 RESTART_DELAY = 1.0
+
+
+def default_start_method(gpus: Sequence[str]) -> str:
+    """ "forkserver" on Linux without GPUs, else "spawn". Spawn on GPU machines: a copy of a
+    process that has initialised CUDA cannot use it, and a fresh interpreter per worker is
+    sure not to have (torch's import alone does not initialise CUDA, but nothing here checks
+    that every imported module leaves it alone). Linux only: a worker started by a fork
+    server finds its server through /proc (`processes.die_with_parent`)."""
+    return "forkserver" if sys.platform.startswith("linux") and not gpus else "spawn"
+
+
+def worker_context(start_method: str) -> BaseContext:
+    """The multiprocessing context that starts workers. For "forkserver", its fork server
+    (one per server process, started with the first worker) imports `WARM_MODULES` and the
+    main module, never running torch; where another part of this process started the fork
+    server first, the workers import them themselves (slower, still correct)."""
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["__main__", "server.jobs.worker", *WARM_MODULES])
+    return context
 
 
 @dataclass(eq=False)
@@ -65,7 +94,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        context: SpawnContext,
+        context: BaseContext,
         target: Callable[..., None],
         parent_pid: int,
         size: int,

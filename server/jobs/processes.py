@@ -3,9 +3,11 @@
 A worker must never outlive the server that started it: a killed server would otherwise
 leave it running (adopted by init) while the restarted server runs the same job again.
 `die_with_parent` is the worker's side: the kernel's parent-death signal on Linux, and a
-watchdog thread everywhere. `identity` / `kill_leftover` are the server's side: it records
-each worker's pid and start time when the worker takes a job, and at the next start kills a
-recorded worker that is still alive, after checking that the pid still names that worker.
+watchdog thread everywhere. A worker's parent is its server, or the server's fork server
+(`server.jobs.pool`), which exits once the server and all its workers have.
+`identity` / `kill_leftover` are the server's side: it records each worker's pid and start
+time when the worker takes a job, and at the next start kills a recorded worker that is
+still alive, after checking that the pid still names that worker.
 """
 
 from __future__ import annotations
@@ -22,23 +24,33 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 ORPHANED_EXIT_CODE = 75  # what a worker exits with when its server has gone
 PARENT_POLL_SECONDS = 0.5
-_WORKER_MARK = b"multiprocessing.spawn"  # in the command line of every spawned worker
+#: in the command line of every spawned worker, and of every worker a fork server started
+_WORKER_MARKS = (b"multiprocessing.spawn", b"multiprocessing.forkserver")
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """End this process as soon as `parent_pid` (the server) is gone; call it first thing.
+def die_with_parent(server_pid: int) -> None:
+    """End this process as soon as its server `server_pid` is gone; call it first thing.
 
-    Linux sends SIGKILL when the parent *thread* that started us ends (the executor's
-    bookkeeping thread, which lives as long as the executor). The watchdog thread covers
-    other systems and the moment before the signal was armed.
+    Linux sends SIGKILL when the parent *thread* that started us ends: for a spawned worker
+    the executor's bookkeeping thread (it lives as long as the executor). A fork server's
+    worker has the fork server for parent, which outlives the server as long as any of its
+    workers holds its pipe: the watchdog thread ends such a worker within
+    PARENT_POLL_SECONDS of its server's death, and covers other systems and the moment
+    before the signal was armed.
     """
     _arm_parent_death_signal()
-    if os.getppid() != parent_pid:  # the server died before the signal was armed
+    if not _served_by(server_pid):  # the server died before the signal was armed
         _exit_orphaned()
     watchdog = threading.Thread(
-        target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True
+        target=_watch_server, args=(server_pid,), name="parent-watchdog", daemon=True
     )
     watchdog.start()
+
+
+def _served_by(server_pid: int) -> bool:
+    """Whether `server_pid` is this process's parent, or its parent's (a fork server's)."""
+    parent = os.getppid()
+    return server_pid in (parent, parent_of(parent))
 
 
 def _arm_parent_death_signal() -> bool:
@@ -51,8 +63,8 @@ def _arm_parent_death_signal() -> bool:
         return False
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+def _watch_server(server_pid: int) -> None:
+    while _served_by(server_pid):
         time.sleep(PARENT_POLL_SECONDS)
     _exit_orphaned()
 
@@ -67,13 +79,27 @@ def identity(pid: int) -> int | None:
     """The process's start time (clock ticks after boot): with the pid, it names one
     process, since a reused pid has a later start. None where /proc cannot tell (not
     Linux, or the process is gone or a zombie)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    state, start = fields[0], fields[19]  # fields 3 and 22 of proc(5)
+    return None if state in ("Z", "X") else int(start)
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent process id of `pid`; None where /proc cannot tell."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])  # field 4 of proc(5)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from its third field on (after the command name, which may hold
+    spaces)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    state, start = fields[0], fields[19]  # fields 3 and 22 of proc(5)
-    return None if state in ("Z", "X") else int(start)
+    return stat.rsplit(")", 1)[1].split()
 
 
 def is_leftover_worker(pid: int, started: int) -> bool:
@@ -81,9 +107,10 @@ def is_leftover_worker(pid: int, started: int) -> bool:
     if identity(pid) != started:
         return False
     try:
-        return _WORKER_MARK in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return any(mark in command for mark in _WORKER_MARKS)
 
 
 def kill_leftover(pid: int, started: int | None, timeout: float = 5.0) -> bool:

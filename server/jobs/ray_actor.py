@@ -55,6 +55,7 @@ class JobActor:
             memory_limit_mb=memory_limit_mb,
             pool_size=0,
             threads_per_job=threads_per_job,
+            start_method="spawn",  # one job per actor: a fork server would only add a process
         )
         self._executor.start(self._on_event, self._on_exit, self._on_launch)
         self._executor.submit(job_id, spec)

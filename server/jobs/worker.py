@@ -1,9 +1,10 @@
 """The body of one job's worker process.
 
-`LocalExecutor` starts `run_worker` in a fresh interpreter (multiprocessing "spawn"), so it
-must stay a module-level function of an importable module. A worker first ties itself to
-its server, then warms up (imports torch, torch._dynamo and the runner with its tasks and
-optimizers: seconds), then waits on its order pipe for exactly one job, runs it, sends every
+`LocalExecutor` starts `run_worker` in a copy of its fork server or in a fresh interpreter
+(`server.jobs.pool.worker_context`), so it must stay a module-level function of an
+importable module. A worker first ties itself to its server, then warms up (imports torch,
+torch._dynamo and the runner with its tasks and optimizers: seconds, unless the fork server
+had them imported already), then waits on its order pipe for exactly one job, runs it, sends every
 event dict down its own one-way event pipe, and exits: a worker never runs a second job, so
 each job starts from a clean process (memory limit, thread count, GPU pinning, torch's
 global state). The executor starts workers ahead of need (`server.jobs.pool`), so that a job
@@ -15,6 +16,7 @@ its server within milliseconds of its start, before torch is loaded.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import re
@@ -31,6 +33,9 @@ _OUT_OF_MEMORY = re.compile(
     r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory|bad_alloc",
     re.IGNORECASE,
 )
+#: what every job needs imported before it arrives: torch._dynamo, imported lazily by the
+#: first optimizer (seconds), and the runner with its tasks, optimizers and psgd
+WARM_MODULES = ("torch._dynamo", "server.runner")
 
 
 def run_worker(
@@ -49,6 +54,7 @@ def run_worker(
     try:
         order = orders.recv()
         orders.close()
+        adopt_environment(order["environment"], gpu)
         _run(order, events, stop, import_error)
     except EOFError:  # no job for this worker: the executor has dropped it
         pass
@@ -79,6 +85,7 @@ def job_order(
         "limits": limits,
         "memory_limit_mb": memory_limit_mb,
         "local_data": local_data,
+        "environment": dict(os.environ),
     }
 
 
@@ -87,7 +94,19 @@ def prepare_process(parent_pid: int, gpu: str | None) -> None:
     die_with_parent(parent_pid)
     # Ctrl+C reaches the whole process group: the server cancels its jobs in an orderly way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if gpu is not None:  # before torch loads: the job sees its one GPU as cuda:0
+    _pin(gpu)
+
+
+def adopt_environment(environment: dict[str, str], gpu: str | None) -> None:
+    """Run the job in the server's environment as it was at the job's launch (as a spawned
+    worker would): a forked one has its fork server's, as it was when that started."""
+    os.environ.clear()
+    os.environ.update(environment)
+    _pin(gpu)
+
+
+def _pin(gpu: str | None) -> None:
+    if gpu is not None:  # before CUDA initialises: the job sees its one GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
@@ -95,9 +114,8 @@ def warm_up() -> str | None:
     """Import what every job needs before a job arrives; None, or what failed to import
     (reported as the job's failure, as it would have been without a warm-up)."""
     try:
-        import torch._dynamo  # noqa: F401  imported lazily by the first optimizer: seconds
-
-        import server.runner  # noqa: F401  its tasks, optimizers and psgd with it
+        for module in WARM_MODULES:
+            importlib.import_module(module)
     except Exception as error:
         return f"{type(error).__name__}: {error}"
     return None
