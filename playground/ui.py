@@ -348,17 +348,22 @@ class Playground:
         rendered: Any,
         x_axis: str,
     ) -> tuple[Any, ...]:
-        """The loss figure and status line alone, while a running comparison's first points
-        are not drawn yet: the browser draws all four figures in one go (a second or more
-        on a loaded machine), so the cheap loss figure goes first and the others follow on
-        the next tick."""
+        """The loss figure, results and status line, while a running comparison's first
+        points are not drawn yet: the browser draws all changed figures in one go (a second
+        or more on a loaded machine), so the cheap loss figure goes first and the others
+        follow on the next tick. Before any point the others show their empty state (cheap
+        to draw), not another comparison's figures."""
         skip = gr.skip()
-        drawn = [*key, LOSS_ONLY, views.has_points(events)]
+        points = views.has_points(events)
+        drawn = [*key, LOSS_ONLY, points]
         if rendered == drawn:
             return (skip,) * 10
         loss = views.loss_view(comparison, events, x_axis)
-        status = self.comparison_status(comparison, events)
-        return (loss, skip, skip, skip, skip, drawn, status, skip, skip, skip)
+        others = (skip,) * 3 if points else tuple(_empty_figures()[1:])
+        headers, rows = views.results_table(comparison)
+        return (loss, *others, {"headers": headers, "data": rows}, drawn,
+                self.comparison_status(comparison, events), skip, skip,
+                skip if points else "")  # fmt: skip
 
     def first_points(
         self, comparison_id: str | None, rendered: Any, x_axis: str = "step"

@@ -66,9 +66,9 @@ def test_the_tick_after_run_waits_for_the_first_loss_value_and_draws_it_first() 
     assert answer, "the tick after Run never returned"
     loss, trajectory, spectrum, metrics, results, rendered, status = answer[0][:7]
     assert isinstance(loss, go.Figure) and _points(loss) == 1  # it waited for the value
-    assert "Comparison `c-first`" in status
-    # the heavier figures and the table wait for the next tick
-    assert all(isinstance(out, type(gr.skip())) for out in (trajectory, spectrum, metrics, results))
+    assert "Comparison `c-first`" in status and results["data"][0][0] == "adam"
+    # the heavier figures wait for the next tick
+    assert all(isinstance(out, type(gr.skip())) for out in (trajectory, spectrum, metrics))
 
     full = ui.tick("c-first", rendered)
     assert all(isinstance(figure, go.Figure) for figure in full[:4])
@@ -88,7 +88,9 @@ def test_a_running_comparison_without_points_redraws_only_its_loss_figure() -> N
         time.sleep(0.01)
     first = ui.tick("c-first", -1)
     assert isinstance(first[0], go.Figure) and _points(first[0]) == 0
-    assert all(isinstance(out, type(gr.skip())) for out in first[1:5])
+    # the other figures show their empty state (not a previous comparison's), cheap to draw
+    assert all(isinstance(out, go.Figure) and not out.data for out in first[1:4])
+    assert [row[0] for row in first[4]["data"]] == ["adam"]  # this comparison's results
     assert not points_drawn(first[5])
     # nothing new: nothing is rebuilt, not even the loss figure
     assert all(isinstance(out, type(gr.skip())) for out in ui.tick("c-first", first[5]))
