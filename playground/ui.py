@@ -351,15 +351,15 @@ class Playground:
         """The loss figure, results and status line, while a running comparison's first
         points are not drawn yet: the browser draws all changed figures in one go (a second
         or more on a loaded machine), so the cheap loss figure goes first and the others
-        follow on the next tick. Before any point the others show their empty state (cheap
-        to draw), not another comparison's figures."""
+        follow on the next tick. Before any point the others are cleared (no figure: no
+        plotly drawing at all), so they never show another comparison's figures."""
         skip = gr.skip()
         points = views.has_points(events)
         drawn = [*key, LOSS_ONLY, points]
         if rendered == drawn:
             return (skip,) * 10
         loss = views.loss_view(comparison, events, x_axis)
-        others = (skip,) * 3 if points else tuple(_empty_figures()[1:])
+        others = (skip,) * 3 if points else (None,) * 3
         headers, rows = views.results_table(comparison)
         return (loss, *others, {"headers": headers, "data": rows}, drawn,
                 self.comparison_status(comparison, events), skip, skip,

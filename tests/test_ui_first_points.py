@@ -88,8 +88,8 @@ def test_a_running_comparison_without_points_redraws_only_its_loss_figure() -> N
         time.sleep(0.01)
     first = ui.tick("c-first", -1)
     assert isinstance(first[0], go.Figure) and _points(first[0]) == 0
-    # the other figures show their empty state (not a previous comparison's), cheap to draw
-    assert all(isinstance(out, go.Figure) and not out.data for out in first[1:4])
+    # the other figures are cleared (not a previous comparison's), nothing to draw
+    assert first[1:4] == (None, None, None)
     assert [row[0] for row in first[4]["data"]] == ["adam"]  # this comparison's results
     assert not points_drawn(first[5])
     # nothing new: nothing is rebuilt, not even the loss figure
