@@ -146,6 +146,9 @@ OPTIMIZERS = ("adam", "sgd", "psgd-dense", "psgd-kron", "psgd-diag")
 DIVERGING = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "sgd", "lr": 1.0}}
 #: one per server kill, in the middle of the wave before it: it is running at the kill
 INTERRUPTED = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 50_000}
+#: a job long enough (seconds) to be running when a worker is killed: the workload's jobs of
+#: tens of steps end in milliseconds on a worker forked from the warm fork server
+KILLED = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "adam"}, "steps": 5_000}
 
 
 def workload(total_jobs: int, rng: random.Random) -> list[Submission]:
@@ -196,6 +199,8 @@ class ProcessInfo:
     def kind(self) -> str:
         if "spawn_main" in self.cmdline:
             return "worker"
+        if "multiprocessing.forkserver" in self.cmdline:
+            return "fork server"  # or a worker forked from it (`workers` tells them apart)
         if "resource_tracker" in self.cmdline:
             return "resource tracker"
         return "process"
@@ -295,8 +300,14 @@ class Server:
             time.sleep(0.1)
 
     def workers(self) -> list[ProcessInfo]:
-        infos = (process_info(pid) for pid in children(self.pid))
-        return [info for info in infos if info is not None and info.kind == "worker"]
+        """Spawned workers are the server's children; forked ones its fork server's."""
+        found = []
+        for info in filter(None, map(process_info, children(self.pid))):
+            if info.kind == "worker":
+                found.append(info)
+            elif info.kind == "fork server":
+                found += filter(None, map(process_info, children(info.pid)))
+        return found
 
     def tail(self, lines: int = 15) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -570,12 +581,15 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         self.start_server().wait_healthy(self.api.http, self.deadline)
-        items = workload(self.plan.jobs - self.plan.server_kills, self.rng)
+        extra = self.plan.server_kills + self.plan.worker_kills
+        items = workload(self.plan.jobs - extra, self.rng)
         waves = split(items, self.plan.server_kills + 1)
         long_jobs = [Submission("job", dict(INTERRUPTED), 1) for _ in waves[1:]]
         for wave, job in zip(waves, long_jobs):
             wave.insert(len(wave) // 2, job)
         worker_kills = spread(self.plan.worker_kills, len(waves))
+        for wave, kills in zip(waves, worker_kills):
+            wave[:0] = [Submission("job", dict(KILLED), 1) for _ in range(kills)]
         clients = spread(self.plan.clients, len(waves))
         for number, wave in enumerate(waves):
             self.submit(wave)
