@@ -2,7 +2,7 @@
 
 One editable table row per (optimizer, hyperparameter): `tune` ticks it, `low`/`high`/`log`
 or `values` give its range. The ranges shown first are the server's own defaults
-(`POST /api/sweeps/resolve`, the function the API stores sweeps with), never restated
+(`POST /api/sweeps?dry_run=true`, the function the API stores sweeps with), never restated
 here; a hyperparameter the server finds no default range for gets an empty row to fill in,
 with the server's reason beside the table.
 """
