@@ -15,18 +15,17 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic.json_schema import SkipJsonSchema
 
-from server import optimizers, tasks
+from server import optimizers
 from server.api import schemas
 from server.api.contour import landscape_contour
 from server.api.sse import event_stream
 from server.events import JobStatus
-from server.jobs import export
+from server.jobs import catalogue, export
 from server.jobs.service import JobService
 from server.jobs.summary import comparison_summary
 from server.jsonable import json_safe
 from server.settings import Settings
 from server.specs import ComparisonSpec, JobSpec
-from server.tasks import cifar
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 
@@ -129,18 +128,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/tasks", response_model=list[schemas.TaskEntry], tags=["info"])
     def list_tasks() -> list[dict[str, Any]]:
-        entries = []
-        for entry in tasks.catalogue():
-            reason = _not_ready_reason(entry["name"])
-            entries.append(
-                {
-                    **entry,
-                    "presets": optimizers.TASK_PRESETS.get(entry["name"], {}),
-                    "ready": reason is None,
-                    "not_ready_reason": reason,
-                }
-            )
-        return entries
+        return catalogue.task_entries()
 
     @router.get(
         "/tasks/{name}/contour",
@@ -388,16 +376,3 @@ def _csv_response(metrics: list[dict[str, Any]], name: str) -> Response:
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="metrics-{name}.csv"'},
     )
-
-
-def _not_ready_reason(task: str) -> str | None:
-    """Why `task` cannot run with its default options on this server now, else None: the
-    task module's own check (CIFAR-10: is the default dataset in the data folders; its
-    message names the folders' variables and the download command, never a server path)."""
-    if task != "cifar10":
-        return None
-    try:
-        cifar.locate_dataset(None)
-    except FileNotFoundError as error:
-        return str(error)
-    return None
