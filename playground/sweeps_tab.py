@@ -10,14 +10,17 @@ table (`views.statistics_markdown`), with a link that opens the re-run compariso
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from playground import sweep_figures, sweep_form, views
-from playground import ui as compare  # the compare view: its client and token refusals
 from playground.client import ApiClient, ApiError
 from playground.forms import FormError, explain
+from playground.refusals import refusal, token_refusal
+
+if TYPE_CHECKING:  # the compare view builds this tab; importing it here would be a cycle
+    from playground.ui import Playground
 
 DEFAULT_TASK = "rosenbrock"
 DEFAULT_OPTIMIZERS = ["psgd-kron", "adam"]
@@ -29,7 +32,7 @@ RUN_FIELDS = ["trials", "seeds", "steps", "parallel", "kind", "metric", "directi
 class SweepsTab:
     """The tab's callbacks; default ranges are cached per (task, optimizer, hyperparameter)."""
 
-    def __init__(self, pg: compare.Playground) -> None:
+    def __init__(self, pg: Playground) -> None:
         self.pg = pg
         self._defaults: dict[tuple[str, str, str], dict[str, Any] | str] = {}
 
@@ -112,18 +115,18 @@ class SweepsTab:
                 else None,
             )
         except FormError as e:
-            return gr.skip(), gr.skip(), compare.refusal(f"**Not run** — {e}")
+            return gr.skip(), gr.skip(), refusal(f"**Not run** — {e}")
         try:
             with self.pg.as_user(token) as client:
                 sweep = client.submit_sweep(spec)
         except ApiError as e:
             if e.status == 401:
-                return gr.skip(), gr.skip(), compare.token_refusal(token, "run")
+                return gr.skip(), gr.skip(), token_refusal(token, "run")
             detail = explain(e.detail, task, chosen)
             return (
                 gr.skip(),
                 gr.skip(),
-                compare.refusal(f"**The server refused the sweep** — {detail}"),
+                refusal(f"**The server refused the sweep** — {detail}"),
             )
         total = sum(o["trials_total"] for o in sweep["optimizers"])
         return sweep["id"], -1, f"Started sweep `{sweep['id']}` ({total} trials)"
@@ -136,7 +139,7 @@ class SweepsTab:
                 client.cancel_sweep(sweep_id)
         except ApiError as e:
             if e.status == 401:
-                return compare.token_refusal(token, "cancelled")
+                return token_refusal(token, "cancelled")
             return f"Cancel failed: {e.detail}"
         return f"Cancelled sweep `{sweep_id}`"
 
@@ -191,7 +194,7 @@ def header_follows_tabs(
                    compare_header, show_progress="hidden", queue=False)  # fmt: skip
 
 
-def build(pg: compare.Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
+def build(pg: Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
     """The tab's contents, inside `with gr.Tab(...)`; `token` is the page's server token."""
     tab = SweepsTab(pg)
     sweep_id, rendered = gr.State(None), gr.State(-1)

@@ -41,6 +41,7 @@ from playground.presets import (
     encode_setup,
     setup_of_spec,
 )
+from playground.refusals import refusal, token_refusal
 from playground.widgets import section_inputs
 
 DEFAULT_PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
@@ -89,20 +90,6 @@ def points_drawn(rendered: Any) -> bool:
 
 def _empty_figures() -> list[Any]:
     return [figures.empty_figure(text, title=name.title()) for name, text in EMPTY.items()]
-
-
-def refusal(message: str) -> str:
-    """A refused action's message for the status line at the top, also shown as a toast
-    (while a comparison runs, its live redraw replaces the status line)."""
-    gr.Warning(message.replace("**", "").replace("`", ""), duration=6)  # it covers Run
-    return message
-
-
-def token_refusal(token: str | None, action: str) -> str:
-    """What a 401 from the API means to the person at the page: no token, or a wrong one."""
-    if (token or "").strip():
-        return refusal(f"**Not {action}** — the server refused this token: check **Server token**")
-    return refusal(f"**Not {action}** — this server needs its token: enter the server token above")
 
 
 class Playground:
