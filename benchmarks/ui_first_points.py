@@ -40,19 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.chromium import CHROMIUM, LAUNCH_ARGS  # noqa: E402
 from benchmarks.local_server import LocalServer  # noqa: E402
 from playground.presets import PRESETS  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LANDSCAPES = ("rosenbrock", "quadratic", "saddle")
 DEFAULT_PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
 

@@ -16,19 +16,11 @@ import httpx
 import pytest
 from ui_server import ROOT, ui_server
 
+from benchmarks.chromium import CHROMIUM, LAUNCH_ARGS
+
 # Generous limits: a loaded 2-core CI machine makes page loads and polls slow.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
 OPTIMIZERS = ("psgd-dense", "adam", "lbfgs")
