@@ -22,10 +22,9 @@ from server.tasks.base import MemoryPart
 
 #: peak RSS of a worker running a trivial job: the interpreter with torch, the server's
 #: modules and torch's first-step set-up (measured 315–320 MiB on CPU with torch 2.13.0+cpu,
-#: 2026-11-30; an earlier environment measured 409–476 MiB), plus about the 217 MiB by
-#: which a 2048-D quadratic Adam job once exceeded its usual peak in a full test run (cause
-#: not established). 700 MiB held that margin over the older peaks but put the quadratic
-#: and CIFAR test jobs above twice their measured peaks (876 vs 389 MiB, 1304 vs 580–661).
+#: 2026-11-30; an earlier environment measured 409–476 MiB), with ~190 MiB to spare for
+#: other builds. (A 2048-D quadratic job once seemed to peak 217 MiB above its usual: the
+#: test then read ru_maxrss, which Linux carries across exec from the test process itself.)
 BASE_BYTES = 512 << 20
 #: bytes per parameter of the runner's trajectory sketch (float64 bucket signs and int64
 #: bucket indices kept; a float64 copy of the parameters and its signed copy per snapshot)
