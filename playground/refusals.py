@@ -3,7 +3,13 @@ toast. Shared by the Compare and Sweeps tabs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
 import gradio as gr
+
+from playground.client import ApiClient, ApiError
 
 
 def refusal(message: str) -> str:
@@ -18,3 +24,20 @@ def token_refusal(token: str | None, action: str) -> str:
     if (token or "").strip():
         return refusal(f"**Not {action}** — the server refused this token: check **Server token**")
     return refusal(f"**Not {action}** — this server needs its token: enter the server token above")
+
+
+def cancel_as_user(
+    client: AbstractContextManager[ApiClient],
+    token: str,
+    cancel: Callable[[ApiClient], Any],
+    done: str,
+) -> str:
+    """Cancel with the user's own client; a 401 is said as the token's fault."""
+    try:
+        with client as api:
+            cancel(api)
+    except ApiError as e:
+        if e.status == 401:
+            return token_refusal(token, "cancelled")
+        return f"Cancel failed: {e.detail}"
+    return done

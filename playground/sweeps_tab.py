@@ -17,7 +17,7 @@ import gradio as gr
 from playground import sweep_figures, sweep_form, views
 from playground.client import ApiClient, ApiError
 from playground.forms import FormError, explain
-from playground.refusals import refusal, token_refusal
+from playground.refusals import cancel_as_user, refusal, token_refusal
 
 if TYPE_CHECKING:  # the compare view builds this tab; importing it here would be a cycle
     from playground.ui import Playground
@@ -134,14 +134,12 @@ class SweepsTab:
     def cancel(self, sweep_id: str | None, token: str) -> str:
         if not sweep_id:
             return "No sweep to cancel"
-        try:
-            with self.pg.as_user(token) as client:
-                client.cancel_sweep(sweep_id)
-        except ApiError as e:
-            if e.status == 401:
-                return token_refusal(token, "cancelled")
-            return f"Cancel failed: {e.detail}"
-        return f"Cancelled sweep `{sweep_id}`"
+        return cancel_as_user(
+            self.pg.as_user(token),
+            token,
+            lambda api: api.cancel_sweep(sweep_id),
+            f"Cancelled sweep `{sweep_id}`",
+        )
 
     # ------------------------------------------------------------------ the live view
     def tick(self, sweep_id: str | None, rendered: Any) -> tuple[Any, ...]:

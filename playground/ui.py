@@ -41,7 +41,7 @@ from playground.presets import (
     encode_setup,
     setup_of_spec,
 )
-from playground.refusals import refusal, token_refusal
+from playground.refusals import cancel_as_user, refusal, token_refusal
 from playground.widgets import section_inputs
 
 DEFAULT_PRESET = "Rosenbrock: PSGD vs Adam vs L-BFGS"
@@ -279,14 +279,12 @@ class Playground:
     def cancel(self, comparison_id: str | None, token: str) -> str:
         if not comparison_id:
             return "Nothing to cancel"
-        try:
-            with self.as_user(token) as client:
-                client.cancel_comparison(comparison_id)
-        except ApiError as e:
-            if e.status == 401:
-                return token_refusal(token, "cancelled")
-            return f"Cancel failed: {e.detail}"
-        return f"Cancelled comparison `{comparison_id}`"
+        return cancel_as_user(
+            self.as_user(token),
+            token,
+            lambda api: api.cancel_comparison(comparison_id),
+            f"Cancelled comparison `{comparison_id}`",
+        )
 
     def share(self, form: list[forms.Section], *values: Any) -> tuple[str, str]:
         try:
