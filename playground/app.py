@@ -62,7 +62,24 @@ def create_app(settings: Settings | None = None, api_url: str | None = None) -> 
     app.state.ui = True
 
     blocks = build_ui(api_url or local_api_url(settings))  # never the server's token
-    return gr.mount_gradio_app(app, blocks, path="/ui", footer_links=[], ssr_mode=False)
+    mounted = gr.mount_gradio_app(app, blocks, path="/ui", footer_links=[], ssr_mode=False)
+    pace_queue(blocks._queue)
+    return mounted
+
+
+# Gradio's queue polls for work every 1 ms (progress every 10 ms) on Linux: an idle server's
+# event loop then spent 0.073-0.077 CPU s per second (0.002 without the UI), taken from the
+# jobs on a small machine. 20 ms adds at most that to a UI event; our ticks are 1 s apart.
+QUEUE_POLL_S = 0.02
+PROGRESS_POLL_S = 0.1
+
+
+def pace_queue(queue) -> None:
+    """Slow the queue's idle polling to QUEUE_POLL_S / PROGRESS_POLL_S (never speed it up)."""
+    queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_POLL_S)
+    queue.progress_update_sleep_when_free = max(
+        queue.progress_update_sleep_when_free, PROGRESS_POLL_S
+    )
 
 
 def _redirect_root(app: FastAPI, to: str) -> None:
