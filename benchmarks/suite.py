@@ -1,0 +1,170 @@
+"""Run one of the seed paper's benchmark suites (issue 16) and write its report.
+
+    python benchmarks/suite.py --list
+    python benchmarks/suite.py xor --quick                 # a few minutes on a CPU
+    python benchmarks/suite.py xor --full --threads 4      # meant for a GPU machine
+    python benchmarks/suite.py cifar --quick --data ../shared/data/cifar-10-subset-python.tar.gz
+
+The suite's jobs go through a job service, as `psgd-playground run`'s do: by default one
+in this process with the local executor (each job in its own worker, one at a time), or
+with `--api URL` a running server's, so they use that server's executor (Ray included),
+its limits and its token (`--token` or PSGD_PLAYGROUND_TOKEN). The report lands in
+`benchmarks/results/<suite>/<mode>/` (or `--out`): report.json (machine, versions,
+command, date, the report), report.md and one SVG per figure. Commit what you ran there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.suite_report import write_report  # noqa: E402
+from server.suites import SUITES, suite_named  # noqa: E402
+from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def run_local(suite: Suite, mode: Mode, data: str | None, threads: int) -> list[Run]:
+    """The plan's comparisons through a job service in this process, one after another."""
+    from playground.cli_jobs import LocalJobs
+
+    assert suite.plan is not None
+    plan = suite.plan(mode)
+    total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in plan)
+    runs: list[Run] = []
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    progress = _Progress(total)
+
+    def record(job_id: str, event: Any) -> None:
+        events[job_id].append(event.model_dump(mode="json"))
+        progress.saw(event.type)
+
+    with LocalJobs(None, data, total, threads) as jobs:
+        for title, spec in plan:
+            stored = jobs.submit(spec)
+            jobs.follow([job["id"] for job in stored], record, threading.Event())
+            runs += [_run(title, jobs.job(job["id"]), events[job["id"]]) for job in stored]
+    return runs
+
+
+def run_api(suite: Suite, mode: Mode, url: str, token: str | None) -> list[Run]:
+    """The plan's comparisons through a running server's API (its executor, its limits)."""
+    from playground.client import Client
+
+    assert suite.plan is not None
+    plan = suite.plan(mode)
+    total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in plan)
+    runs: list[Run] = []
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    progress = _Progress(total)
+    client = Client(url, token=token, timeout=60)
+    try:
+        for title, spec in plan:
+            comparison = client.submit_comparison(spec.model_dump(mode="json", exclude_unset=True))
+            for message in client.events(comparison["id"]):
+                events[message.job_id].append(message.event.model_dump(mode="json"))
+                progress.saw(message.event.type)
+            runs += [
+                _run(title, client.job(job_id), events[job_id]) for job_id in comparison["job_ids"]
+            ]
+    finally:
+        client.close()
+    return runs
+
+
+class _Progress:
+    """`k/n jobs ended` on stderr, one line rewritten."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.ended = total, 0
+
+    def saw(self, event_type: str) -> None:
+        if event_type == "status":
+            self.ended += 1
+            end = "" if self.ended < self.total else "\n"
+            print(f"\r{self.ended}/{self.total} jobs ended", end=end, file=sys.stderr)
+
+
+def _run(title: str, job: dict[str, Any], events: list[dict[str, Any]]) -> Run:
+    return Run(
+        comparison=title,
+        label=job["optimizer_label"],
+        seed=int(job["seed"]),
+        status=job["status"],
+        spec=job["spec"],
+        events=events,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", nargs="?", help="suite name (--list shows them)")
+    parser.add_argument("--list", action="store_true", help="list the suites and exit")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="the CPU mode (default)")
+    modes.add_argument("--full", action="store_true", help="the full mode (a GPU machine)")
+    modes.add_argument("--smoke", action="store_true", help="seconds; checks the path only")
+    parser.add_argument("--out", type=Path, help="report folder (default results/<suite>/<mode>)")
+    parser.add_argument("--data", help="local CIFAR-10 archive or folder (the cifar suites)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--api", metavar="URL", help="submit to this server instead")
+    parser.add_argument("--token", default=os.environ.get("PSGD_PLAYGROUND_TOKEN"))
+    args = parser.parse_args(argv)
+    if args.list:
+        for suite in SUITES.values():
+            print(f"{suite.name:10s} {suite.title}\n{'':10s} claim: {suite.claim}")
+        return 0
+    if not args.suite:
+        parser.error("name a suite (--list shows them)")
+    try:
+        suite = suite_named(args.suite)
+    except KeyError as e:
+        parser.error(f"suite: {e.args[0]}")
+    if args.threads < 1:
+        parser.error("--threads: must be at least 1")
+    if args.api and args.data:
+        parser.error("--data: a server finds its own data; leave --data out with --api")
+    mode: Mode = "full" if args.full else "smoke" if args.smoke else "quick"
+    started = time.time()
+    report = _report(suite, mode, args)
+    out = args.out or RESULTS / suite.name / mode
+    write_report(suite, mode, report, out, started=started, command=_command(argv))
+    print(f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {out}/report.md")
+    return 0
+
+
+def _report(suite: Suite, mode: Mode, args: argparse.Namespace) -> Report:
+    if suite.measure is not None:
+        return suite.measure(mode)
+    assert suite.analyse is not None
+    if args.api:
+        runs = run_api(suite, mode, args.api, args.token)
+    else:
+        runs = run_local(suite, mode, args.data, args.threads)
+    return suite.analyse(runs, mode)
+
+
+def _command(argv: list[str] | None) -> str:
+    """The command line as run, for the record, without the token's value."""
+    words, hidden = ["python", "benchmarks/suite.py"], False
+    for word in sys.argv[1:] if argv is None else argv:
+        if hidden or word.startswith("--token="):
+            word, hidden = "--token=…" if not hidden else "…", False
+        elif word == "--token":
+            hidden = True
+        words.append(word)
+    return " ".join(words)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""A suite's report on disk: report.json (the record), report.md (for people) and SVG plots.
+
+The JSON keeps what is needed to trust a number later: the machine, the versions, the git
+commit, the command and the date, next to the report itself. The Benchmarks tab and the
+API read these files back (`server.suites.results`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from server.suites.base import Figure, Mode, Report, Suite, Table
+from server.version import package_version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict[str, Any]:
+    """Where it ran: enough to tell a CPU run from a GPU one and one CPU from another."""
+    import torch
+
+    facts: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "psgd_playground": package_version(),
+        "cpus": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": _git_commit(),
+    }
+    return facts
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_report(
+    suite: Suite, mode: Mode, report: Report, out: Path, *, started: float, command: str
+) -> None:
+    """Write report.json, report.md and the figures' SVGs into `out` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "suite": suite.name,
+        "title": suite.title,
+        "claim": suite.claim,
+        "mode": mode,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "wall_seconds": round(time.time() - started, 1),
+        "command": command,
+        "machine": machine(),
+        "report": dataclasses.asdict(report),
+    }
+    for figure in report.figures:
+        (out / f"{figure.name}.svg").write_text(figure_svg(figure))
+    (out / "report.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    (out / "report.md").write_text(markdown(record, report))
+
+
+def markdown(record: dict[str, Any], report: Report) -> str:
+    m = record["machine"]
+    device = m["cuda"] or f"{m['cpus']} × {m['cpu']}"
+    lines = [
+        f"# {record['title']} ({record['mode']} mode)",
+        "",
+        f"**Claim.** {record['claim']}",
+        "",
+        f"**Verdict: {report.verdict}.** {report.finding}",
+        "",
+        f"Run {record['date']} in {record['wall_seconds']:g} s on {device} "
+        f"(torch {m['torch']}, Python {m['python']}, commit {m['git_commit']}):",
+        "",
+        f"    {record['command']}",
+        "",
+    ]
+    for table in report.tables:
+        lines += _table(table)
+    for figure in report.figures:
+        lines += [f"![{figure.title}]({figure.name}.svg)", ""]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
+    return "\n".join(lines)
+
+
+def _table(table: Table) -> list[str]:
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [
+        f"## {table.title}",
+        "",
+        row(table.columns),
+        row(["---"] * len(table.columns)),
+        *(row(r) for r in table.rows),
+        "",
+    ]
+
+
+def figure_svg(figure: Figure) -> str:
+    """The figure drawn by matplotlib as SVG text (lines, with shaded intervals)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    try:
+        for series in figure.series:
+            (line,) = ax.plot(series.x, series.y, label=series.name, linewidth=1.5)
+            if series.low is not None and series.high is not None:
+                ax.fill_between(
+                    series.x,
+                    series.low,
+                    series.high,
+                    alpha=0.2,
+                    linewidth=0,
+                    color=line.get_color(),
+                )
+        ax.set(title=figure.title, xlabel=figure.x_label, ylabel=figure.y_label)
+        if figure.log_x:
+            ax.set_xscale("log")
+        if figure.log_y:
+            ax.set_yscale("log")
+        if len(figure.series) > 1:
+            ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
