@@ -446,15 +446,18 @@ def default_batch(model: str, device: torch.device) -> int:
     return 128 if model == "mlp" or device.type == "cuda" else 32
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def measure(
+    args: argparse.Namespace,
+) -> tuple[dict[str, object], dict[str, dict], list[tuple[str, list[Row]]]]:
+    """Time every model's optimizers: the environment, the JSON results per model and the
+    (title, rows) sections. Also the step-cost suite's measurement (server.suites.step_cost)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment(args.device)
     print(header_line(env))
     loaded = {module: import_peer(module, attr) for module, attr in PEERS}
     peers = {module: cls for module, cls in loaded.items() if cls is not None}
-    results, sections, started = {}, [], time.perf_counter()
+    results, sections = {}, []
     for name in args.models:
         work = make_workload(name, args.batch or default_batch(name, args.device), args.device)
         rows = benchmark_model(work, specs_for(name, peers, args.all_psgd_on_resnet), args)
@@ -465,6 +468,13 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = {"params": work.params, "batch": len(work.inputs), "rows": rows_json}
     env["load_average_end"] = round(os.getloadavg()[0], 2)
     env["peers"] = ", ".join(f"{m}: {'yes' if c else 'no'}" for m, c in loaded.items())
+    return env, results, sections
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    env, results, sections = measure(args)
     write_json(args.json, env, args, results)
     if args.markdown:
         write_markdown(args.markdown, env, sections)

@@ -107,7 +107,9 @@ def _run(title: str, job: dict[str, Any], events: list[dict[str, Any]]) -> Run:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/suite.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("suite", nargs="?", help="suite name (--list shows them)")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
     modes = parser.add_mutually_exclusive_group()

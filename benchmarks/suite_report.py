@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.suites.base import Figure, Mode, Report, Suite, Table
+from server.suites.base import Figure, Mode, Report, Suite
+from server.suites.render import report_markdown
 from server.version import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,46 +84,7 @@ def write_report(
     for figure in report.figures:
         (out / f"{figure.name}.svg").write_text(figure_svg(figure))
     (out / "report.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    (out / "report.md").write_text(markdown(record, report))
-
-
-def markdown(record: dict[str, Any], report: Report) -> str:
-    m = record["machine"]
-    device = m["cuda"] or f"{m['cpus']} × {m['cpu']}"
-    lines = [
-        f"# {record['title']} ({record['mode']} mode)",
-        "",
-        f"**Claim.** {record['claim']}",
-        "",
-        f"**Verdict: {report.verdict}.** {report.finding}",
-        "",
-        f"Run {record['date']} in {record['wall_seconds']:g} s on {device} "
-        f"(torch {m['torch']}, Python {m['python']}, commit {m['git_commit']}):",
-        "",
-        f"    {record['command']}",
-        "",
-    ]
-    for table in report.tables:
-        lines += _table(table)
-    for figure in report.figures:
-        lines += [f"![{figure.title}]({figure.name}.svg)", ""]
-    if report.notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
-    return "\n".join(lines)
-
-
-def _table(table: Table) -> list[str]:
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [
-        f"## {table.title}",
-        "",
-        row(table.columns),
-        row(["---"] * len(table.columns)),
-        *(row(r) for r in table.rows),
-        "",
-    ]
+    (out / "report.md").write_text(report_markdown(record))
 
 
 def figure_svg(figure: Figure) -> str:

@@ -112,6 +112,21 @@ class ApiClient:
     def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
         return self._json("POST", f"/sweeps/{sweep_id}/cancel")
 
+    # ------------------------------------------------------------------ suites
+    def suites(self) -> list[dict[str, Any]]:
+        """Each suite's claim and the headline (verdict, finding) of its committed reports."""
+        return self._json("GET", "/suites")
+
+    def suite_report(self, name: str, mode: str) -> dict[str, Any]:
+        return self._json("GET", f"/suites/{name}/reports/{mode}")
+
+    def suite_figure(self, name: str, mode: str, figure: str) -> str:
+        return self._request("GET", f"/suites/{name}/reports/{mode}/figures/{figure}.svg").text
+
+    def start_suite(self, name: str, mode: str) -> dict[str, Any]:
+        """Submit the suite's plan in `mode` (smoke or quick) as comparisons."""
+        return self._json("POST", f"/suites/{name}/runs", json={"mode": mode})
+
     # ------------------------------------------------------------------ jobs
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{job_id}")

@@ -183,11 +183,11 @@ def rerun_markdown(rerun: dict[str, Any]) -> str:
 
 
 def header_follows_tabs(
-    compare_tab: gr.Tab, sweeps_tab: gr.Tab, compare_header: list[gr.Component]
+    compare_tab: gr.Tab, other_tabs: list[gr.Tab], compare_header: list[gr.Component]
 ) -> None:
     """Show the comparison's controls above the tabs only while its tab is open, so the
-    Sweeps tab has one Run (its own) in sight."""
-    for tab, shown in ((compare_tab, True), (sweeps_tab, False)):
+    Sweeps and Benchmarks tabs have one Run (their own) in sight."""
+    for tab, shown in ((compare_tab, True), *((other, False) for other in other_tabs)):
         tab.select(lambda s=shown: [gr.update(visible=s)] * len(compare_header), None,
                    compare_header, show_progress="hidden", queue=False)  # fmt: skip
 

@@ -32,7 +32,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from playground import figures, forms, live, sweeps_tab, views
+from playground import benchmarks_tab, figures, forms, live, sweeps_tab, views
 from playground.client import ApiClient, ApiError
 from playground.presets import (
     PRESETS,
@@ -582,8 +582,12 @@ def build_ui(api_url: str) -> gr.Blocks:
                     )
             with gr.Tab("Sweeps", elem_id="sweeps-tab") as sweeps:
                 sweeps_tab.build(pg, token, demo)
+            with gr.Tab("Benchmarks", elem_id="benchmarks-tab") as benchmarks:
+                benchmarks_tab.build(pg, token, demo)
         # the preset, Run, Cancel and status line above the tabs are the comparison's
-        sweeps_tab.header_follows_tabs(compare_tab, sweeps, [preset, run_btn, cancel_btn, status])
+        sweeps_tab.header_follows_tabs(
+            compare_tab, [sweeps, benchmarks], [preset, run_btn, cancel_btn, status]
+        )
 
         form = [task, optimizers, form_seed, seeds, steps, epochs, device, target]
         settings = [seeds, steps, epochs, device, target]

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     threads_per_job: int | None = Field(
         None, ge=1, description="torch threads of each job (default: 1)"
     )
+    suite_results_dir: Path | None = Field(
+        None,
+        description="folder of the benchmark suites' reports (<suite>/<mode>/report.json); "
+        "default: benchmarks/results of the source checkout the server runs from, if any",
+    )
     heartbeat_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
     max_jobs_per_minute: int = Field(
         300, ge=1, description="jobs created per minute, cancelled ones included (429 beyond)"

@@ -23,15 +23,17 @@ CODE = (
 
 
 @contextmanager
-def ui_server(data_dir: Path, log_path: Path, token: str | None = None) -> Iterator[str]:
+def ui_server(
+    data_dir: Path, log_path: Path, token: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Serve on a free loopback port until the block ends; yields the base URL.
 
     `token` becomes PSGD_PLAYGROUND_TOKEN; without it the server needs none, whatever the
-    calling shell has set.
+    calling shell has set. `env` adds variables (settings) of the test's own.
     """
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PSGD_PLAYGROUND_TOKEN"}
-    env.update(
+    environment = {k: v for k, v in os.environ.items() if k != "PSGD_PLAYGROUND_TOKEN"}
+    environment.update(
         PSGD_PLAYGROUND_DATA_DIR=str(data_dir),
         PSGD_PLAYGROUND_PORT=str(port),
         PSGD_PLAYGROUND_CONCURRENCY="3",
@@ -39,10 +41,11 @@ def ui_server(data_dir: Path, log_path: Path, token: str | None = None) -> Itera
         GRADIO_ANALYTICS_ENABLED="False",
     )
     if token is not None:
-        env["PSGD_PLAYGROUND_TOKEN"] = token
+        environment["PSGD_PLAYGROUND_TOKEN"] = token
+    environment.update(env or {})
     with open(log_path, "w+") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CODE], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-c", CODE], cwd=ROOT, env=environment, stdout=log, stderr=log
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

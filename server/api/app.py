@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.api.guards import RequestGuard, trusted_hosts
 from server.api.routes import build_router
 from server.api.schemas import EVENT_TYPES
+from server.api.suite_routes import build_suite_router
 from server.api.sweep_routes import build_sweep_router
 from server.errors import Conflict, InvalidSpec, NotFound, QueueFull, validation_message
 from server.events import StreamMessage
@@ -116,11 +117,11 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    router, sweep_router = build_router(settings), build_sweep_router(settings)
-    app.include_router(router)
-    app.include_router(sweep_router)
+    routers = [build_router(settings), build_sweep_router(settings), build_suite_router(settings)]
+    for router in routers:
+        app.include_router(router)
     # for 405's Allow: the app nests included routers
-    app.state.api_routes = [*router.routes, *sweep_router.routes]
+    app.state.api_routes = [route for router in routers for route in router.routes]
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,0 +1,207 @@
+"""The suite framework (issue 16): the registry, the report files, reading them back, the
+command end to end through a real job service, and the /api/suites routes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from benchmark_scripts import load_benchmark
+
+from server.specs import ComparisonSpec
+from server.suites import SUITES, suite_named
+from server.suites.base import Figure, Report, Run, Series, Suite, Table
+from server.suites.render import report_markdown
+from server.suites.results import figure_svg, report_record
+
+pytest.importorskip("matplotlib")
+suite_command = load_benchmark("suite")
+suite_report = load_benchmark("suite_report")
+
+
+def landscape_plan(mode: str) -> list[tuple[str, ComparisonSpec]]:
+    steps = {"smoke": 5, "quick": 30, "full": 300}[mode]
+    spec = {"task": {"name": "rosenbrock"}, "steps": steps, "seeds": [0, 1],
+            "optimizers": [{"name": "sgd", "lr": 1e-3}, {"name": "adam", "lr": 1e-2}]}  # fmt: skip
+    return [("rosenbrock", ComparisonSpec.model_validate(spec))]
+
+
+def final_losses(runs: list[Run], mode: str) -> Report:
+    """Mean final loss per optimizer label: enough to check what the runs carry."""
+    finals: dict[str, list[float]] = {}
+    for run in runs:
+        finals.setdefault(run.label, []).append(run.summary["final_loss"])
+    rows = [[label, f"{sum(v) / len(v):.6g}", str(len(v))] for label, v in finals.items()]
+    series = [Series(run.label, [float(run.seed)], [run.summary["final_loss"]]) for run in runs]
+    return Report(
+        "not yet run at full scale",
+        f"{len(runs)} runs ended",
+        [Table("final loss", ["optimizer", "mean", "runs"], rows)],
+        [Figure("final", "final loss by seed", "seed", "loss", series, log_y=True)],
+        ["a test suite"],
+    )
+
+
+TOY = Suite(
+    name="toy",
+    title="Toy suite",
+    claim="Adam ends lower than SGD on Rosenbrock.",
+    description="Two optimizers, two seeds.",
+    plan=landscape_plan,
+    analyse=final_losses,
+)
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    monkeypatch.setitem(SUITES, "toy", TOY)  # the command and the API read the same dict
+
+
+def test_a_suite_gives_a_plan_and_an_analysis_or_a_measurement_not_both():
+    with pytest.raises(ValueError, match="plan and analyse, or measure"):
+        Suite("x", "x", "c", "d", plan=landscape_plan)
+    with pytest.raises(ValueError, match="plan and analyse, or measure"):
+        Suite("x", "x", "c", "d", plan=landscape_plan, analyse=final_losses, measure=print)
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        Report("probably", "")
+
+
+def test_the_registry_names_each_suite_once_and_refuses_unknown_names():
+    assert "step-cost" in SUITES
+    assert all(name == suite.name for name, suite in SUITES.items())
+    with pytest.raises(KeyError, match=r"unknown suite 'nope' \(valid: .*step-cost"):
+        suite_named("nope")
+
+
+def test_every_job_suite_plans_valid_comparisons_in_every_mode():
+    for suite in SUITES.values():
+        if suite.plan is None:
+            continue
+        for mode in ("smoke", "quick", "full"):
+            plan = suite.plan(mode)
+            assert plan and all(isinstance(spec, ComparisonSpec) for _, spec in plan), suite.name
+
+
+def test_the_command_runs_a_plan_through_the_job_service_and_writes_the_report(
+    toy_registered, tmp_path, clean_env
+):
+    out = tmp_path / "report"
+    assert suite_command.main(["toy", "--smoke", "--out", str(out)]) == 0
+    record = json.loads((out / "report.json").read_text())
+    assert record["suite"] == "toy" and record["mode"] == "smoke"
+    assert record["command"] == f"python benchmarks/suite.py toy --smoke --out {out}"
+    assert record["machine"]["torch"] and record["machine"]["cpus"] >= 1
+    rows = {row[0]: row for row in record["report"]["tables"][0]["rows"]}
+    assert set(rows) == {"sgd", "adam"} and all(row[2] == "2" for row in rows.values())
+    assert record["report"]["finding"] == "4 runs ended"
+    assert (out / "final.svg").read_text().lstrip().startswith("<?xml")
+    markdown = (out / "report.md").read_text()
+    assert "**Verdict: not yet run at full scale.** 4 runs ended" in markdown
+    assert "![final loss by seed](final.svg)" in markdown and "| sgd |" in markdown
+
+
+def test_the_command_keeps_the_token_out_of_the_recorded_command():
+    command = suite_command._command(["xor", "--api", "http://x", "--token", "s3cret"])
+    assert "s3cret" not in command and command.endswith("--token …")
+    assert "s3cret" not in suite_command._command(["xor", "--token=s3cret"])
+
+
+def test_the_command_names_a_bad_flag(capsys, toy_registered):
+    for argv, message in (
+        (["nope"], "suite: unknown suite 'nope'"),
+        (["step-cost", "--threads", "0"], "--threads: must be at least 1"),
+        (["toy", "--api", "http://127.0.0.1:1", "--data", "x"], "--data: a server finds"),
+        ([], "name a suite"),
+    ):
+        with pytest.raises(SystemExit):
+            suite_command.main(argv)
+        assert message in capsys.readouterr().err
+
+
+def write_toy_report(folder, mode="quick"):
+    band = Series("s", [1.0, 2.0], [3.0, 1.0], [2.0, 0.5], [4.0, 2.0])
+    table = Table("t", ["a", "b|c"], [["1", "2"]])
+    report = Report(
+        "not reproduced",
+        "SGD ended lower.",
+        [table],
+        [Figure("curve", "A curve", "x", "y", [band])],
+    )
+    suite_report.write_report(TOY, mode, report, folder / "toy" / mode, started=0.0, command="c")
+
+
+def test_reports_read_back_only_by_the_names_the_report_lists(tmp_path):
+    write_toy_report(tmp_path)
+    record = report_record(tmp_path, "toy", "quick")
+    assert record["report"]["verdict"] == "not reproduced" and record["date"].startswith("1970")
+    assert "<svg" in figure_svg(tmp_path, "toy", "quick", "curve")
+    (tmp_path / "toy" / "quick" / "other.svg").write_text("<svg/>")
+    assert figure_svg(tmp_path, "toy", "quick", "other") is None  # a file, not a figure
+    assert figure_svg(tmp_path, "toy", "quick", "../quick/curve") is None
+    assert report_record(tmp_path, "toy", "full") is None
+    assert report_record(None, "toy", "quick") is None
+    (tmp_path / "toy" / "quick" / "report.json").write_text("{not json")
+    assert report_record(tmp_path, "toy", "quick") is None
+    markdown = report_markdown({**record}, figures=False)
+    assert "| a | b\\|c |" in markdown and "curve.svg" not in markdown
+
+
+# ----------------------------------------------------------------------------- API
+def test_the_api_lists_the_claims_with_the_committed_verdicts(
+    make_client, toy_registered, tmp_path
+):
+    write_toy_report(tmp_path / "results")
+    client = make_client(suite_results_dir=tmp_path / "results")
+    listed = {s["name"]: s for s in client.get("/api/suites").json()}
+    assert listed["toy"]["claim"] == TOY.claim and listed["toy"]["runs_jobs"] is True
+    assert listed["toy"]["reports"]["quick"]["verdict"] == "not reproduced"
+    assert listed["toy"]["reports"]["full"] is None
+    assert listed["step-cost"]["runs_jobs"] is False
+    record = client.get("/api/suites/toy/reports/quick").json()
+    assert record["report"]["figures"][0]["name"] == "curve"
+    svg = client.get("/api/suites/toy/reports/quick/figures/curve.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    for path in (
+        "/api/suites/toy/reports/full",
+        "/api/suites/nope/reports/quick",
+        "/api/suites/toy/reports/quick/figures/nope.svg",
+        "/api/suites/toy/reports/quick/figures/..%2Freport.svg",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["detail"]
+    assert client.get("/api/suites/toy/reports/smoke").status_code == 422
+
+
+def test_starting_a_suite_submits_its_plan_as_comparisons(make_client, toy_registered):
+    client = make_client()
+    response = client.post("/api/suites/toy/runs", json={"mode": "smoke"})
+    assert response.status_code == 201, response.text
+    started = response.json()
+    (comparison,) = started["comparisons"]
+    assert comparison["title"] == "rosenbrock" and len(comparison["job_ids"]) == 4
+    stored = client.get(f"/api/comparisons/{comparison['id']}").json()
+    assert stored["spec"]["steps"] == 5
+    assert client.post("/api/suites/toy/runs", json={"mode": "full"}).status_code == 422
+    assert client.post("/api/suites/toy/runs", json={"mode": "quick", "x": 1}).status_code == 422
+    refused = client.post("/api/suites/step-cost/runs", json={})
+    assert (
+        refused.status_code == 409 and "benchmarks/suite.py step-cost" in refused.json()["detail"]
+    )
+    assert client.post("/api/suites/nope/runs", json={}).status_code == 404
+
+
+def test_a_suite_that_breaks_a_server_limit_starts_nothing(make_client, toy_registered):
+    client = make_client(max_steps=10)  # the smoke plan's 5 steps pass, quick's 30 do not
+    response = client.post("/api/suites/toy/runs", json={"mode": "quick"})
+    assert response.status_code == 422 and "steps" in response.json()["detail"]
+    assert client.get("/api/comparisons").json()["total"] == 0
+
+
+def test_starting_a_suite_needs_the_token(make_client, toy_registered):
+    client = make_client(token="t0k")
+    assert client.post("/api/suites/toy/runs", json={"mode": "smoke"}).status_code == 401
+    authorised = {"Authorization": "Bearer t0k"}
+    response = client.post("/api/suites/toy/runs", json={"mode": "smoke"}, headers=authorised)
+    assert response.status_code == 201
+    assert client.get("/api/suites").status_code == 200  # reading needs none
