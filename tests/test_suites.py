@@ -205,3 +205,45 @@ def test_starting_a_suite_needs_the_token(make_client, toy_registered):
     response = client.post("/api/suites/toy/runs", json={"mode": "smoke"}, headers=authorised)
     assert response.status_code == 201
     assert client.get("/api/suites").status_code == 200  # reading needs none
+
+
+# ----------------------------------------------------------------------------- step cost
+def step_time_results(kron_ratio: float) -> dict:
+    rows = [
+        {"optimizer": "AdamW", "update_probability": None, "ms_per_step": 10.0,
+         "ratio_vs_adamw": 1.0, "floats_per_param": None, "ratios": [1.0, 1.0]},
+        {"optimizer": "psgd.Kron", "update_probability": 1.0, "ms_per_step": 30.0,
+         "ratio_vs_adamw": 3.0, "floats_per_param": 0.4, "ratios": [2.9, 3.1]},
+        {"optimizer": "psgd.Kron", "update_probability": 0.1, "ms_per_step": 11.0,
+         "ratio_vs_adamw": kron_ratio, "floats_per_param": 0.4, "ratios": [kron_ratio] * 2},
+    ]  # fmt: skip
+    return {"mlp": {"params": 1000, "batch": 128, "rows": rows}}
+
+
+def test_step_cost_verdict_follows_the_kron_ratio_at_full_scale_only():
+    from server.suites.step_cost import report
+
+    env = {"device": "cuda (H200)", "load_average_start": 0.1, "peers": "heavyball: no"}
+    assert report("full", env, step_time_results(1.05)).verdict == "reproduced"
+    refuted = report("full", env, step_time_results(1.4))
+    assert refuted.verdict == "not reproduced" and "mlp 1.40×" in refuted.finding
+    assert "not met" in refuted.finding
+    quick = report("quick", env, step_time_results(1.05))
+    assert quick.verdict == "not yet run at full scale" and "met here" in quick.finding
+    (table,) = quick.tables
+    assert table.rows[2][3] == "1.05× (1.05–1.05)" and table.rows[0][1] == "–"
+    assert [s.name for s in quick.figures[0].series] == [
+        "AdamW",
+        "psgd.Kron p=1",
+        "psgd.Kron p=0.1",
+    ]
+
+
+def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):
+    out = tmp_path / "step-cost"
+    assert suite_command.main(["step-cost", "--smoke", "--out", str(out)]) == 0
+    record = json.loads((out / "report.json").read_text())
+    (table,) = record["report"]["tables"]
+    assert table["title"].startswith("mlp: ") and len(table["rows"]) >= 7
+    assert "psgd.Kron (whitening, update probability 0.1) took mlp " in record["report"]["finding"]
+    assert (out / "ratios-mlp.svg").exists()
