@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.suite_report import write_report  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
+from server.suites.results import SHOWN_MODES, report_record, results_folder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("suite", nargs="?", help="suite name (--list shows them)")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
+    parser.add_argument(
+        "--claims", action="store_true", help="print README's claim → verdict table and exit"
+    )
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--quick", action="store_true", help="the CPU mode (default)")
     modes.add_argument("--full", action="store_true", help="the full mode (a GPU machine)")
@@ -125,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for suite in SUITES.values():
             print(f"{suite.name:10s} {suite.title}\n{'':10s} claim: {suite.claim}")
+        return 0
+    if args.claims:
+        print(claims_table(results_folder(None)))
         return 0
     if not args.suite:
         parser.error("name a suite (--list shows them)")
@@ -154,6 +161,24 @@ def _report(suite: Suite, mode: Mode, args: argparse.Namespace) -> Report:
     else:
         runs = run_local(suite, mode, args.data, args.threads)
     return suite.analyse(runs, mode)
+
+
+def claims_table(folder: Path | None) -> str:
+    """README's claim → verdict table, from the committed reports (quick and full mode)."""
+    lines = ["| claim | suite | quick mode | full mode |", "|---|---|---|---|"]
+    for suite in SUITES.values():
+        cells = []
+        for mode in SHOWN_MODES:
+            record = report_record(folder, suite.name, mode)
+            if record is None:
+                cells.append("not run")
+                continue
+            report, link = record["report"], f"benchmarks/results/{suite.name}/{mode}/report.md"
+            cells.append(f"**{report['verdict']}** ({record['date']}, [report]({link})): "
+                         f"{report['finding']}")  # fmt: skip
+        row = [suite.claim, f"`{suite.name}`", *cells]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines)
 
 
 def _command(argv: list[str] | None) -> str:
