@@ -35,65 +35,57 @@ from server.suites.results import SHOWN_MODES, report_record, results_folder  # 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+class _Collector:
+    """A plan's events per job, with `k/n jobs ended` on stderr (one line rewritten)."""
+
+    def __init__(self, suite: Suite, mode: Mode) -> None:
+        assert suite.plan is not None
+        self.plan = suite.plan(mode)
+        self.total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in self.plan)
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.runs: list[Run] = []
+        self.ended = 0
+
+    def record(self, job_id: str, event: Any) -> None:
+        self.events[job_id].append(event.model_dump(mode="json"))
+        if event.type == "status":
+            self.ended += 1
+            end = "" if self.ended < self.total else "\n"
+            print(f"\r{self.ended}/{self.total} jobs ended", end=end, file=sys.stderr)
+
+    def ended_jobs(self, title: str, jobs: list[dict[str, Any]]) -> None:
+        self.runs += [_run(title, job, self.events[job["id"]]) for job in jobs]
+
+
 def run_local(suite: Suite, mode: Mode, data: str | None, threads: int) -> list[Run]:
     """The plan's comparisons through a job service in this process, one after another."""
     from playground.cli_jobs import LocalJobs
 
-    assert suite.plan is not None
-    plan = suite.plan(mode)
-    total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in plan)
-    runs: list[Run] = []
-    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    progress = _Progress(total)
-
-    def record(job_id: str, event: Any) -> None:
-        events[job_id].append(event.model_dump(mode="json"))
-        progress.saw(event.type)
-
-    with LocalJobs(None, data, total, threads) as jobs:
-        for title, spec in plan:
+    collector = _Collector(suite, mode)
+    with LocalJobs(None, data, collector.total, threads) as jobs:
+        for title, spec in collector.plan:
             stored = jobs.submit(spec)
-            jobs.follow([job["id"] for job in stored], record, threading.Event())
-            runs += [_run(title, jobs.job(job["id"]), events[job["id"]]) for job in stored]
-    return runs
+            jobs.follow([job["id"] for job in stored], collector.record, threading.Event())
+            collector.ended_jobs(title, [jobs.job(job["id"]) for job in stored])
+    return collector.runs
 
 
 def run_api(suite: Suite, mode: Mode, url: str, token: str | None) -> list[Run]:
     """The plan's comparisons through a running server's API (its executor, its limits)."""
-    from playground.client import Client
+    from playground.client import ApiClient
 
-    assert suite.plan is not None
-    plan = suite.plan(mode)
-    total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in plan)
-    runs: list[Run] = []
-    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    progress = _Progress(total)
-    client = Client(url, token=token, timeout=60)
+    collector = _Collector(suite, mode)
+    base = url.rstrip("/")
+    client = ApiClient(base if base.endswith("/api") else f"{base}/api", token=token, timeout=60)
     try:
-        for title, spec in plan:
+        for title, spec in collector.plan:
             comparison = client.submit_comparison(spec.model_dump(mode="json", exclude_unset=True))
             for message in client.events(comparison["id"]):
-                events[message.job_id].append(message.event.model_dump(mode="json"))
-                progress.saw(message.event.type)
-            runs += [
-                _run(title, client.job(job_id), events[job_id]) for job_id in comparison["job_ids"]
-            ]
+                collector.record(message.job_id, message.event)
+            collector.ended_jobs(title, [client.job(job_id) for job_id in comparison["job_ids"]])
     finally:
         client.close()
-    return runs
-
-
-class _Progress:
-    """`k/n jobs ended` on stderr, one line rewritten."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.ended = total, 0
-
-    def saw(self, event_type: str) -> None:
-        if event_type == "status":
-            self.ended += 1
-            end = "" if self.ended < self.total else "\n"
-            print(f"\r{self.ended}/{self.total} jobs ended", end=end, file=sys.stderr)
+    return collector.runs
 
 
 def _run(title: str, job: dict[str, Any], events: list[dict[str, Any]]) -> Run:

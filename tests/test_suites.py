@@ -100,6 +100,26 @@ def test_the_command_runs_a_plan_through_the_job_service_and_writes_the_report(
     assert "![final loss by seed](final.svg)" in markdown and "| sgd |" in markdown
 
 
+def test_the_command_runs_a_plan_through_a_servers_api_with_its_token(
+    toy_registered, tmp_path, clean_env
+):
+    from thread_executor import ThreadExecutor
+    from threaded_server import serve_in_thread
+
+    from server.api import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data", token="t0k"), executor=ThreadExecutor())
+    out = tmp_path / "report"
+    with serve_in_thread(app, log_level="warning") as url:
+        argv = ["toy", "--smoke", "--api", url, "--token", "t0k", "--out", str(out)]
+        assert suite_command.main(argv) == 0
+        listed = app.state.service.list_comparisons()["items"]
+    record = json.loads((out / "report.json").read_text())
+    assert record["report"]["finding"] == "4 runs ended" and len(listed) == 1
+    assert record["command"].endswith("--token … --out " + str(out))
+
+
 def test_the_command_keeps_the_token_out_of_the_recorded_command():
     command = suite_command._command(["xor", "--api", "http://x", "--token", "s3cret"])
     assert "s3cret" not in command and command.endswith("--token …")
