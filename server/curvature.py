@@ -7,7 +7,7 @@ eigenvalues and one number saying how far P is from it, so a user can tell a slo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -51,10 +51,33 @@ def fit_error(preconditioner: Tensor, hessian: Tensor) -> float:
     return float(ratios.log10().abs().max())
 
 
-def preconditioner_fit_error(opt: Any, hessian: Tensor | None) -> float | None:
-    """`fit_error` of the optimizer's P against `hessian`; None for an optimizer without a
-    preconditioner matrix (the baselines) or without a Hessian."""
+def fit_along_eigenvectors(preconditioner: Tensor, hessian: Tensor) -> list[float]:
+    """log10(|λ| uᵀPu) along each unit eigenvector u of H (eigenvalue λ), in order of
+    increasing |λ|: 0 where P matches |H|⁻¹ along u, −2 where P is 100× too small there.
+
+    Why: `fit_error` names the worst direction only; the flattest direction (the first
+    value) is the one PSGD is said to fit slowly, and this shows it beside the steepest.
+    """
+    eigenvalues, vectors = torch.linalg.eigh(hessian)
+    magnitudes = eigenvalues.abs().clamp(min=CURVATURE_FLOOR)
+    order = torch.argsort(magnitudes)
+    directions = vectors[:, order]
+    along = (directions * (preconditioner.double().cpu() @ directions)).sum(0)
+    return (along * magnitudes[order]).clamp(min=_RATIO_FLOOR).log10().tolist()
+
+
+class Fit(NamedTuple):
+    """P against |H|⁻¹: the worst direction (`fit_error`) and every eigenvector's."""
+
+    error: float
+    along_eigenvectors: list[float]
+
+
+def preconditioner_fit(opt: Any, hessian: Tensor | None) -> Fit | None:
+    """The optimizer's P against `hessian`; None for an optimizer without a preconditioner
+    matrix (the baselines) or without a Hessian."""
     matrix_of = getattr(opt, "preconditioner_matrix", None)
     if hessian is None or matrix_of is None:
         return None
-    return fit_error(matrix_of(), hessian)
+    preconditioner = matrix_of()
+    return Fit(fit_error(preconditioner, hessian), fit_along_eigenvectors(preconditioner, hessian))

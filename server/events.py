@@ -93,6 +93,12 @@ class Spectrum(BaseModel):
         "max |log10 λ| over the eigenvalues λ of |H|^½ P |H|^½ (0 when P = |H|⁻¹, 1 when "
         "a factor 10 off); with inverse_hessian, for optimizers with a preconditioner",
     )
+    fit_along: list[JsonFloat] | None = Field(
+        None,
+        description="with fit_error: log10(|λ| uᵀPu) along each eigenvector u of H "
+        "(eigenvalue λ), flattest first (increasing |λ|); 0 where P matches |H|⁻¹ along u, "
+        "−2 where P is 100× too small there",
+    )
 
 
 class Trajectory(BaseModel):

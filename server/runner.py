@@ -22,7 +22,7 @@ import psgd
 from server.cadence import EVALUATION_SHARE, SNAPSHOT_SHARE, TRAJECTORY_SHARE, Cadence
 from server.curvature import (
     inverse_hessian_spectrum,
-    preconditioner_fit_error,
+    preconditioner_fit,
     small_hessian,
 )
 from server.events import Evaluation, Event, Metrics, Spectrum, Started, Status, Trajectory
@@ -403,13 +403,15 @@ def _spectrum_snapshot(run: _Run, task: Task, opt: Any, step: int) -> bool:
     spectra = spectra_of(_SPECTRUM_VALUES) if spectra_of else {}
     hessian = small_hessian(task)
     if spectra or hessian is not None:
+        fit = preconditioner_fit(opt, hessian) if spectra else None
         run.sink(
             Spectrum(
                 step=step,
                 spectra={k: s.values.tolist() for k, s in spectra.items()},
                 estimated=[k for k, s in spectra.items() if not s.exact],
                 inverse_hessian=None if hessian is None else inverse_hessian_spectrum(hessian),
-                fit_error=preconditioner_fit_error(opt, hessian) if spectra else None,
+                fit_error=None if fit is None else fit.error,
+                fit_along=None if fit is None else fit.along_eigenvectors,
             )
         )
         return True

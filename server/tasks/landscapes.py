@@ -177,12 +177,17 @@ class LandscapeConfig(TaskConfig):
     def dimension(self) -> int:
         return getattr(self, "dim", 2)
 
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """The point's shape: a vector, unless a task lays it out as a matrix."""
+        return (self.dimension,)
+
     def memory_estimate(self) -> TaskMemory:
         n = self.dimension
         # The exact Hessian (autograd) up to MAX_HESSIAN_DIM; a few vectors otherwise.
         hessian = 4 * MAX_HESSIAN_DIM**2 * 8 if n <= MAX_HESSIAN_DIM else 0
         return TaskMemory(
-            param_shapes=((n,),),
+            param_shapes=(self.param_shape,),
             element_bytes=self.element_bytes,
             data=MemoryPart(self.constant_bytes(), ("dim",)),
             activations=MemoryPart(8 * n * self.element_bytes + hessian, ("dim",)),
@@ -372,7 +377,8 @@ class QuadraticConfig(LandscapeConfig):
     """A quadratic ½ θᵀHθ with H = O diag(λ) Oᵀ: eigenvalue magnitudes log-spaced in
     [1, condition_number], the smallest `negative_eigenvalues` of them negated (indefinite),
     O a random rotation drawn from the seed. Optional Gaussian gradient noise mimics
-    mini-batches without changing the Hessian."""
+    mini-batches without changing the Hessian. `kronecker` and `x_shaped` give H the
+    structure of PSGD's Kron and XMat preconditioners (the fitting suite's matched cases)."""
 
     name: Literal["quadratic"] = Field("quadratic", description="task name")
     dim: int = Field(
@@ -409,6 +415,21 @@ class QuadraticConfig(LandscapeConfig):
         description="rotate the eigenvectors by a random orthogonal matrix drawn from the seed; "
         "off: H is diagonal (axis-aligned)",
     )
+    kronecker: list[Annotated[int, Field(ge=2)]] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[m, n] with m·n = dim: H = H₁ ⊗ H₂ (m×m and n×n factors, each with "
+        "eigenvalues log-spaced in [1, √condition_number], so H's span [1, condition_number]; "
+        "each factor rotated when rotate is on) and the point an m×n matrix, flattened "
+        "row-major, so psgd-kron fits one factor per side. Not with negative_eigenvalues",
+    )
+    x_shaped: bool = Field(
+        False,
+        description="rotate only within each pair of coordinates (i, dim−1−i) by a random "
+        "angle, so H is zero off its diagonal and anti-diagonal (psgd-xmat's structure); "
+        "needs rotate, not with kronecker",
+    )
     start: list[FiniteFloat] | None = Field(
         None,
         max_length=MAX_DIM,
@@ -423,7 +444,21 @@ class QuadraticConfig(LandscapeConfig):
             )
         if self.start is not None and len(self.start) != self.dim:
             raise ValueError(f"start has {len(self.start)} values but dim is {self.dim}")
+        if self.kronecker is not None:
+            m, n = self.kronecker
+            if m * n != self.dim:
+                raise ValueError(f"kronecker {m}×{n} has {m * n} entries but dim is {self.dim}")
+            if self.negative_eigenvalues:
+                raise ValueError("kronecker: give negative_eigenvalues 0 (H₁ ⊗ H₂ is definite)")
+            if self.x_shaped:
+                raise ValueError("x_shaped: not with kronecker (choose one structure)")
+        if self.x_shaped and not self.rotate:
+            raise ValueError("x_shaped: needs rotate (unrotated, H is diagonal)")
         return self
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        return (self.dim,) if self.kronecker is None else tuple(self.kronecker)
 
     def constant_bytes(self) -> int:
         if not self.rotate:
@@ -434,6 +469,16 @@ class QuadraticConfig(LandscapeConfig):
 
     def eigenvalues(self) -> Tensor:
         """The spectrum of H (float64, CPU), in order of increasing magnitude."""
+        return torch.sort(self.coordinate_eigenvalues()).values
+
+    def coordinate_eigenvalues(self) -> Tensor:
+        """H's eigenvalues in the order of the rotation's columns (float64, CPU): by
+        increasing magnitude, or λ₁ ⊗ λ₂ (row-major) with `kronecker`."""
+        if self.kronecker is not None:
+            m, n = self.kronecker
+            half = 0.5 * math.log10(self.condition_number)
+            first, second = (torch.logspace(0.0, half, k, dtype=torch.float64) for k in (m, n))
+            return torch.kron(first, second)
         mags = torch.logspace(0.0, math.log10(self.condition_number), self.dim, dtype=torch.float64)
         signs = torch.ones(self.dim, dtype=torch.float64)
         signs[: self.negative_eigenvalues] = -1.0
@@ -448,15 +493,8 @@ class QuadraticTask(LandscapeTask):
 
     def __init__(self, cfg: QuadraticConfig, device: torch.device, seed: int) -> None:
         dtype = DTYPES[cfg.dtype]
-        lam = cfg.eigenvalues()
-        rotation = None
-        if cfg.rotate:
-            # Haar-random: QR of a Gaussian drawn on the CPU (the same for a seed everywhere),
-            # factored on the device (fast on GPUs), signs fixed so that Q is unique.
-            gen = torch.Generator().manual_seed(seed)
-            gauss = torch.randn(cfg.dim, cfg.dim, generator=gen, dtype=torch.float64)
-            q, r = torch.linalg.qr(gauss.to(device))
-            rotation = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+        lam = cfg.coordinate_eigenvalues()
+        rotation = _rotation(cfg, device, seed) if cfg.rotate else None
         self._lam = lam.to(device=device, dtype=dtype)
         self._rot = None if rotation is None else rotation.to(dtype)
         self._exact_hessian = None
@@ -474,7 +512,9 @@ class QuadraticTask(LandscapeTask):
             "noise": cfg.noise,
         }
         if cfg.dim <= MAX_HESSIAN_DIM:
-            extra["eigenvalues"] = lam.tolist()
+            extra["eigenvalues"] = cfg.eigenvalues().tolist()
+        if cfg.kronecker is not None:
+            extra["param_shape"] = list(cfg.kronecker)
         super().__init__(
             self._quadratic,
             _or(cfg.start, [1.0] * cfg.dim),
@@ -490,6 +530,8 @@ class QuadraticTask(LandscapeTask):
             ),
             extra=extra,
         )
+        if cfg.kronecker is not None:  # the same point, laid out as the m×n matrix
+            self.x = self.x.detach().reshape(cfg.param_shape).requires_grad_(True)
 
         self.noise = cfg.noise
         self._xi: Tensor | None = None
@@ -507,11 +549,15 @@ class QuadraticTask(LandscapeTask):
                 self.dim, generator=self._noise_gen, dtype=self.dtype, device=self.device
             )
 
+    def _point(self) -> Tensor:
+        """The point as the vector the objective takes (a matrix with `kronecker`)."""
+        return self.x.reshape(self.dim)
+
     def loss(self) -> Tensor:
-        f = self.value(self.x)
+        f = self.value(self._point())
         if self._xi is None:
             return f
-        return f + self.noise * torch.dot(self._xi, self.x)
+        return f + self.noise * torch.dot(self._xi, self._point())
 
     def hessian(self) -> Tensor | None:
         return None if self._exact_hessian is None else self._exact_hessian.clone()
@@ -520,8 +566,35 @@ class QuadraticTask(LandscapeTask):
         # A noisy batch loss can dip below 0 by chance: judge the noise-free value instead.
         if self.noise > 0:
             with torch.no_grad():
-                loss = float(self.value(self.x))
+                loss = float(self.value(self._point()))
         return super().solved(loss)
+
+
+def _haar(n: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """A Haar-random rotation: QR of a Gaussian drawn on the CPU (the same for a seed
+    everywhere), factored on the device (fast on GPUs), signs fixed so that Q is unique."""
+    gauss = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    q, r = torch.linalg.qr(gauss.to(device))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def _rotation(cfg: QuadraticConfig, device: torch.device, seed: int) -> Tensor:
+    """The eigenvectors of H as columns (float64): Haar-random over all coordinates, a
+    Kronecker product of two Haar rotations, or plane rotations of the mirror pairs."""
+    gen = torch.Generator().manual_seed(seed)
+    if cfg.kronecker is not None:
+        m, n = cfg.kronecker
+        return torch.kron(_haar(m, gen, device), _haar(n, gen, device))
+    if not cfg.x_shaped:
+        return _haar(cfg.dim, gen, device)
+    angles = 2 * math.pi * torch.rand(cfg.dim // 2, generator=gen, dtype=torch.float64)
+    rotation = torch.eye(cfg.dim, dtype=torch.float64)
+    first = torch.arange(cfg.dim // 2)
+    mirror = cfg.dim - 1 - first
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    rotation[first, first], rotation[first, mirror] = cos, -sin
+    rotation[mirror, first], rotation[mirror, mirror] = sin, cos
+    return rotation.to(device)
 
 
 LANDSCAPE_CONFIGS = (
