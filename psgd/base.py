@@ -108,6 +108,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
         damping: float = 1e-9,
         preconditioner_dtype: str | torch.dtype | None = None,
         hessian_vector_product: str = "exact",
+        finite_difference_after: int | None = None,
         lipschitz_beta: float = 0.9,
         seed: int | None = None,
     ) -> None:
@@ -118,9 +119,24 @@ class PSGDOptimizer(torch.optim.Optimizer):
             hessian_vector_product,
             "'exact' or 'finite_difference'",
         )
+        switch = finite_difference_after
+        _require(
+            switch is None
+            or (isinstance(switch, int) and not isinstance(switch, bool) and switch >= 0),
+            "finite_difference_after",
+            switch,
+            "an int >= 0 or None",
+        )
+        _require(
+            switch is None or hessian_vector_product == "exact",
+            "finite_difference_after",
+            switch,
+            "switches exact products to finite differences: needs hessian_vector_product='exact'",
+        )
         _require(seed is None or isinstance(seed, int), "seed", seed, "an int or None")
         self.fitting = fitting
         self.hessian_vector_product = hessian_vector_product
+        self.finite_difference_after = finite_difference_after
         if seed is None:
             # Drawn from torch's global RNG, so torch.manual_seed makes it reproducible.
             seed = int(torch.randint(0, 2**62, (1,)).item())
@@ -318,7 +334,7 @@ class PSGDOptimizer(torch.optim.Optimizer):
         result, loss = hvp.evaluate(closure, params)
         probed_params = [p for p, take in zip(params, probed) if take]
         probes = [self._randn_like(p, compute_dtype(p.dtype)) for p in probed_params]
-        if self.hessian_vector_product == "exact":
+        if self._exact_products():
             in_param_dtype = [v.to(p.dtype) for v, p in zip(probes, probed_params)]
             grads, hvps = hvp.exact(loss, params, probed, in_param_dtype)
             self._count(1, 1, hessian_vector_products=int(any(probed)))
@@ -330,6 +346,13 @@ class PSGDOptimizer(torch.optim.Optimizer):
             p.grad = g
         pairs = {p: (v, h) for p, v, h in zip(probed_params, probes, hvps)}
         return result, pairs
+
+    def _exact_products(self) -> bool:
+        """Whether this step's Hv is exact: always, never, or for the first
+        `finite_difference_after` steps (the reference's delayed-XOR script: 1,000)."""
+        switch = self.finite_difference_after
+        exact = self.hessian_vector_product == "exact"
+        return exact and (switch is None or self._global_step < switch)
 
     def _count(
         self,

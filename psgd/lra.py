@@ -5,6 +5,11 @@ above *and* below the diagonal part: it fits both tails of the Hessian spectrum 
 `(2r+1)n` floats. For a fixed V the matrices `I + UVᵀ` form a group (and symmetrically
 for fixed U), so one fitting step moves d, then U or V (a coin flip), each on its group.
 `r = 0` is exactly the diagonal preconditioner.
+
+Three choices are options because the 2022 reference ("UVd", the seed paper's code) makes
+them differently and the delayed-XOR gap to it is unexplained (issue 16): how U/V are
+balanced (`BALANCES`), how a fit's step is normalised (`NORMALIZERS`) and, in
+`psgd.LRA`, how U and V start. The first of each is this library's default.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ from torch import Tensor
 from psgd import diag
 from psgd.linalg import lipschitz_step
 
+#: "rotate": equalise the norms and rotate UᵀU towards VᵀV before every fit (the 2025
+#: reference); "norms": equalise only the norms (the 2022 reference, which does it with
+#: probability 0.01 per fit: the caller draws that); "none": leave U and V as they are.
+BALANCES = ("rotate", "norms", "none")
+#: "lipschitz": μ / L with L a smoothed running bound (`lipschitz_step`); "gradient_norm":
+#: μ / this fit's gradient size: max|∇d| for d, ‖∇U Vᵀ‖_F for U, ‖U ∇Vᵀ‖_F for V (the
+#: seed-paper-era "1st" normaliser, reference §2.4).
+NORMALIZERS = ("lipschitz", "gradient_norm")
+
 
 def apply(u: Tensor, v: Tensor, d: Tensor, g: Tensor) -> Tensor:
     """`P g = d⊙((I + VUᵀ)((I + UVᵀ)(d⊙g)))`, O(nr)."""
@@ -23,8 +37,8 @@ def apply(u: Tensor, v: Tensor, d: Tensor, g: Tensor) -> Tensor:
     return d * (y + v @ (u.T @ y))
 
 
-def balance(u: Tensor, v: Tensor) -> None:
-    """Equalise U and V in place; `UVᵀ` changes only by O(E⁴).
+def balance(u: Tensor, v: Tensor, rotate: bool = True) -> None:
+    """Equalise U and V in place; `UVᵀ` changes only by O(E⁴) (not at all without `rotate`).
 
     Why: `UVᵀ = (U/ρ)(ρV)ᵀ = (UR)(VR)ᵀ`; letting the two drift apart makes the
     alternating steps badly scaled. First match their norms, then rotate `UᵀU` towards
@@ -37,6 +51,8 @@ def balance(u: Tensor, v: Tensor) -> None:
     rho = (tr_u / tr_v) ** 0.25
     u.div_(rho)
     v.mul_(rho)
+    if not rotate:
+        return
     uu, vv = uu / rho**2, vv * rho**2
     e = 0.1 * (uu - vv) / (uu.trace() + vv.trace())
     eye = torch.eye(e.shape[0], dtype=e.dtype, device=e.device)
@@ -55,17 +71,24 @@ def fit(
     lr: float,
     update_u: bool,
     lipschitz_beta: float = 0.9,
+    balancing: str = "rotate",
+    normalizer: str = "lipschitz",
 ) -> None:
     """One fitting step from the pair (probe, h), all in place.
 
-    `lipschitz` holds three fp32 bounds (d, U, V). `update_u` picks which of U and V
-    moves this time; the caller draws it so that runs stay reproducible.
+    `lipschitz` holds three fp32 bounds (d, U, V); with the "gradient_norm" normaliser,
+    the last step's normaliser of each. `update_u` picks which of U and V moves this
+    time; the caller draws it (and whether to balance) so that runs stay reproducible.
     """
     rank = u.shape[1]
     if rank == 0:
-        diag.fit(d, lipschitz[0], probe, h, lr, lipschitz_beta)
+        if normalizer == "lipschitz":
+            diag.fit(d, lipschitz[0], probe, h, lr, lipschitz_beta)
+        else:
+            _fit_d(d, (d * h).square(), (probe / d).square(), lipschitz, lr, 0.0, normalizer)
         return
-    balance(u, v)
+    if balancing != "none":
+        balance(u, v, rotate=balancing == "rotate")
     eye = torch.eye(rank, dtype=u.dtype, device=u.device)
     qh = d * h
     qh = qh + u @ (v.T @ qh)
@@ -77,19 +100,43 @@ def fit(
     y = qinv_t_probe
     pinv_probe = (y - u @ torch.linalg.solve(s, (v.T @ y).float()).to(u.dtype)) / d
 
-    term1, term2 = ph * h, probe * pinv_probe
-    ell_d = (term1.abs().max() + term2.abs().max()).float()
-    _step_in_place(d, (term1 - term2) * d, lipschitz, 0, ell_d, lr, lipschitz_beta)
+    _fit_d(d, ph * h, probe * pinv_probe, lipschitz, lr, lipschitz_beta, normalizer)
 
     alpha, beta = qh, qinv_t_probe
     other = v if update_u else u
     moved = u if update_u else v
     a_other, b_other = alpha @ other, beta @ other
     grad = torch.outer(alpha, a_other) - torch.outer(beta, b_other)
-    ell = (alpha.norm() * (other @ a_other).norm() + beta.norm() * (other @ b_other).norm()).float()
+    # other·otherᵀα and other·otherᵀβ: the moved factor's gradient times the other's
+    # transpose is the rank-2 matrix α(OOᵀα)ᵀ − β(OOᵀβ)ᵀ (U step; its transpose for V).
+    oa, ob = other @ a_other, other @ b_other
+    if normalizer == "lipschitz":
+        ell = alpha.norm() * oa.norm() + beta.norm() * ob.norm()
+    else:
+        # Its Frobenius norm in closed form, from inner products of n-vectors.
+        cross = alpha.dot(beta) * oa.dot(ob)
+        squared = alpha.dot(alpha) * oa.dot(oa) + beta.dot(beta) * ob.dot(ob) - 2 * cross
+        ell = squared.clamp(min=0).sqrt()
     # U moves as U − μ∇(I + VᵀU); V as V − μ(I + VUᵀ)∇ (each the relative step on its group).
     direction = grad @ (eye + v.T @ u) if update_u else grad + v @ (u.T @ grad)
-    _step_in_place(moved, direction, lipschitz, 1 if update_u else 2, ell, lr, lipschitz_beta)
+    index = 1 if update_u else 2
+    _step_in_place(moved, direction, lipschitz, index, ell.float(), lr, lipschitz_beta, normalizer)
+
+
+def _fit_d(
+    d: Tensor,
+    term1: Tensor,
+    term2: Tensor,
+    lipschitz: Tensor,
+    lr: float,
+    lipschitz_beta: float,
+    normalizer: str,
+) -> None:
+    """The diagonal's step `d ← d − (μ/N)(term1 − term2)⊙d`, term1 = Ph⊙h, term2 = v⊙P⁻¹v."""
+    grad = term1 - term2
+    lipschitz_bound = normalizer == "lipschitz"
+    ell = term1.abs().max() + term2.abs().max() if lipschitz_bound else grad.abs().max()
+    _step_in_place(d, grad * d, lipschitz, 0, ell.float(), lr, lipschitz_beta, normalizer)
 
 
 def _step_in_place(
@@ -100,10 +147,16 @@ def _step_in_place(
     ell: Tensor,
     lr: float,
     lipschitz_beta: float,
+    normalizer: str,
 ) -> None:
     if not torch.isfinite(ell) or ell <= 0:
         return
-    x.sub_(lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype) * direction)
+    if normalizer == "lipschitz":
+        step = lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype)
+    else:
+        lipschitz[index] = ell
+        step = (lr / ell).to(x.dtype)
+    x.sub_(step * direction)
 
 
 def dense_q(u: Tensor, v: Tensor, d: Tensor) -> Tensor:

@@ -18,10 +18,15 @@ from psgd.base import PSGDOptimizer, Unit, _require, compute_dtype
 from psgd.spectra import SpectrumSummary, exact_summary, lra_summary
 
 _BALANCE_EVERY = 100
+#: `psgd.LRA(uv_init=...)` and `psgd.LRA(uv_balance=...)` choices (see its docstring)
+LRA_UV_INITS = ("zero_v", "random")
+LRA_UV_BALANCES = ("rotate", "norms")
+#: chance per fit that `uv_balance="norms"` equalises the norms (the 2022 reference's)
+NORM_BALANCE_PROBABILITY = 0.01
 
 COMMON_ARGS_DOC = """
-    Common arguments (every PSGD optimizer; all but `fitting`, `hessian_vector_product`
-    and `seed` can differ per param group):
+    Common arguments (every PSGD optimizer; all but `fitting`, `hessian_vector_product`,
+    `finite_difference_after` and `seed` can differ per param group):
         params: iterable of parameters or param-group dicts.
         lr (float | None): μ_θ. None picks 1e-3 for whitening, 1e-2 for Newton fitting.
             PSGD's step is normalised (P g has roughly unit scale), so μ_θ is
@@ -53,6 +58,9 @@ COMMON_ARGS_DOC = """
         hessian_vector_product (str): "exact" (double backward, default) or
             "finite_difference" (a second closure call at θ + εv; the closure must be
             stateless). Newton fitting only.
+        finite_difference_after (int | None): with "exact", switch to finite differences
+            once this many steps were taken (the reference's delayed-XOR script: 1,000).
+            None (default): never.
         lipschitz_beta (float): EMA factor of the Lipschitz bound that normalises each
             fitting step (0.9; 0.999 for very sparse gradients).
         seed (int | None): seed of the optimizer's own random stream (probes, update
@@ -360,6 +368,20 @@ class LRA(PSGDOptimizer):
 
     Family arguments:
         rank (int): r, default 10.
+        uv_init (str): how U and V start. "zero_v" (default): V = 0 and U random with
+            Frobenius norm √0.1, so `Q₀ = s·I` exactly (U first moves once V has).
+            "random": U and V both with i.i.d. N(0, 1/(n·r)) entries (Frobenius norms ≈ 1),
+            as the 2022 reference (the seed paper's code) starts, so `Q₀ = s(I + UVᵀ)`.
+        uv_balance (str): "rotate" (default): before every fit, equalise the norms of U
+            and V and rotate UᵀU towards VᵀV (UVᵀ unchanged to O(E⁴)). "norms": equalise
+            only the norms, with probability 0.01 per fit (the 2022 reference).
+        step_normalizer (str): what a fit's step μ_Q is divided by. "lipschitz"
+            (default): the smoothed running bound of every PSGD family (`lipschitz_beta`).
+            "gradient_norm": this fit's own gradient size, max|∇d| for d and the Frobenius
+            norm of ∇U Vᵀ (of U ∇Vᵀ) for U (V), never a past one (the 2022 reference).
+        The three non-defaults and `finite_difference_after` (the reference's delayed-XOR
+        script switches to finite-difference Hv after 1,000 steps) are the differences
+        from the seed paper's code that issue 16's XOR suite ablates.
 
     Example (the seed paper's delayed-XOR setting):
         >>> opt = psgd.LRA(rnn.parameters(), lr=0.01, fitting="newton", preconditioner_lr=0.01,
@@ -378,24 +400,43 @@ class LRA(PSGDOptimizer):
         weight_decay: float = 0.0,
         *,
         rank: int = 10,
+        uv_init: str = "zero_v",
+        uv_balance: str = "rotate",
+        step_normalizer: str = "lipschitz",
         **options: Any,
     ) -> None:
-        super().__init__(params, lr, momentum, weight_decay, family=dict(rank=rank), **options)
+        family = dict(
+            rank=rank, uv_init=uv_init, uv_balance=uv_balance, step_normalizer=step_normalizer
+        )
+        super().__init__(params, lr, momentum, weight_decay, family=family, **options)
 
     def validate_family_options(self, group: dict[str, Any]) -> None:
         rank = group["rank"]
         _require(isinstance(rank, int) and rank >= 0, "rank", rank, "an int >= 0")
+        for name, choices in (
+            ("uv_init", LRA_UV_INITS),
+            ("uv_balance", LRA_UV_BALANCES),
+            ("step_normalizer", lra.NORMALIZERS),
+        ):
+            _require(group[name] in choices, name, group[name], f"one of {choices}")
 
     def init_unit(
         self, state: dict, unit: Unit, group: dict, scale: float, dtype: torch.dtype
     ) -> None:
         device, n = unit.holder.device, unit.numel
         rank = min(group["rank"], n)
-        # V = 0 makes Q₀ = s·I exactly; a random U (norm sqrt(0.1)) lets the first V steps
-        # move (the U step is zero while V is).
-        u = torch.randn(n, rank, generator=self._generator(device), device=device, dtype=dtype)
-        state["U"] = u * (0.1**0.5 / u.norm().clamp(min=1e-30)) if rank else u
-        state["V"] = torch.zeros(n, rank, device=device, dtype=dtype)
+        gen = self._generator(device)
+        u = torch.randn(n, rank, generator=gen, device=device, dtype=dtype)
+        if group["uv_init"] == "random":
+            # The 2022 reference: every entry of U and V N(0, 1/(n·r)).
+            std = (n * max(rank, 1)) ** -0.5
+            state["U"] = u * std
+            state["V"] = torch.randn(n, rank, generator=gen, device=device, dtype=dtype) * std
+        else:
+            # V = 0 makes Q₀ = s·I exactly; a random U (norm sqrt(0.1)) lets the first V
+            # steps move (the U step is zero while V is).
+            state["U"] = u * (0.1**0.5 / u.norm().clamp(min=1e-30)) if rank else u
+            state["V"] = torch.zeros(n, rank, device=device, dtype=dtype)
         state["d"] = torch.full((n,), scale, dtype=dtype, device=device)
         state["L"] = torch.zeros(3, dtype=torch.float32, device=device)
 
@@ -403,8 +444,11 @@ class LRA(PSGDOptimizer):
         stored = [state["U"], state["V"], state["d"]]
         u, w, d = _lifted(stored)
         update_u = self._coin() if u.shape[1] else True
+        balancing = "rotate"
+        if group["uv_balance"] == "norms":
+            balancing = "norms" if self._uniform() < NORM_BALANCE_PROBABILITY else "none"
         lr, beta = group["preconditioner_lr"], group["lipschitz_beta"]
-        lra.fit(u, w, d, state["L"], v, h, lr, update_u, beta)
+        lra.fit(u, w, d, state["L"], v, h, lr, update_u, beta, balancing, group["step_normalizer"])
         _store(stored, [u, w, d])
 
     def apply_unit(self, state: dict, unit: Unit, group: dict, g: Tensor) -> Tensor:

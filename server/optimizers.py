@@ -145,6 +145,13 @@ class PsgdConfig(OptimizerConfig):
     hessian_vector_product: Literal["exact", "finite_difference"] = Field(
         _psgd_default("hessian_vector_product"), description="how Newton fitting gets Hv"
     )
+    finite_difference_after: int | None = Field(
+        _psgd_default("finite_difference_after"),
+        ge=0,
+        le=10_000_000,
+        description="with exact Hv, switch to finite differences after this many steps; "
+        "empty = never",
+    )
     lipschitz_beta: float = Field(
         _psgd_default("lipschitz_beta"), ge=0, lt=1, description="EMA of the step normaliser"
     )
@@ -165,7 +172,17 @@ class PsgdConfig(OptimizerConfig):
 
     @property
     def double_backward(self) -> bool:
-        return self.fitting == "newton" and self.hessian_vector_product == "exact"
+        exact = self.hessian_vector_product == "exact" and self.finite_difference_after != 0
+        return self.fitting == "newton" and exact
+
+    @model_validator(mode="after")
+    def _switch_needs_exact_products(self) -> PsgdConfig:
+        if self.finite_difference_after is not None and self.hessian_vector_product != "exact":
+            raise ValueError(
+                "finite_difference_after switches exact Hv to finite differences: "
+                "set hessian_vector_product to 'exact' or leave it empty"
+            )
+        return self
 
     def state_bytes(self, shapes: Shapes, element_bytes: int) -> int:
         work = max(element_bytes, 4)  # PSGD computes in at least fp32
@@ -261,6 +278,21 @@ class PsgdLraConfig(PsgdConfig):
     rank: int = Field(
         _psgd_default("rank", psgd.LRA), ge=0, le=256, description="rank r of Q = (I + UVᵀ) diag(d)"
     )
+    uv_init: Literal["zero_v", "random"] = Field(
+        _psgd_default("uv_init", psgd.LRA),
+        description="zero_v: V = 0, so Q₀ = s·I; random: U, V entries N(0, 1/(n·r)) (the "
+        "2022 reference)",
+    )
+    uv_balance: Literal["rotate", "norms"] = Field(
+        _psgd_default("uv_balance", psgd.LRA),
+        description="rotate: balance U and V (norms and rotation) every fit; norms: norms "
+        "only, with probability 0.01 (the 2022 reference)",
+    )
+    step_normalizer: Literal["lipschitz", "gradient_norm"] = Field(
+        _psgd_default("step_normalizer", psgd.LRA),
+        description="divide the fit's step by a smoothed running bound (lipschitz) or by "
+        "this fit's gradient norm (gradient_norm, the 2022 reference)",
+    )
     description: ClassVar[str] = "PSGD with a low-rank plus diagonal preconditioner."
     memory_fields: ClassVar[tuple[str, ...]] = ("rank",)
     psgd_class: ClassVar = psgd.LRA
@@ -277,7 +309,12 @@ class PsgdLraConfig(PsgdConfig):
         return (8 * n * self.rank + 2 * n) * work + spectrum
 
     def family_options(self) -> dict[str, Any]:
-        return {"rank": self.rank}
+        return {
+            "rank": self.rank,
+            "uv_init": self.uv_init,
+            "uv_balance": self.uv_balance,
+            "step_normalizer": self.step_normalizer,
+        }
 
 
 class PsgdXmatConfig(PsgdConfig):
