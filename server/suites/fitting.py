@@ -1,0 +1,503 @@
+"""Preconditioner fitting (issue 16, suite 2): how close, and how fast, each PSGD family's
+P gets to |H|⁻¹ on quadratics whose Hessian has the family's structure, and on ones
+whose Hessian does not, as the condition number grows.
+
+Every job is a 16-parameter quadratic (float64, noise-free, exact Hessian), so each spectrum
+snapshot carries `fit_error` (max |log10| over the eigenvalues of |H|^½ P |H|^½, in
+decades) and `fit_along` (log10 |λ| uᵀPu along each eigenvector u of H, flattest first).
+The preconditioner is fitted on every step (update probability 1), so a step is a fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from server.jobs.summary import number_text, spread_text
+from server.specs import ComparisonSpec
+from server.stats import censored_spread, mean_interval
+from server.suites.base import Figure, Mode, Report, Run, Series, Suite, Table
+
+DIM = 16
+#: the task's fields per Hessian structure; "kronecker" lays the point out as a 4×4 matrix
+STRUCTURES: dict[str, dict[str, Any]] = {
+    "diagonal": {"rotate": False},
+    "x-shaped": {"x_shaped": True},
+    "kronecker": {"kronecker": [4, 4]},
+    "dense": {},
+}
+#: "within a factor 10^0.1 ≈ 1.26 of |H|⁻¹": the fit error (or one direction's) that counts
+#: as fitted, for the final verdict and the steps-to-threshold tables
+THRESHOLD = 0.1
+#: fit errors at or below this are drawn at it (a log axis has no 0)
+FLOOR = 1e-12
+
+_GEOMETRIES = ("Q0.5EQ1.5", "EQ", "QEQ", "QUAD")
+_FITTINGS = ("newton", "whiten")
+#: μ_Q: psgd's default, the quadratic task's preset (what the Playground gives a user) and
+#: a small one: a large μ_Q stalls the flat direction at a floor, a small one crawls to it
+DEFAULT_MU, PRESET_MU, SMALL_MU = 0.1, 0.5, 0.02
+#: a comparison holds at most this many optimizer entries (ComparisonSpec)
+_PER_COMPARISON = 32
+
+
+def _variants(mus: Iterable[float]) -> list[dict[str, Any]]:
+    """Every family × fitting × its own options (geometry, rank, normaliser) × μ_Q."""
+    out: list[dict[str, Any]] = []
+    for mu in mus:
+        for fitting in _FITTINGS:
+            common = {"fitting": fitting, "preconditioner_lr": mu}
+            for name in ("psgd-kron", "psgd-dense"):
+                out += [{"name": name, **common, "geometry": g} for g in _GEOMETRIES]
+            out += [{"name": "psgd-lra", **common, "rank": r} for r in (10, DIM)]
+            out.append({"name": "psgd-xmat", **common})
+            out += [
+                {"name": "psgd-diag", **common, "elementwise_normalizer": e} for e in (False, True)
+            ]
+    return out
+
+
+def _defaults(mu: float) -> list[dict[str, Any]]:
+    """Each family's default variant with Newton fitting."""
+    common = {"fitting": "newton", "preconditioner_lr": mu}
+    return [
+        {"name": "psgd-kron", **common, "geometry": "Q0.5EQ1.5"},
+        {"name": "psgd-dense", **common, "geometry": "Q0.5EQ1.5"},
+        {"name": "psgd-lra", **common, "rank": 10},
+        {"name": "psgd-xmat", **common},
+        {"name": "psgd-diag", **common, "elementwise_normalizer": False},
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """One mode's size: optimizer entries, condition numbers, seeds and steps."""
+
+    optimizers: list[dict[str, Any]]
+    condition_numbers: tuple[float, ...]
+    seeds: tuple[int, ...]
+    steps: int
+
+
+#: quick: each family's default at psgd's μ_Q, and Dense at the preset's μ_Q beside it
+SCALES: dict[Mode, Scale] = {
+    "smoke": Scale(_defaults(DEFAULT_MU)[:2], (1e3,), (0,), 40),
+    "quick": Scale([*_defaults(DEFAULT_MU), _defaults(PRESET_MU)[1]], (1e1, 1e3), (0, 1), 1500),
+    "full": Scale(_variants((DEFAULT_MU, PRESET_MU, SMALL_MU)), (1e1, 1e3, 1e5), (0, 1, 2), 20_000),
+}
+#: the structures on which each family's P can equal |H|⁻¹ exactly (LRA of rank ≥ dim:
+#: I + UVᵀ is then any matrix). Kron is diagonal on the vector tasks (a 1-D tensor).
+MATCHED: dict[str, frozenset[str]] = {
+    "psgd-diag": frozenset({"diagonal"}),
+    "psgd-kron": frozenset({"diagonal", "kronecker"}),
+    "psgd-xmat": frozenset({"diagonal", "x-shaped"}),
+    "psgd-lra": frozenset({"diagonal"}),
+    "psgd-dense": frozenset(STRUCTURES),
+}
+
+
+def matched(optimizer: dict[str, Any], structure: str) -> bool:
+    """Whether the family can represent this structure's |H|⁻¹ exactly."""
+    if optimizer["name"] == "psgd-lra" and optimizer.get("rank", 0) >= DIM:
+        return True
+    return structure in MATCHED[optimizer["name"]]
+
+
+def variant(optimizer: dict[str, Any]) -> str:
+    """A short name for an optimizer entry: family, its option, fitting, μ_Q."""
+    family = optimizer["name"].removeprefix("psgd-")
+    option = {
+        "kron": lambda: optimizer.get("geometry"),
+        "dense": lambda: optimizer.get("geometry"),
+        "lra": lambda: f"r={optimizer.get('rank')}",
+        "diag": lambda: "elementwise" if optimizer.get("elementwise_normalizer") else "global",
+        "xmat": lambda: None,
+    }[family]()
+    mu = optimizer.get("preconditioner_lr")
+    parts = (family, option, optimizer.get("fitting"), None if mu is None else f"μ={mu:g}")
+    return " ".join(str(part) for part in parts if part)
+
+
+def title(structure: str, condition_number: float) -> str:
+    return f"{structure} H, κ = {condition_number:.0e}"
+
+
+def plan(mode: Mode) -> list[tuple[str, ComparisonSpec]]:
+    scale = SCALES[mode]
+    optimizers = [{**o, "preconditioner_update_probability": 1.0} for o in scale.optimizers]
+    chunks = [
+        optimizers[i : i + _PER_COMPARISON] for i in range(0, len(optimizers), _PER_COMPARISON)
+    ]
+    out = []
+    for structure, fields in STRUCTURES.items():
+        for kappa in scale.condition_numbers:
+            task = {
+                "name": "quadratic",
+                "dim": DIM,
+                "dtype": "float64",
+                "condition_number": kappa,
+                **fields,
+            }
+            for part, chunk in enumerate(chunks, start=1):
+                spec = ComparisonSpec.model_validate(
+                    {
+                        "task": task,
+                        "optimizers": chunk,
+                        "seeds": list(scale.seeds),
+                        "steps": scale.steps,
+                        "device": "cpu",
+                        # ≈ 100 points on steps common to every run (the cost-based cadence
+                        # spaces them by each run's own timing, so seeds would not line up)
+                        "snapshot_every": max(1, scale.steps // 100),
+                    }
+                )
+                name = title(structure, kappa)
+                out.append((name if len(chunks) == 1 else f"{name} ({part}/{len(chunks)})", spec))
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One run's fit over its snapshots (step 0 has no P yet and is left out)."""
+
+    steps: list[int]
+    error: list[float]  # fit_error, decades
+    flat: list[float]  # |log10| along the flattest eigenvector of H
+    steep: list[float]  # |log10| along the steepest
+
+    def first_step(self, values: list[float]) -> int | None:
+        """The first snapshot step at which `values` is within THRESHOLD (None: never)."""
+        return next((s for s, v in zip(self.steps, values) if v <= THRESHOLD), None)
+
+
+def curve(run: Run) -> Curve:
+    points = [
+        e for e in run.of_type("spectrum") if e.get("fit_error") is not None and e.get("fit_along")
+    ]
+    return Curve(
+        steps=[int(e["step"]) for e in points],
+        error=[float(e["fit_error"]) for e in points],
+        flat=[abs(float(e["fit_along"][0])) for e in points],
+        steep=[abs(float(e["fit_along"][-1])) for e in points],
+    )
+
+
+@dataclasses.dataclass
+class Cell:
+    """The runs of one variant on one task (structure, κ), over seeds."""
+
+    variant: str
+    structure: str
+    kappa: float
+    matched: bool
+    newton: bool
+    mu: float | None
+    curves: list[Curve] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+
+    def finals(self, attribute: str) -> list[float]:
+        return [getattr(c, attribute)[-1] for c in self.curves if c.steps]
+
+    @property
+    def converged(self) -> bool:
+        """Every seed's final fit error within THRESHOLD (and no seed failed)."""
+        finals = self.finals("error")
+        return not self.failed and len(finals) == len(self.curves) > 0 and max(finals) <= THRESHOLD
+
+
+def cells(runs: list[Run]) -> list[Cell]:
+    """The runs grouped by task (structure, κ) and variant, in plan order."""
+    grouped: dict[tuple[str, float, str], Cell] = {}
+    for run in runs:
+        task, optimizer = run.spec["task"], run.spec["optimizer"]
+        structure, kappa = _structure(task), float(task["condition_number"])
+        name = variant(optimizer)
+        key = (structure, kappa, name)
+        if key not in grouped:
+            grouped[key] = Cell(
+                name,
+                structure,
+                kappa,
+                matched(optimizer, structure),
+                optimizer.get("fitting") == "newton",
+                optimizer.get("preconditioner_lr"),
+            )
+        cell = grouped[key]
+        if run.status != "succeeded":
+            cell.failed.append(f"seed {run.seed} {run.status}")
+        fit = curve(run)
+        if fit.steps:
+            cell.curves.append(fit)
+    return list(grouped.values())
+
+
+def _structure(task: dict[str, Any]) -> str:
+    if task.get("kronecker"):
+        return "kronecker"
+    if task.get("x_shaped"):
+        return "x-shaped"
+    return "dense" if task.get("rotate", True) else "diagonal"
+
+
+def _interval_text(values: list[float]) -> str:
+    if not values:
+        return "–"
+    interval = mean_interval(values)
+    if interval.low is None or interval.high is None:
+        return number_text(interval.estimate)
+    return (
+        f"{number_text(interval.estimate)} "
+        f"[{number_text(interval.low)}, {number_text(interval.high)}]"
+    )
+
+
+def _steps_text(cell: Cell, attribute: str) -> str:
+    firsts = [c.first_step(getattr(c, attribute)) for c in cell.curves]
+    return spread_text(dataclasses.asdict(censored_spread(firsts))) if firsts else "–"
+
+
+def _final_table(all_cells: list[Cell]) -> Table:
+    rows = []
+    for cell in all_cells:
+        rows.append(
+            [
+                cell.variant,
+                cell.structure,
+                f"{cell.kappa:.0e}",
+                "yes" if cell.matched else "no",
+                _interval_text(cell.finals("error")),
+                _interval_text(cell.finals("flat")),
+                _interval_text(cell.finals("steep")),
+                _steps_text(cell, "error"),
+                f"{len(cell.curves)}" + (f" ({'; '.join(cell.failed)})" if cell.failed else ""),
+            ]
+        )
+    return Table(
+        "Final fit error of P against |H|⁻¹ (decades; mean [95 % interval] over seeds) and "
+        f"steps until the fit error first fell to {THRESHOLD} (median [IQR])",
+        [
+            "variant",
+            "H",
+            "κ",
+            "matched",
+            "final fit error",
+            "flattest direction",
+            "steepest direction",
+            f"steps to ≤ {THRESHOLD}",
+            "seeds",
+        ],
+        rows,
+    )
+
+
+def _flat_table(all_cells: list[Cell], kappas: list[float]) -> Table:
+    """Steps until the flattest and the steepest direction were fitted, per κ."""
+    by_row: dict[tuple[str, str], dict[float, Cell]] = defaultdict(dict)
+    for cell in all_cells:
+        if cell.matched and cell.newton:
+            by_row[(cell.variant, cell.structure)][cell.kappa] = cell
+    rows = []
+    for (name, structure), per_kappa in by_row.items():
+        row = [name, structure]
+        for kappa in kappas:
+            cell = per_kappa.get(kappa)
+            row += (
+                ["–", "–"]
+                if cell is None
+                else [_steps_text(cell, "flat"), _steps_text(cell, "steep")]
+            )
+        rows.append(row)
+    columns = ["variant", "H"]
+    for kappa in kappas:
+        columns += [f"flattest, κ {kappa:.0e}", f"steepest, κ {kappa:.0e}"]
+    return Table(
+        f"The flat direction (Newton fits, matched structures): steps until |log10 |λ| uᵀPu| "
+        f"first fell to {THRESHOLD} along the eigenvector u of H with the smallest |λ| "
+        "(flattest) and the largest (steepest), median [IQR] over seeds",
+        columns,
+        rows,
+    )
+
+
+def _mean_series(name: str, curves: list[Curve], attribute: str) -> Series | None:
+    """The mean over seeds at the steps every seed has, with the seeds' range as a band."""
+    usable = [c for c in curves if c.steps]
+    if not usable:
+        return None
+    common = sorted(set.intersection(*(set(c.steps) for c in usable)))
+    if not common:
+        return None
+    columns = [
+        [max(FLOOR, dict(zip(c.steps, getattr(c, attribute)))[s]) for c in usable] for s in common
+    ]
+    return Series(
+        name,
+        [float(s) for s in common],
+        [math.fsum(col) / len(col) for col in columns],
+        low=[min(col) for col in columns],
+        high=[max(col) for col in columns],
+    )
+
+
+def _family_figures(all_cells: list[Cell]) -> list[Figure]:
+    """Fit error against step, one figure per variant (Newton), a line per task."""
+    by_variant: dict[str, list[Cell]] = defaultdict(list)
+    for cell in all_cells:
+        by_variant[cell.variant].append(cell)
+    figures = []
+    for name, group in by_variant.items():
+        series = [
+            s
+            for cell in group
+            if (
+                s := _mean_series(
+                    f"{cell.structure} κ={cell.kappa:.0e}"
+                    + ("" if cell.matched else " (unmatched)"),
+                    cell.curves,
+                    "error",
+                )
+            )
+            is not None
+        ]
+        if series:
+            figures.append(
+                Figure(
+                    "fit_" + _file_name(name),
+                    f"{name}: fit error of P against |H|⁻¹",
+                    "step",
+                    "fit error (decades, worst direction)",
+                    series,
+                    log_y=True,
+                )
+            )
+    return figures
+
+
+def _flat_figures(all_cells: list[Cell]) -> list[Figure]:
+    """Flattest against steepest direction of Dense Newton (default geometry) on dense H,
+    one figure per μ_Q."""
+    by_variant: dict[str, list[Series]] = defaultdict(list)
+    for cell in all_cells:
+        if not cell.variant.startswith("dense Q0.5EQ1.5 newton") or cell.structure != "dense":
+            continue
+        for attribute, label in (("flat", "flattest"), ("steep", "steepest")):
+            s = _mean_series(f"{label}, κ={cell.kappa:.0e}", cell.curves, attribute)
+            if s is not None:
+                by_variant[cell.variant].append(s)
+    return [
+        Figure(
+            "flat_" + _file_name(name),
+            f"{name} on dense H: error along H's flattest vs steepest eigenvector",
+            "step",
+            "|log10 |λ| uᵀPu| (decades)",
+            series,
+            log_y=True,
+        )
+        for name, series in by_variant.items()
+    ]
+
+
+def _file_name(variant_name: str) -> str:
+    """A variant's name as a figure's file stem (letters, digits and underscores)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", variant_name.replace("μ", "mu")).strip("_")
+
+
+def analyse(runs: list[Run], mode: Mode) -> Report:
+    all_cells = cells(runs)
+    if not all_cells:
+        return Report("not yet run at full scale", "No runs ended, so nothing was measured.")
+    kappas = sorted({c.kappa for c in all_cells})
+    steps = max((c.steps[-1] for cell in all_cells for c in cell.curves if c.steps), default=0)
+    newton = [c for c in all_cells if c.newton]
+    mus = sorted({c.mu for c in newton}, key=lambda m: (m != DEFAULT_MU, m or 0.0))
+    finding = " ".join(_finding(mu, [c for c in newton if c.mu == mu], steps) for mu in mus)
+    claim_cells = [c for c in newton if c.matched and c.mu == DEFAULT_MU]
+    if mode != "full":
+        verdict = "not yet run at full scale"
+    elif claim_cells and all(c.converged for c in claim_cells):
+        verdict = "reproduced"
+    else:
+        verdict = "not reproduced"
+    figures = _family_figures(all_cells) + _flat_figures(all_cells)
+    notes = [
+        f"Fit error = max |log10| over the eigenvalues of |H|^½ P |H|^½ (decades: 1 = a factor "
+        f"10 off in the worst direction); 'fitted' = at most {THRESHOLD} (a factor "
+        f"{10**THRESHOLD:.2f}). Direction errors are |log10 |λ| uᵀPu| along H's eigenvectors.",
+        f"Every job: {DIM}-parameter quadratic, float64, no gradient noise, exact Hv, the "
+        "quadratic preset otherwise (lr 1, momentum 0.9, automatic init scale), the "
+        "preconditioner fitted on every step; snapshots every 1 % of the steps, so a "
+        "'steps to' value is resolved to that spacing.",
+        f"The verdict reads the cells at psgd's default μ_Q = {DEFAULT_MU:g}; the quadratic "
+        f"preset's μ_Q = {PRESET_MU:g} (and, in full mode, {SMALL_MU:g}) is reported beside "
+        "it.",
+        "Matched = the family can represent |H|⁻¹ exactly: Diag on diagonal H; Kron on "
+        "diagonal and Kronecker H (a 4×4 matrix point; on vector points Kron is diagonal); "
+        "XMat on diagonal and X-shaped H; LRA only with rank ≥ 16 (r = 10 is matched on "
+        "diagonal H); Dense on all.",
+        "Whitening fits aim at E[ggᵀ]^(-1/2), not |H|⁻¹: their error against |H|⁻¹ is shown "
+        "for contrast and is not part of the verdict.",
+    ]
+    if mode != "full":
+        full = SCALES["full"]
+        notes.append(
+            "Full mode adds every geometry (Q0.5EQ1.5, EQ, QEQ, QUAD for Kron and Dense), "
+            "whitening fits, LRA rank 16, Diag's elementwise normaliser, μ_Q "
+            f"{PRESET_MU:g} and {SMALL_MU:g} for every variant, κ = "
+            + "/".join(f"{k:.0e}" for k in full.condition_numbers)
+            + f", {len(full.seeds)} seeds and {full.steps:,} steps."
+        )
+    return Report(
+        verdict,
+        finding,
+        tables=[_final_table(all_cells), _flat_table(all_cells, kappas)],
+        figures=figures,
+        notes=notes,
+    )
+
+
+def _finding(mu: float | None, cells_at_mu: list[Cell], steps: int) -> str:
+    """Sentences for one μ_Q: which matched Newton cells reached the threshold, and how
+    many unmatched ones did."""
+
+    def named(group: list[Cell]) -> str:
+        shown = "; ".join(
+            f"{c.variant} on {c.structure} H κ {c.kappa:.0e} "
+            f"(worst seed's final {number_text(max(c.finals('error'), default=math.nan))})"
+            for c in group[:6]
+        )
+        return shown + (f"; and {len(group) - 6} more" if len(group) > 6 else "")
+
+    claim = [c for c in cells_at_mu if c.matched]
+    missed = [c for c in claim if not c.converged]
+    unmatched = [c for c in cells_at_mu if not c.matched]
+    reached = [c for c in unmatched if c.converged]
+    at = "" if mu is None else f" at μ_Q = {mu:g}"
+    sentence = (
+        f"Newton fits{at} on matched structures: {len(claim) - len(missed)} of {len(claim)} "
+        f"variant × task cells brought every seed's fit error to ≤ {THRESHOLD} decades "
+        f"within {steps:,} steps" + (f"; not: {named(missed)}." if missed else ".")
+    )
+    if unmatched:
+        sentence += (
+            f" On structures the family cannot represent{at}, {len(reached)} of "
+            f"{len(unmatched)} did" + (f" ({named(reached)})." if reached else ".")
+        )
+    return sentence
+
+
+SUITE = Suite(
+    name="fitting",
+    title="Preconditioner fitting",
+    claim="PSGD's Newton fit drives P to |H|⁻¹ for Hessians its family can represent; "
+    "the flat directions are fitted slowly.",
+    description="Each PSGD family and fitting variant on 16-D quadratics with diagonal, "
+    "X-shaped, Kronecker and dense Hessians at several condition numbers: the fit error of "
+    "P against the exact |H|⁻¹ over steps, along H's flattest and steepest directions too.",
+    plan=plan,
+    analyse=analyse,
+)

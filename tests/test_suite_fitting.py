@@ -1,0 +1,261 @@
+"""The preconditioner-fitting suite (issue 16, suite 2): its structured quadratics (Kronecker
+and X-shaped Hessians), the per-direction fit of P in spectrum events, the plans, the
+analysis on hand-made runs, and the command end to end in smoke mode."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from benchmark_scripts import load_benchmark
+from pydantic import ValidationError
+
+from server.curvature import fit_along_eigenvectors
+from server.events import Spectrum
+from server.runner import JobSpec, run_job
+from server.settings import Settings
+from server.suites import SUITES
+from server.suites import fitting as suite
+from server.suites.base import Run
+from server.tasks.landscapes import QuadraticConfig
+
+
+# ------------------------------------------------------------------ structured quadratics
+def test_a_kronecker_quadratic_has_a_kronecker_hessian_and_a_matrix_point():
+    cfg = QuadraticConfig(dtype="float64", dim=6, kronecker=[2, 3], condition_number=100.0)
+    task = cfg.build(torch.device("cpu"), seed=3)
+    assert task.x.shape == (2, 3) and cfg.memory_estimate().param_shapes == ((2, 3),)
+    h = task.hessian()
+    # H = A ⊗ B exactly when its rearrangement into (2·2) × (3·3) blocks has rank 1
+    blocks = h.reshape(2, 3, 2, 3).permute(0, 2, 1, 3).reshape(4, 9)
+    singular = torch.linalg.svdvals(blocks)
+    assert singular[1] < 1e-12 * singular[0]
+    eigenvalues = torch.linalg.eigvalsh(h)
+    assert eigenvalues.min() == pytest.approx(1.0) and eigenvalues.max() == pytest.approx(100.0)
+    assert task.describe()["eigenvalues"] == pytest.approx(eigenvalues.tolist())
+    # the loss is ½ θᵀHθ of the row-major flattened matrix, and its gradient is Hθ
+    loss = task.loss()
+    loss.backward()
+    theta = task.x.detach().reshape(-1)
+    assert float(loss.detach()) == pytest.approx(float(0.5 * theta @ h @ theta))
+    torch.testing.assert_close(task.x.grad.reshape(-1), h @ theta)
+
+
+def test_an_x_shaped_quadratic_is_zero_off_its_diagonal_and_anti_diagonal():
+    for dim in (6, 7):
+        cfg = QuadraticConfig(dtype="float64", dim=dim, x_shaped=True, condition_number=1e3)
+        h = cfg.build(torch.device("cpu"), seed=1).hessian()
+        index = torch.arange(dim)
+        pattern = (index[:, None] == index[None, :]) | (index[:, None] + index[None, :] == dim - 1)
+        assert torch.all(h[~pattern] == 0) and torch.all(h[pattern].abs() > 0)
+        torch.testing.assert_close(torch.linalg.eigvalsh(h), cfg.eigenvalues())
+
+
+def test_the_default_quadratic_keeps_its_rotation_for_a_seed():
+    """The structures must not change what an existing spec builds."""
+    task = QuadraticConfig(dtype="float64", dim=4).build(torch.device("cpu"), seed=5)
+    gen = torch.Generator().manual_seed(5)
+    q, r = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
+    rotation = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    lam = torch.logspace(0, 2, 4, dtype=torch.float64)
+    torch.testing.assert_close(task.hessian(), (rotation * lam) @ rotation.T)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"dim": 6, "kronecker": [2, 2]}, "kronecker 2×2 has 4 entries but dim is 6"),
+        ({"dim": 4, "kronecker": [1, 4]}, "greater than or equal to 2"),
+        ({"dim": 8, "kronecker": [2, 2, 2]}, "at most 2 items"),
+        ({"dim": 4, "kronecker": [2, 2], "negative_eigenvalues": 1}, "negative_eigenvalues 0"),
+        ({"dim": 4, "kronecker": [2, 2], "x_shaped": True}, "not with kronecker"),
+        ({"dim": 4, "x_shaped": True, "rotate": False}, "x_shaped: needs rotate"),
+    ],
+)
+def test_bad_structures_are_refused_with_the_field_named(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        QuadraticConfig(**fields)
+
+
+# ------------------------------------------------------------------ the per-direction fit
+def test_the_fit_along_eigenvectors_is_signed_and_flattest_first():
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0),
+                                           dtype=torch.float64))[0]  # fmt: skip
+    hessian = (
+        rotation @ torch.diag(torch.tensor([100.0, -0.5, 4.0], dtype=torch.float64)) @ rotation.T
+    )
+    # P: 10× too small along the flattest direction (|λ| 0.5), exact along 4, 100× too
+    # large along 100
+    p = rotation @ torch.diag(torch.tensor([1.0, 0.2, 0.25], dtype=torch.float64)) @ rotation.T
+    assert fit_along_eigenvectors(p, hessian) == pytest.approx([-1.0, 0.0, 2.0], abs=1e-12)
+
+
+def test_spectrum_snapshots_carry_the_fit_along_each_eigenvector():
+    events: list = []
+    task = {"name": "quadratic", "dim": 4, "dtype": "float64", "condition_number": 1e3}
+    spec = {"task": task, "optimizer": {"name": "psgd-dense"}, "steps": 40,
+            "snapshot_every": 20, "device": "cpu"}  # fmt: skip
+    run_job(JobSpec.model_validate(spec), events.append)
+    spectra = [e for e in events if isinstance(e, Spectrum)]
+    assert [e.step for e in spectra] == [0, 20, 40]
+    assert spectra[0].fit_along is None  # no P before step 1
+    for event in spectra[1:]:
+        assert len(event.fit_along) == 4
+        assert max(abs(v) for v in event.fit_along) <= event.fit_error + 1e-9
+
+
+def test_kron_fits_a_kronecker_hessian_with_one_dense_factor_per_side():
+    events: list = []
+    task = {"name": "quadratic", "dim": 16, "dtype": "float64", "condition_number": 100,
+            "kronecker": [4, 4]}  # fmt: skip
+    spec = {"task": task, "optimizer": {"name": "psgd-kron", "fitting": "newton"}, "steps": 300,
+            "device": "cpu"}  # fmt: skip
+    run_job(JobSpec.model_validate(spec), events.append)
+    fit = [e.fit_error for e in events if isinstance(e, Spectrum) and e.fit_error is not None]
+    assert fit[-1] < 1e-3 < fit[0]  # a diagonal Kron (the vector case) could not get there
+
+
+# ------------------------------------------------------------------ plans
+def test_the_suite_is_registered():
+    assert SUITES["fitting"] is suite.SUITE
+
+
+def _shape(mode):
+    plan = suite.plan(mode)
+    optimizers = {suite.variant(o.model_dump()) for _, spec in plan for o in spec.optimizers}
+    kappas = {spec.task.condition_number for _, spec in plan}
+    structures = {suite._structure(spec.task.model_dump()) for _, spec in plan}
+    jobs = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in plan)
+    return plan, optimizers, kappas, structures, jobs
+
+
+def test_the_full_plan_runs_every_family_and_variant_on_every_structure():
+    plan, optimizers, kappas, structures, jobs = _shape("full")
+    assert structures == {"diagonal", "x-shaped", "kronecker", "dense"}
+    assert kappas == {1e1, 1e3, 1e5}
+    for geometry in ("Q0.5EQ1.5", "EQ", "QEQ", "QUAD"):
+        for fitting in ("newton", "whiten"):
+            for mu in ("0.1", "0.5", "0.02"):
+                expected = {
+                    f"kron {geometry} {fitting} μ={mu}",
+                    f"dense {geometry} {fitting} μ={mu}",
+                }
+                assert expected <= optimizers
+    for fitting in ("newton", "whiten"):
+        for mu in ("0.1", "0.5", "0.02"):
+            assert {f"lra r=10 {fitting} μ={mu}", f"lra r=16 {fitting} μ={mu}"} <= optimizers
+            assert {f"xmat {fitting} μ={mu}", f"diag global {fitting} μ={mu}"} <= optimizers
+            assert f"diag elementwise {fitting} μ={mu}" in optimizers
+    assert len(optimizers) == 78 and jobs == 78 * 12 * 3
+    assert len(plan) == 3 * 12  # 78 entries: three comparisons of at most 32 per task
+    for _, spec in plan:
+        assert len(spec.seeds) >= 3 and spec.steps == 20_000 and spec.snapshot_every == 200
+        assert len(spec.optimizers) <= 32
+        assert spec.task.dim == 16 and spec.task.dtype == "float64" and spec.task.noise == 0
+        assert all(o.preconditioner_update_probability == 1.0 for o in spec.optimizers)
+
+
+def test_the_quick_plan_fits_a_default_server_and_the_smoke_plan_is_tiny():
+    settings = Settings()
+    plan, optimizers, kappas, structures, jobs = _shape("quick")
+    assert jobs <= settings.max_queued and len(structures) == 4 and len(kappas) == 2
+    assert optimizers == {"kron Q0.5EQ1.5 newton μ=0.1", "dense Q0.5EQ1.5 newton μ=0.1",
+                          "lra r=10 newton μ=0.1", "xmat newton μ=0.1", "diag global newton μ=0.1",
+                          "dense Q0.5EQ1.5 newton μ=0.5"}  # fmt: skip
+    assert all(spec.steps <= settings.max_steps for _, spec in plan)
+    smoke, _, _, _, smoke_jobs = _shape("smoke")
+    assert smoke_jobs <= 8 and all(spec.steps <= 50 for _, spec in smoke)
+
+
+def test_matched_names_the_structures_a_family_can_represent():
+    assert suite.matched({"name": "psgd-kron"}, "kronecker")
+    assert not suite.matched({"name": "psgd-kron"}, "dense")
+    assert suite.matched({"name": "psgd-lra", "rank": 16}, "dense")
+    assert not suite.matched({"name": "psgd-lra", "rank": 10}, "x-shaped")
+    assert all(suite.matched({"name": "psgd-dense"}, s) for s in suite.STRUCTURES)
+
+
+# ------------------------------------------------------------------ analysis
+DENSE = {"name": "psgd-dense", "fitting": "newton", "geometry": "Q0.5EQ1.5",
+         "preconditioner_lr": 0.1}  # fmt: skip
+
+
+def fake_run(seed, errors, flat, steep, *, optimizer=None, task=None, status="succeeded"):
+    """A run whose snapshots (steps 0, 10, 20, ...) carry these fit errors."""
+    optimizer = optimizer or DENSE
+    task = task or {"name": "quadratic", "condition_number": 1000.0, "rotate": True}
+    events = [{"type": "spectrum", "step": 0, "fit_error": None, "fit_along": None}]
+    for i, (e, f, s) in enumerate(zip(errors, flat, steep), start=1):
+        events.append({"type": "spectrum", "step": 10 * i, "fit_error": e,
+                       "fit_along": [-f, 0.0, s]})  # fmt: skip
+    events.append({"type": "status", "status": status, "summary": {}})
+    comparison = suite.title(suite._structure(task), task["condition_number"])
+    return Run(comparison, optimizer["name"], seed, status, {"task": task, "optimizer": optimizer},
+               events)  # fmt: skip
+
+
+def test_the_analysis_reports_final_errors_with_intervals_and_steps_to_the_threshold():
+    runs = [
+        fake_run(0, [2.0, 0.5, 0.05], [2.0, 0.5, 0.05], [0.1, 0.0, 0.0]),
+        fake_run(1, [2.0, 0.08, 0.01], [2.0, 0.08, 0.01], [0.05, 0.0, 0.0]),
+        fake_run(2, [1.0, 0.3, 0.03], [1.0, 0.3, 0.03], [0.3, 0.0, 0.0]),
+    ]
+    report = suite.analyse(runs, "full")
+    assert report.verdict == "reproduced"
+    (row,) = report.tables[0].rows
+    assert row[:4] == ["dense Q0.5EQ1.5 newton μ=0.1", "dense", "1e+03", "yes"]
+    # finals 0.05, 0.01, 0.03: mean 0.03, sd 0.02, t(0.975, 2) = 4.303 → ± 0.0497
+    assert row[4] == "0.03 [-0.0197, 0.0797]"
+    assert row[6] == "0 [0, 0]"
+    # first snapshot with a fit error ≤ 0.1: steps 30, 20, 30 → median 30, IQR 25–30
+    assert row[7] == "30 [IQR 25–30]" and row[8] == "3"
+    (flat_row,) = report.tables[1].rows
+    assert flat_row[1:] == ["dense", "30 [IQR 25–30]", "10 [IQR 10–15]"]
+    assert report.finding.startswith(
+        "Newton fits at μ_Q = 0.1 on matched structures: 1 of 1 variant × task cells brought "
+        "every seed's fit error to ≤ 0.1 decades within 30 steps."
+    )
+    figure = next(f for f in report.figures if f.name == "fit_dense_Q0_5EQ1_5_newton_mu_0_1")
+    (series,) = figure.series
+    assert series.x == [10.0, 20.0, 30.0] and series.y == pytest.approx([5 / 3, 0.88 / 3, 0.03])
+    assert series.low == [1.0, 0.08, 0.01] and series.high == [2.0, 0.5, 0.05]
+    assert any(f.name == "flat_dense_Q0_5EQ1_5_newton_mu_0_1" for f in report.figures)
+    assert suite.analyse(runs, "quick").verdict == "not yet run at full scale"
+
+
+def test_a_matched_newton_fit_that_stays_above_the_threshold_refutes_the_claim():
+    runs = [fake_run(s, [2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [0.0] * 3) for s in range(2)]
+    whiten = {"name": "psgd-diag", "fitting": "whiten", "elementwise_normalizer": False}
+    runs.append(fake_run(0, [3.0] * 3, [3.0] * 3, [0.0] * 3, optimizer=whiten))  # not counted
+    failed = fake_run(2, [2.0, 0.01, 0.0], [0.0] * 3, [0.0] * 3, status="diverged")
+    report = suite.analyse([*runs, failed], "full")
+    assert report.verdict == "not reproduced"
+    assert "0 of 1 variant × task cells" in report.finding
+    assert "not: dense Q0.5EQ1.5 newton μ=0.1 on dense H κ 1e+03 (worst seed's final 0.5)" in (
+        report.finding
+    )
+    rows = {row[0]: row for row in report.tables[0].rows}
+    assert rows["dense Q0.5EQ1.5 newton μ=0.1"][7] == "> budget (1/3 reached)"
+    assert rows["dense Q0.5EQ1.5 newton μ=0.1"][8] == "3 (seed 2 diverged)"
+    assert rows["diag global whiten"][3] == "no"
+    assert suite.analyse([], "full").verdict == "not yet run at full scale"
+
+
+# ------------------------------------------------------------------ the command
+def test_the_smoke_mode_runs_end_to_end(tmp_path, clean_env):
+    pytest.importorskip("matplotlib")
+    command = load_benchmark("suite")
+    out = tmp_path / "fitting"
+    assert command.main(["fitting", "--smoke", "--out", str(out)]) == 0
+    record = json.loads((out / "report.json").read_text())
+    report = record["report"]
+    assert record["suite"] == "fitting" and report["verdict"] == "not yet run at full scale"
+    rows = report["tables"][0]["rows"]
+    assert len(rows) == 8 and all(row[8] == "1" for row in rows)  # 2 variants × 4 structures
+    assert all(math.isfinite(float(row[4])) for row in rows)
+    names = {f["name"] for f in report["figures"]}
+    stems = ("fit_kron_Q0_5EQ1_5", "fit_dense_Q0_5EQ1_5", "flat_dense_Q0_5EQ1_5")
+    assert {f"{stem}_newton_mu_0_1" for stem in stems} <= names
+    assert all((out / f"{name}.svg").exists() for name in names)
