@@ -1,0 +1,206 @@
+"""The delayed-XOR suite (issue 16, suite 1): its plans have the issue's shape and fit a
+default server, its analysis gives exactly the rates, intervals and steps of hand-made
+runs with an honest verdict, and its smoke mode runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from benchmark_scripts import load_benchmark
+
+from server.settings import Settings
+from server.specs import expand
+from server.suites import SUITES
+from server.suites.base import Run
+from server.suites.xor import ABLATIONS, PRESET, analyse, entry_name, plan
+
+MAIN = [
+    "psgd-lra newton",
+    "psgd-lra whiten",
+    "psgd-kron newton",
+    "psgd-kron whiten",
+    "adam",
+    "sgd",
+    "rmsprop",
+]
+ABLATED = [f"{PRESET} + {label}" for label in ABLATIONS] + [f"{PRESET} + all four (2022 reference)"]
+
+
+def _names(spec: Any) -> list[str]:
+    return [entry_name(o.model_dump()) for o in spec.optimizers]
+
+
+def test_the_suite_is_registered() -> None:
+    assert SUITES["xor"].runs_jobs
+
+
+def test_full_plan_has_the_issues_shape() -> None:
+    comparisons = plan("full")
+    lengths = [spec.task.sequence_length for _, spec in comparisons]
+    assert lengths == [16, 32, 64, 112]
+    for title, spec in comparisons:
+        assert str(spec.task.sequence_length) in title
+        assert len(spec.seeds) >= 10 and len(set(spec.seeds)) == len(spec.seeds)
+        assert spec.steps == 100_000  # the paper's cap
+        expected = MAIN + (ABLATED if spec.task.sequence_length == 64 else [])
+        assert _names(spec) == expected
+    ablations = {entry_name(o.model_dump()): o for o in comparisons[2][1].optimizers}
+    assert ablations[f"{PRESET} + random UV"].uv_init == "random"
+    assert ablations[f"{PRESET} + norm balancing"].uv_balance == "norms"
+    assert ablations[f"{PRESET} + gradient-norm step"].step_normalizer == "gradient_norm"
+    assert ablations[f"{PRESET} + FD Hv after 1,000"].finite_difference_after == 1000
+    preset = ablations[PRESET]
+    assert preset.fitting == "newton" and preset.preconditioner_init_scale == 1.0
+
+
+def test_quick_plan_fits_a_default_server() -> None:
+    settings = Settings()
+    comparisons = plan("quick")
+    jobs = sum(len(expand(spec)) for _, spec in comparisons)
+    assert jobs <= settings.max_queued
+    for _, spec in comparisons:
+        assert len(spec.seeds) >= 5
+        assert spec.steps is not None and spec.steps <= settings.max_steps
+        assert _names(spec) == MAIN
+
+
+def test_smoke_plan_is_the_quick_plan_cut_to_seconds() -> None:
+    smoke, quick = plan("smoke"), plan("quick")
+    assert [t for t, _ in smoke] == [t for t, _ in quick]
+    for _, spec in smoke:
+        assert len(spec.seeds) == 1 and spec.steps is not None and spec.steps <= 20
+        assert _names(spec) == MAIN
+
+
+# ------------------------------------------------------------------------ analysis
+def _run(length: int, optimizer: dict[str, Any], seed: int, solved: int | None, **kw: Any) -> Run:
+    status = kw.get("status", "succeeded")
+    summary = {"steps": kw.get("cap", 1000), "solved_step": solved}
+    return Run(
+        comparison=f"Delayed XOR, T = {length}",
+        label=optimizer["name"],
+        seed=seed,
+        status=status,
+        spec={
+            "task": {"name": "xor", "sequence_length": length},
+            "steps": kw.get("cap", 1000),
+            "optimizer": optimizer,
+        },
+        events=[{"type": "status", "status": status, "summary": summary}],
+    )
+
+
+LRA = {"name": "psgd-lra", "fitting": "newton"}
+
+
+def _many(length: int, optimizer: dict[str, Any], solved: list[int | None]) -> list[Run]:
+    return [_run(length, optimizer, seed, step) for seed, step in enumerate(solved)]
+
+
+def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
+    runs = _many(16, LRA, [400, 100, None, 300]) + _many(16, {"name": "adam"}, [None] * 4)
+    runs.append(_run(16, {"name": "adam"}, 9, None, status="failed"))
+    report = analyse(runs, "quick")
+    assert report.verdict == "not yet run at full scale"
+    (table,) = report.tables
+    rows = {row[0]: row for row in table.rows}
+    # 3/4: Wilson 95 % = [0.3006, 0.9544]; steps 100, 300, 400, censored: median 350
+    assert rows[PRESET][1] == "3/4 = 75% [30%, 95%]"
+    assert rows[PRESET][2] == "350 [IQR 250–beyond the cap]"
+    assert rows[PRESET][3] == "100–400"
+    assert rows["adam"][1] == "0/4 = 0% [0%, 49%]"
+    assert rows["adam"][2] == "> cap (0/4 solved)"
+    assert rows["adam"][4] == "1"  # the failed run is left out, and counted
+    assert "T = 16 (cap 1,000 steps): psgd-lra newton 3/4, adam 0/4" in report.finding
+    (figure,) = report.figures  # one length: no solved-vs-T figure
+    lra = next(s for s in figure.series if s.name == PRESET)
+    assert lra.x == [0, 100, 100, 300, 300, 400, 400, 1000]
+    assert lra.y == [0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75]
+
+
+def _claim_runs(preset: list[int | None], baseline: list[int | None]) -> list[Run]:
+    runs = []
+    for length in (16, 32, 64, 112):
+        runs += _many(length, LRA, preset)
+        for name in ("adam", "sgd", "rmsprop"):
+            runs += _many(length, {"name": name}, baseline)
+    return runs
+
+
+def test_full_mode_reproduces_when_the_preset_is_separated_at_long_delays() -> None:
+    report = analyse(_claim_runs([1000] * 10, [None] * 10), "full")
+    assert report.verdict == "reproduced"
+    assert report.figures[0].name == "solved-vs-length"
+    lra = next(s for s in report.figures[0].series if s.name == PRESET)
+    assert lra.x == [16, 32, 64, 112] and lra.y == [1.0] * 4
+    assert lra.low == pytest.approx([0.7225] * 4, abs=1e-4)
+
+
+def test_full_mode_does_not_reproduce_when_intervals_overlap() -> None:
+    # 5/10 = [0.2366, 0.7634] overlaps 0/10 = [0, 0.2775]
+    report = analyse(_claim_runs([1000] * 5 + [None] * 5, [None] * 10), "full")
+    assert report.verdict == "not reproduced"
+    assert "T = 64, 112" in report.finding
+
+
+def test_full_mode_without_the_long_delays_settles_nothing() -> None:
+    runs = [
+        r for r in _claim_runs([1000] * 10, [None] * 10) if r.spec["task"]["sequence_length"] < 112
+    ]
+    assert analyse(runs, "full").verdict == "not yet run at full scale"
+
+
+def test_quick_mode_never_claims_a_verdict() -> None:
+    assert analyse(_claim_runs([1000] * 10, [None] * 10), "quick").verdict == (
+        "not yet run at full scale"
+    )
+
+
+def test_the_ablations_are_named_and_the_best_reported() -> None:
+    runs = _many(64, LRA, [None] * 8 + [500, 700])
+    runs += _many(64, {**LRA, "uv_init": "random"}, [None] * 4 + [100] * 6)
+    runs += _many(64, {**LRA, "finite_difference_after": 1000}, [None] * 10)
+    reference = {
+        **LRA,
+        "uv_init": "random",
+        "uv_balance": "norms",
+        "step_normalizer": "gradient_norm",
+        "finite_difference_after": 1000,
+    }
+    runs += _many(64, reference, [None] * 9 + [42])
+    report = analyse(runs, "full")
+    assert f"{PRESET}: 2/10 = 20% [6%, 51%]" in report.finding
+    assert f"{PRESET} + random UV: 6/10 = 60% [31%, 83%]" in report.finding
+    assert "Highest solved fraction: psgd-lra newton + random UV." in report.finding
+    names = [row[0] for row in report.tables[0].rows]
+    assert names == [
+        PRESET,
+        f"{PRESET} + random UV",
+        f"{PRESET} + FD Hv after 1,000",
+        f"{PRESET} + all four (2022 reference)",
+    ]
+
+
+def test_entry_names_follow_the_stored_spec() -> None:
+    assert entry_name({"name": "adam", "lr": 1e-3}) == "adam"
+    assert entry_name({"name": "psgd-kron", "fitting": "whiten"}) == "psgd-kron whiten"
+    two = {**LRA, "uv_balance": "norms", "step_normalizer": "gradient_norm"}
+    assert entry_name(two) == f"{PRESET} + norm balancing + gradient-norm step"
+
+
+# ---------------------------------------------------------------------------- smoke
+def test_smoke_mode_runs_end_to_end(tmp_path: Path) -> None:
+    suite_script = load_benchmark("suite")
+    assert suite_script.main(["xor", "--smoke", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "report.json").read_text())
+    assert record["suite"] == "xor" and record["mode"] == "smoke"
+    report = record["report"]
+    assert report["verdict"] == "not yet run at full scale"
+    (table,) = report["tables"]
+    assert [row[0] for row in table["rows"]] == MAIN
+    assert all(row[1].endswith("]") and row[4] == "0" for row in table["rows"])
+    assert (tmp_path / "cumulative-T16.svg").read_text().lstrip().startswith("<?xml")
+    assert "Delayed XOR (smoke mode)" in (tmp_path / "report.md").read_text()
