@@ -48,6 +48,14 @@ Validation split (held-out selection)
     With `evaluate_test` false the test subset is neither copied nor scored (no `test_*`
     metrics; the target metric is then `val_accuracy`): a sweep's trials run so and select
     on validation, and only its re-runs score the test subset (server/sweeps/validate.py).
+
+Flatness (the seed paper's "flatter minima")
+    With `flatness_probes` k > 0 every evaluation also reports the top eigenvalue (k steps
+    of power iteration), the trace (Hutchinson, k ±1 probes) and the trace's standard error
+    of the Hessian of the training loss on `FLATNESS_IMAGES` fixed class-balanced training
+    images (eval mode, no augmentation; probe vectors from `FLATNESS_SEED`), by double
+    backward (server/tasks/hessian_probes.py): 2k Hessian-vector products, charged to the
+    evaluation's time, not to the optimizer's steps or work counters.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from server.tasks.base import DTYPES, MemoryPart, Task, TaskConfig, TaskMemory
+from server.tasks.hessian_probes import sharpness
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -109,6 +118,11 @@ STD = (0.2470, 0.2435, 0.2616)
 SUBSET_SEED = 0
 #: seed of the validation images' selection within the train subset (fixed likewise)
 VALIDATION_SEED = 1
+#: the training images whose loss's Hessian `flatness_probes` measures (a fixed
+#: class-balanced sample of those trained on, at most all of them) and the seed of the
+#: probe vectors: fixed, so every run of a config is measured alike
+FLATNESS_IMAGES = 250
+FLATNESS_SEED = 2
 #: a sweep's validation split when its spec gives none: this share of train_size
 SWEEP_VALIDATION_SHARE = 0.1
 _CHUNK = 1 << 20
@@ -717,6 +731,14 @@ class CifarConfig(TaskConfig):
     augment: bool = Field(
         True, description="random crop (4-pixel padding) and horizontal flip of train batches"
     )
+    flatness_probes: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="k > 0: every evaluation also reports the training loss's Hessian top "
+        f"eigenvalue (k power iterations) and trace (Hutchinson, k probes) on "
+        f"{FLATNESS_IMAGES} fixed training images, at 2k Hessian-vector products; 0 = off",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -785,6 +807,9 @@ class CifarConfig(TaskConfig):
         # batch-16 job, 10k/2k images, peaked 105 MiB above a trivial job, loading included)
         evaluation = 2 * CifarTask.eval_chunk * widest * eb
         batch = self.batch_size * 3 * 32 * 32 * (4 * eb + 8)  # normalised, padded, cropped
+        training = int(_ACTIVATION_FACTOR * self.batch_size * per_image * eb) + batch
+        # a flatness measurement keeps its images' graph and its gradient's (double backward)
+        flatness = 3 * _ACTIVATION_FACTOR * FLATNESS_IMAGES * per_image * eb
         return TaskMemory(
             param_shapes=shapes,
             element_bytes=eb,
@@ -794,8 +819,8 @@ class CifarConfig(TaskConfig):
                 ("dataset",),
             ),
             activations=MemoryPart(
-                int(_ACTIVATION_FACTOR * self.batch_size * per_image * eb) + batch,
-                ("batch_size",),
+                max(training, int(flatness) if self.flatness_probes else 0),
+                ("batch_size", "flatness_probes"),
                 ("model",),
             ),
             size=MemoryPart(0, (), ("model",)),
@@ -859,6 +884,9 @@ class CifarTask(Task):
         n_eval = min(config.training_images, config.train_eval_size)
         eval_idx = select_subset(self.train_y, n_eval, SUBSET_SEED).to(device)
         self._train_eval_x, self._train_eval_y = self.train_x[eval_idx], self.train_y[eval_idx]
+        n_flat = min(config.training_images, FLATNESS_IMAGES) if config.flatness_probes else 0
+        flat_idx = select_subset(self.train_y, n_flat, FLATNESS_SEED).to(device)
+        self._flat_x, self._flat_y = self.train_x[flat_idx], self.train_y[flat_idx]
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(MEAN, dtype=self.dtype, device=device).reshape(shape)
         self._std = torch.tensor(STD, dtype=self.dtype, device=device).reshape(shape)
@@ -918,6 +946,8 @@ class CifarTask(Task):
             metrics |= self._scored("val", self.val_x, self.val_y)
         if self.test_x is not None and self.test_y is not None:
             metrics |= self.score_test(self.test_x, self.test_y)
+        if self.config.flatness_probes:
+            metrics |= self._flatness()
         return metrics
 
     def score_test(self, images: Tensor, labels: Tensor) -> dict[str, float]:
@@ -943,6 +973,25 @@ class CifarTask(Task):
             "steps_per_epoch": self.steps_per_epoch,
             "augment": self.config.augment,
             "classes": list(CLASSES),
+        }
+
+    def _flatness(self) -> dict[str, float]:
+        """The Hessian of the training loss on the fixed flatness images, in eval mode (the
+        model as it is scored: BatchNorm's running statistics, no augmentation), so the
+        measurement has no side effect on the run."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                logits = self.model(self._normalize(self._flat_x))
+                loss = F.cross_entropy(logits, self._flat_y)
+                found = sharpness(loss, self._params, self.config.flatness_probes, FLATNESS_SEED)
+        finally:
+            self.model.train(was_training)
+        return {
+            "hessian_top_eigenvalue": found.top_eigenvalue,
+            "hessian_trace": found.trace,
+            "hessian_trace_stderr": found.trace_stderr,
         }
 
     # -- helpers -------------------------------------------------------------------------
