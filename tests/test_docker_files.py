@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 DOCKERFILES = (DOCKER / "Dockerfile", DOCKER / "Dockerfile.cuda")
 #: settings the images fix (ENV in the Dockerfiles) rather than pass through compose.
-FIXED_BY_IMAGE = {"host", "port", "data_dir", "executor"}
+FIXED_BY_IMAGE = {"host", "port", "data_dir", "executor", "suite_results_dir"}
 
 
 def _load(name: str) -> ModuleType:
