@@ -67,6 +67,14 @@ def test_quick_plan_fits_a_default_server() -> None:
         assert _names(spec) == MAIN
 
 
+def test_a_default_server_starts_the_quick_plan(make_client: Any) -> None:
+    client = make_client()  # default limits, a fake executor: nothing is trained
+    response = client.post("/api/suites/xor/runs", json={"mode": "quick"})
+    assert response.status_code == 201, response.text
+    (comparison,) = response.json()["comparisons"]
+    assert comparison["title"] == "Delayed XOR, T = 16" and len(comparison["job_ids"]) == 35
+
+
 def test_smoke_plan_is_the_quick_plan_cut_to_seconds() -> None:
     smoke, quick = plan("smoke"), plan("quick")
     assert [t for t, _ in smoke] == [t for t, _ in quick]
