@@ -184,10 +184,8 @@ def _quadratic() -> tuple[torch.Tensor, torch.Tensor]:
     return m @ m.T + torch.eye(6, dtype=DT), torch.randn(6, generator=gen, dtype=DT)
 
 
-def _newton_run(steps: int, **options: object) -> tuple[psgd.LRA, torch.Tensor]:
-    a, start = _quadratic()
-    x = start.clone().requires_grad_()
-    opt = psgd.LRA(
+def _newton_lra(x: torch.Tensor, **options: object) -> psgd.LRA:
+    return psgd.LRA(
         [x],
         lr=0.1,
         rank=2,
@@ -197,6 +195,12 @@ def _newton_run(steps: int, **options: object) -> tuple[psgd.LRA, torch.Tensor]:
         seed=2,
         **options,  # type: ignore[arg-type]
     )
+
+
+def _newton_run(steps: int, **options: object) -> tuple[psgd.LRA, torch.Tensor]:
+    a, start = _quadratic()
+    x = start.clone().requires_grad_()
+    opt = _newton_lra(x, **options)
     for _ in range(steps):
         opt.step(lambda: 0.5 * x @ a @ x)
     return opt, x.detach().clone()
@@ -259,26 +263,13 @@ REFERENCE_OPTIONS = {
 
 def test_state_dict_round_trip_with_every_option() -> None:
     a, start = _quadratic()
-
-    def make(x: torch.Tensor) -> psgd.LRA:
-        return psgd.LRA(
-            [x],
-            lr=0.05,
-            rank=2,
-            fitting="newton",
-            preconditioner_init_scale=1.0,
-            preconditioner_update_probability=1.0,
-            seed=9,
-            **REFERENCE_OPTIONS,  # type: ignore[arg-type]
-        )
-
     x = start.clone().requires_grad_()
-    opt = make(x)
+    opt = _newton_lra(x, **REFERENCE_OPTIONS)
     for _ in range(3):
         opt.step(lambda: 0.5 * x @ a @ x)
     saved = opt.state_dict()
     y = x.detach().clone().requires_grad_()
-    resumed = make(y)
+    resumed = _newton_lra(y, **REFERENCE_OPTIONS)
     resumed.load_state_dict(saved)
     for _ in range(4):  # crosses the switch to finite differences at step 4
         opt.step(lambda: 0.5 * x @ a @ x)

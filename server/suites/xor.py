@@ -17,6 +17,7 @@ from typing import Any
 
 from server import stats
 from server.jobs.summary import OUTCOMES
+from server.optimizers import TASK_PRESETS
 from server.specs import ComparisonSpec
 from server.suites.base import Figure, Mode, Report, Run, Series, Suite, Table
 from server.tasks.xor import SOLVED_THRESHOLD
@@ -42,15 +43,7 @@ MAIN_ENTRIES: tuple[dict[str, Any], ...] = (
         "lr": 1e-3,
         "preconditioner_update_probability": 1.0,
     },
-    {
-        "name": "psgd-kron",
-        "fitting": "newton",
-        "lr": 0.01,
-        "preconditioner_lr": 0.01,
-        "preconditioner_init_scale": 1.0,
-        "update_clip_norm": 1.0,
-        "preconditioner_update_probability": 1.0,
-    },
+    {**TASK_PRESETS["xor"]["psgd-lra"], "name": "psgd-kron"},
     {"name": "psgd-kron"},
     {"name": "adam"},
     {"name": "sgd"},
