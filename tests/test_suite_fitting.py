@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from server.curvature import fit_along_eigenvectors
 from server.events import Spectrum
+from server.optimizers import optimizer_config
 from server.runner import JobSpec, run_job
 from server.settings import Settings
 from server.suites import SUITES
@@ -158,11 +159,19 @@ def test_the_quick_plan_fits_a_default_server_and_the_smoke_plan_is_tiny():
     plan, optimizers, kappas, structures, jobs = _shape("quick")
     assert jobs <= settings.max_queued and len(structures) == 4 and len(kappas) == 2
     assert optimizers == {"kron Q0.5EQ1.5 newton μ=0.1", "dense Q0.5EQ1.5 newton μ=0.1",
-                          "lra r=10 newton μ=0.1", "xmat newton μ=0.1", "diag global newton μ=0.1",
+                          "lra r=10 newton μ=0.1", "xmat newton μ=0.1",
+                          "diag elementwise newton μ=0.1",
                           "dense Q0.5EQ1.5 newton μ=0.5"}  # fmt: skip
     assert all(spec.steps <= settings.max_steps for _, spec in plan)
     smoke, _, _, _, smoke_jobs = _shape("smoke")
     assert smoke_jobs <= 8 and all(spec.steps <= 50 for _, spec in smoke)
+
+
+def test_quick_mode_runs_each_family_with_the_registrys_defaults():
+    for entry in suite._defaults(suite.DEFAULT_MU):
+        defaults = optimizer_config({"name": entry["name"]}).model_dump()
+        options = set(entry) - {"name", "fitting", "preconditioner_lr"}
+        assert {k: entry[k] for k in options} == {k: defaults[k] for k in options}
 
 
 def test_a_default_server_starts_the_quick_plan(make_client):

@@ -62,14 +62,14 @@ def _variants(fittings: Iterable[str], mus: Iterable[float]) -> list[dict[str, A
 
 
 def _defaults(mu: float) -> list[dict[str, Any]]:
-    """Each family's default variant with Newton fitting."""
+    """Each family's default variant (the registry's defaults) with Newton fitting."""
     common = {"fitting": "newton", "preconditioner_lr": mu}
     return [
         {"name": "psgd-kron", **common, "geometry": "Q0.5EQ1.5"},
         {"name": "psgd-dense", **common, "geometry": "Q0.5EQ1.5"},
         {"name": "psgd-lra", **common, "rank": 10},
         {"name": "psgd-xmat", **common},
-        {"name": "psgd-diag", **common, "elementwise_normalizer": False},
+        {"name": "psgd-diag", **common, "elementwise_normalizer": True},
     ]
 
 
