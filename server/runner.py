@@ -209,6 +209,12 @@ class _Run:
             self.target_step, self.target_seconds = step, self.elapsed()
             self.target_work = self.work.counts()
 
+    def reached(self) -> str | None:
+        """What ends a `stop_when_solved` job: the target when one is given, else solved."""
+        if self.spec.target is not None:
+            return None if self.target_step is None else "target reached"
+        return None if self.solved_step is None else "solved"
+
     def note_solved(self, step: int) -> None:
         if self.solved_step is None:
             self.solved_step, self.solved_seconds = step, self.elapsed()
@@ -372,15 +378,18 @@ def _run(run: _Run, should_stop: Callable[[], bool]) -> Status:
             )
         )
         mean_step = run.step_seconds / step
+        stopping = spec.stop_when_solved and run.reached() is not None
         if per_epoch is not None:
-            if step % per_epoch == 0:
+            if step % per_epoch == 0 or stopping:
                 evaluate(step)  # every epoch, whatever it costs (the cost is in the summary)
-        elif evaluations.due(step, mean_step):
+        elif stopping or evaluations.due(step, mean_step):
             evaluate(step)
-        if snapshots.due(step, mean_step):
-            snapshot(step)
-        if trajectories.due(step, mean_step):
+        if stopping or snapshots.due(step, mean_step):
+            snapshot(step)  # the last step is always observed, an early one too
+        if stopping or trajectories.due(step, mean_step):
             trajectory(step)
+        if spec.stop_when_solved and run.reached() is not None:  # an evaluation may reach it
+            return Status(step=step, status="succeeded", message=f"{run.reached()} at step {step}")
     return Status(step=total, status="succeeded")
 
 

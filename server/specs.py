@@ -40,6 +40,12 @@ class _Run(StrictModel):
         None, description="target of the task's metric (loss, or test accuracy for CIFAR)"
     )
     max_seconds: float | None = Field(None, gt=0, description="wall-clock limit of this job")
+    stop_when_solved: bool = Field(
+        False,
+        description="end the job (succeeded) at the first step the task counts as solved, "
+        "or at which `target` is reached when one is given: steps-to-solve runs then cost "
+        "what they measure",
+    )
 
     @field_validator("epochs")
     @classmethod

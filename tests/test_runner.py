@@ -191,6 +191,37 @@ def test_time_to_target_is_the_first_step_reaching_it() -> None:
     assert status.summary["target_seconds"] > 0
 
 
+def test_stop_when_solved_ends_the_job_at_the_target_step_observed() -> None:
+    spec = {"task": {"name": "rosenbrock"}, "optimizer": {"name": "psgd-dense"}, "steps": 300,
+            "target": 1e-3}  # fmt: skip
+    _, full = _run(spec)
+    events, status = _run({**spec, "stop_when_solved": True})
+    first = full.summary["target_step"]
+    assert 0 < first < 300
+    assert status.status == "succeeded" and status.step == first
+    assert status.message == f"target reached at step {first}"
+    assert [e.step for e in events if isinstance(e, Metrics)][-1] == first
+    assert any(isinstance(e, Spectrum) and e.step == first for e in events)  # observed
+    assert any(isinstance(e, Trajectory) and e.step == first for e in events)
+    assert status.summary["steps"] == first and status.summary["target_step"] == first
+
+
+def test_stop_when_solved_uses_the_tasks_criterion_without_a_target() -> None:
+    spec = {
+        "task": {"name": "xor", "sequence_length": 4, "batch_size": 32},
+        "optimizer": {"name": "adam", "lr": 0.02},
+        "steps": 3000,
+        "snapshot_every": 500,
+    }
+    events, status = _run({**spec, "stop_when_solved": True})
+    solved = status.summary["solved_step"]
+    assert solved is not None and status.step == solved < 3000
+    assert status.message == f"solved at step {solved}"
+    assert any(isinstance(e, Evaluation) and e.step == solved for e in events)
+    _, unstopped = _run({**spec, "steps": solved + 5})
+    assert unstopped.summary["solved_step"] == solved and unstopped.step == solved + 5
+
+
 def _sketches(spec: dict) -> list[Trajectory]:
     return [e for e in _run(spec)[0] if isinstance(e, Trajectory)]
 

@@ -45,6 +45,7 @@ def test_full_plan_has_the_issues_shape() -> None:
         assert str(spec.task.sequence_length) in title
         assert len(spec.seeds) >= 10 and len(set(spec.seeds)) == len(spec.seeds)
         assert spec.steps == 100_000  # the paper's cap
+        assert spec.stop_when_solved  # a solved run costs its steps to solve, not the cap
         expected = MAIN + (ABLATED if spec.task.sequence_length == 64 else [])
         assert _names(spec) == expected
     ablations = {entry_name(o.model_dump()): o for o in comparisons[2][1].optimizers}
