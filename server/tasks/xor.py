@@ -86,8 +86,9 @@ class XorConfig(TaskConfig):
         ge=4,
         le=512,
         description="sequence length T; the two bits sit in the first half, the label is read "
-        "at the end (T = 16: every optimizer solves it; from T ≈ 28 Adam fails on some seeds; "
-        "T = 64: the PSGD LRA Newton preset solves some seeds, not most)",
+        "at the end (T = 16: Adam, SGD and Kron whitening solved 5 of 5 seeds within 2,000 "
+        "steps, the psgd-lra Newton preset 0 of 5 (xor suite, quick); from T ≈ 28 Adam fails "
+        "on some seeds; T = 64: the psgd-lra Newton preset solved 2 of 7 seeds within 100k)",
     )
     hidden_size: int = Field(30, ge=1, le=512, description="recurrent units (reference: 30)")
     batch_size: int = Field(
