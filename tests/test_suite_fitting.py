@@ -228,9 +228,11 @@ def test_the_analysis_reports_final_errors_with_intervals_and_steps_to_the_thres
     assert row[7] == "30 [IQR 25–30]" and row[8] == "3"
     (flat_row,) = report.tables[1].rows
     assert flat_row[1:] == ["dense", "30 [IQR 25–30]", "10 [IQR 10–15]"]
-    assert report.finding.startswith(
-        "Newton fits at μ_Q = 0.1 on matched structures: 1 of 1 variant × task cells brought "
-        "every seed's fit error to ≤ 0.1 decades within 30 steps."
+    assert report.finding == (
+        "Newton fits at μ_Q = 0.1 reached ≤ 0.1 decades of |H|⁻¹ within 30 steps in 1 of 1 "
+        "cells (variant × task) whose structure the family can represent. The flat direction: "
+        "Dense (Q0.5EQ1.5, μ_Q = 0.1) on dense H fitted (≤ 0.1 decades, median over seeds) "
+        "κ 1e+03: steepest by step 10, flattest by step 30."
     )
     figure = next(f for f in report.figures if f.name == "fit_dense_Q0_5EQ1_5_newton_mu_0_1")
     (series,) = figure.series
@@ -251,9 +253,12 @@ def test_a_matched_newton_fit_that_stays_above_the_threshold_refutes_the_claim()
     failed = fake_run(2, [2.0, 0.01, 0.0], [0.0] * 3, [0.0] * 3, status="diverged")
     report = suite.analyse([*runs, failed], "full")
     assert report.verdict == "not reproduced"
-    assert "0 of 1 variant × task cells" in report.finding
-    assert "not: dense Q0.5EQ1.5 newton μ=0.1 on dense H κ 1e+03 (worst seed's final 0.5)" in (
-        report.finding
+    assert report.finding == (
+        "Newton fits at μ_Q = 0.1 reached ≤ 0.1 decades of |H|⁻¹ within 30 steps in 0 of 1 "
+        "cells (variant × task) whose structure the family can represent; the other 1 ended "
+        "0.5 decades off (worst seed): dense Q0.5EQ1.5 on dense H κ 1e+03. The flat direction: "
+        "Dense (Q0.5EQ1.5, μ_Q = 0.1) on dense H fitted (≤ 0.1 decades, median over seeds) "
+        "κ 1e+03: steepest by step 10, flattest not within the steps."
     )
     rows = {row[0]: row for row in report.tables[0].rows}
     assert rows["dense Q0.5EQ1.5 newton μ=0.1"][7] == "> budget (1/3 reached)"

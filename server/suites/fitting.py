@@ -199,6 +199,7 @@ class Cell:
     matched: bool
     newton: bool
     mu: float | None
+    short: str  # the variant without its fitting and μ_Q
     curves: list[Curve] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
 
@@ -228,6 +229,7 @@ def cells(runs: list[Run]) -> list[Cell]:
                 matched(optimizer, structure),
                 optimizer.get("fitting") == "newton",
                 optimizer.get("preconditioner_lr"),
+                variant({**optimizer, "fitting": None, "preconditioner_lr": None}),
             )
         cell = grouped[key]
         if run.status != "succeeded":
@@ -418,6 +420,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
     newton = [c for c in all_cells if c.newton]
     mus = sorted({c.mu for c in newton}, key=lambda m: (m != DEFAULT_MU, m or 0.0))
     finding = " ".join(_finding(mu, [c for c in newton if c.mu == mu], steps) for mu in mus)
+    finding += _flat_sentence(all_cells)
     claim_cells = [c for c in newton if c.matched and c.mu == DEFAULT_MU]
     if mode != "full":
         verdict = "not yet run at full scale"
@@ -480,16 +483,12 @@ def _overhead_note(runs: list[Run]) -> list[str]:
 
 
 def _finding(mu: float | None, cells_at_mu: list[Cell], steps: int) -> str:
-    """Sentences for one μ_Q: which matched Newton cells reached the threshold, and how
-    many unmatched ones did."""
+    """Sentences for one μ_Q: how many matched Newton cells reached the threshold (and how
+    far off the others ended), and how many unmatched ones did."""
 
     def named(group: list[Cell]) -> str:
-        shown = "; ".join(
-            f"{c.variant} on {c.structure} H κ {c.kappa:.0e} "
-            f"(worst seed's final {number_text(max(c.finals('error'), default=math.nan))})"
-            for c in group[:6]
-        )
-        return shown + (f"; and {len(group) - 6} more" if len(group) > 6 else "")
+        shown = ", ".join(f"{c.short} on {c.structure} H κ {c.kappa:.0e}" for c in group[:4])
+        return shown + (f" and {len(group) - 4} more" if len(group) > 4 else "")
 
     claim = [c for c in cells_at_mu if c.matched]
     missed = [c for c in claim if not c.converged]
@@ -497,16 +496,53 @@ def _finding(mu: float | None, cells_at_mu: list[Cell], steps: int) -> str:
     reached = [c for c in unmatched if c.converged]
     at = "" if mu is None else f" at μ_Q = {mu:g}"
     sentence = (
-        f"Newton fits{at} on matched structures: {len(claim) - len(missed)} of {len(claim)} "
-        f"variant × task cells brought every seed's fit error to ≤ {THRESHOLD} decades "
-        f"within {steps:,} steps" + (f"; not: {named(missed)}." if missed else ".")
+        f"Newton fits{at} reached ≤ {THRESHOLD} decades of |H|⁻¹ within {steps:,} steps in "
+        f"{len(claim) - len(missed)} of {len(claim)} cells (variant × task) whose structure "
+        "the family can represent"
     )
+    if missed:
+        worst = sorted(max(c.finals("error"), default=math.nan) for c in missed)
+        low, high = number_text(worst[0]), number_text(worst[-1])
+        span = low if low == high else f"{low}–{high}"
+        sentence += (
+            f"; the other {len(missed)} ended {span} decades off (worst seed): {named(missed)}"
+        )
+    sentence += "."
     if unmatched:
         sentence += (
-            f" On structures the family cannot represent{at}, {len(reached)} of "
-            f"{len(unmatched)} did" + (f" ({named(reached)})." if reached else ".")
+            f" On structures the family cannot represent, {len(reached)} of {len(unmatched)} "
+            "did" + (f" ({named(reached)})." if reached else ".")
         )
     return sentence
+
+
+def _flat_sentence(all_cells: list[Cell]) -> str:
+    """The flat direction in one sentence: Dense (default geometry, psgd's μ_Q) on dense H,
+    median steps until its steepest and its flattest direction were fitted, per κ."""
+    chosen = [
+        c
+        for c in all_cells
+        if c.short == "dense Q0.5EQ1.5"
+        and c.newton
+        and c.mu == DEFAULT_MU
+        and c.structure == "dense"
+    ]
+    if not chosen:
+        return ""
+
+    def median(cell: Cell, attribute: str) -> str:
+        firsts = [c.first_step(getattr(c, attribute)) for c in cell.curves]
+        middle = censored_spread(firsts).median if firsts else None
+        return "not within the steps" if middle is None else f"by step {number_text(middle)}"
+
+    per_kappa = "; ".join(
+        f"κ {c.kappa:.0e}: steepest {median(c, 'steep')}, flattest {median(c, 'flat')}"
+        for c in sorted(chosen, key=lambda c: c.kappa)
+    )
+    return (
+        f" The flat direction: Dense (Q0.5EQ1.5, μ_Q = {DEFAULT_MU:g}) on dense H fitted "
+        f"(≤ {THRESHOLD} decades, median over seeds) {per_kappa}."
+    )
 
 
 SUITE = Suite(
