@@ -59,7 +59,13 @@ def _run(label: str, seed: int, top: list[float], trace: list[float]) -> Run:
         }
         for e, (t, s) in enumerate(zip(top, trace))
     ]
-    summary = {"steps": 20, "seconds": 4.0, "final_eval": evals[-1]["metrics"]}
+    overhead = {"evaluations": {"count": 2, "seconds": 3.0 + seed}}
+    summary = {
+        "steps": 20,
+        "seconds": 4.0,
+        "final_eval": evals[-1]["metrics"],
+        "overhead": overhead,
+    }
     spec = {"epochs": 2, "task": {"flatness_probes": 4}, "optimizer": {"name": label}}
     status = {"type": "status", "step": 20, "status": "succeeded", "summary": summary}
     return Run("flatness", label, seed, "succeeded", spec, [*evals, status])
@@ -84,6 +90,7 @@ def test_analyse_gives_the_final_eigenvalue_and_trace_with_intervals() -> None:
     assert kron[:5] == ["psgd-kron", "defaults", "3", "2.000 [-0.484, 4.484]", "20.0 [-4.8, 44.8]"]
     assert sgd[3] == "5.000 [5.000, 5.000]" and sgd[4] == "51.0 [48.5, 53.5]"
     assert kron[5] == "1.000 [1.000, 1.000]" and kron[6] == "–"  # no test accuracy given
+    assert kron[7] == "2.5 [1.3, 3.7]"  # (3 + seed) s over 2 evaluations, seeds 1-3
     assert report.verdict == "not yet run at full scale"
     assert "psgd-kron 2.000" in report.finding and "sgd 51.0" in report.finding
     assert "4 power iterations and 4 Hutchinson" in report.notes[0]

@@ -62,6 +62,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
                 interval_text(final_values(group, TRACE), digits=1),
                 interval_text(final_values(group, "train_loss"), digits=3),
                 interval_text(final_values(group, "test_accuracy"), scale=100),
+                interval_text([s for run in group if (s := seconds_per_evaluation(run))]),
             ]
         )
     table = Table(
@@ -74,6 +75,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
             "Hessian trace",
             "train loss",
             "test accuracy %",
+            "s per evaluation",
         ],
         rows=rows,
     )
@@ -101,6 +103,14 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
         figures=figures,
         notes=_notes(mode, runs),
     )
+
+
+def seconds_per_evaluation(run: Run) -> float | None:
+    """What one evaluation took in this run: scoring the splits and measuring the Hessian
+    (the measurement is charged to the evaluations)."""
+    evaluations = (run.summary.get("overhead") or {}).get("evaluations") or {}
+    count, seconds = evaluations.get("count"), evaluations.get("seconds")
+    return seconds / count if count and isinstance(seconds, (int, float)) else None
 
 
 def _flatter(top: dict[str, Any], trace: dict[str, Any]) -> dict[str, bool]:
