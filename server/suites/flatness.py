@@ -82,7 +82,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
     figures = [
         Figure(
             name=name,
-            title=f"{title} of the training loss per epoch (mean, 95 % band)",
+            title=f"{title} per epoch (mean, 95 % band)",
             x_label="epoch",
             y_label=title,
             series=[curve_series(label, per_epoch(g, metric)) for label, g in groups.items()],
