@@ -256,6 +256,17 @@ check_ui() {
     log "GET /ui/: $(wc -c <<<"$page") bytes of Gradio page"
 }
 
+check_suites() {
+    local verdicts
+    verdicts=$(curl -fsS "$URL/api/suites" | python3 -c 'import json, sys
+for suite in json.load(sys.stdin):
+    quick = suite["reports"]["quick"] or {}
+    print(suite["name"] + "=" + str(quick.get("verdict")))') || die "GET /api/suites failed"
+    grep -q "^step-cost=not yet run at full scale$" <<<"$verdicts" ||
+        die "the image carries no suite reports: $verdicts"
+    log "GET /api/suites: the committed quick reports are in the image ($(tr '\n' ' ' <<<"$verdicts"))"
+}
+
 check_user_and_volume() {
     local uid
     uid=$("$ENGINE" exec "$NAME" id -u)
@@ -321,6 +332,7 @@ main() {
     wait_for_health
     log "server answered $((SECONDS - start))s after start"
     check_ui
+    check_suites
     check_user_and_volume
     check_healthcheck
     run_job
