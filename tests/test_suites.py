@@ -267,3 +267,14 @@ def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):
     assert table["title"].startswith("mlp: ") and len(table["rows"]) >= 7
     assert "psgd.Kron (whitening, update probability 0.1) took mlp " in record["report"]["finding"]
     assert (out / "ratios-mlp.svg").exists()
+
+
+def test_readme_states_the_committed_verdicts():
+    """README's claim → verdict table is `benchmarks/suite.py --claims` of the committed
+    reports: commit a report, paste the new table."""
+    from pathlib import Path
+
+    from server.suites.results import results_folder
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert suite_command.claims_table(results_folder(None)) in readme
