@@ -18,10 +18,11 @@ forget-gate bias +1. Loss: logistic, `mean(softplus(−y·output))` = `−mean(l
 Solved when the training-batch loss is below 0.1.
 
 At T = 16 Adam, SGD and Kron whitening solve it within ~1,200 steps (the LRA Newton preset
-needs more than 2,000: the `xor` suite's quick report); the seed paper puts the separation near T = 55,
-where the reference measured LRA with Newton fitting and a fixed preconditioner init scale of
-1.0 solving it and Adam not. Here that preset solves T = 64 on some seeds only, and Adam
-solved none of 5 seeds at T = 32 within 30k steps (README, `benchmarks/xor_delay.py`).
+needs more than 2,000: the `xor` suite's quick report); the seed paper puts the separation
+near T = 55, where the reference measured LRA with Newton fitting and a fixed
+preconditioner init scale of 1.0 solving it and Adam not. Here that preset solves T = 64 on
+some seeds only, and Adam solved none of 5 seeds at T = 32 within 30k steps (README,
+`benchmarks/xor_delay.py`).
 """
 
 from __future__ import annotations
