@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from test_docker_files import FIXED_BY_IMAGE
 
 from server.settings import ENV_PREFIX, Settings
 
@@ -40,6 +41,7 @@ def test_the_ray_profile_runs_a_head_workers_and_a_server_on_them() -> None:
 
 
 def test_the_ray_server_passes_every_setting_through() -> None:
-    fixed = {"host", "port", "data_dir", "executor"}
-    settable = {ENV_PREFIX + name.upper() for name in Settings.model_fields if name not in fixed}
+    settable = {
+        ENV_PREFIX + name.upper() for name in Settings.model_fields if name not in FIXED_BY_IMAGE
+    }
     assert set(_services()["playground-ray"]["environment"]) == settable
