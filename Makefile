@@ -1,5 +1,5 @@
 # psgd-playground build/test entry points.
-#   make venv | test | lint | format | serve | bench | clean
+#   make venv | test | test-all | lint | format | serve | bench | clean
 # Variables: PYTHON (interpreter used to create .venv), CONSTRAINTS (pip constraints
 # file; set empty to install without one), PYTEST_ARGS, BENCH_ARGS.
 
@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 PIP_CONSTRAINTS := $(if $(strip $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 STAMP_DEPS := pyproject.toml $(strip $(CONSTRAINTS))
 
-.PHONY: venv test lint format serve bench clean
+.PHONY: venv test test-all lint format serve bench clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,14 @@ $(STAMP): $(STAMP_DEPS)
 	$(VPY) -m pip install $(PIP_CONSTRAINTS) -e '.[dev,server,ui,bench,ray]'
 	@touch $@
 
+# `test` (what CI runs) leaves out the tests marked slow (≈ 4 min of long numerical fits,
+# the soak run, memory peaks), to keep CI's whole run under 20 minutes; `test-all` runs them.
 test: venv
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: venv
 	$(RUFF) check .
 	$(RUFF) format --check .
 	$(VPY) -m pytest $(PYTEST_ARGS)
