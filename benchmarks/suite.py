@@ -89,11 +89,14 @@ def run_api(suite: Suite, mode: Mode, url: str, token: str | None) -> list[Run]:
 
 
 def _run(title: str, job: dict[str, Any], events: list[dict[str, Any]]) -> Run:
+    # the final status event, not the job row: the row is updated just after the event is
+    # stored, so a reader that saw the event can still find the row "running"
+    ended = [e["status"] for e in events if e.get("type") == "status"]
     return Run(
         comparison=title,
         label=job["optimizer_label"],
         seed=int(job["seed"]),
-        status=job["status"],
+        status=ended[-1] if ended else job["status"],
         spec=job["spec"],
         events=events,
     )

@@ -108,8 +108,9 @@ def started_markdown(started: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build(pg: Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
-    """The tab's contents, inside `with gr.Tab(...)`; `token` is the page's server token."""
+def build(pg: Playground, token: gr.Textbox, page_tab: gr.Tab) -> None:
+    """The tab's contents, inside `with gr.Tab(...) as page_tab`; `token` is the page's
+    server token. The reports load when the tab is opened, not with the page."""
     tab = BenchmarksTab(pg)
     claims = gr.Markdown("", elem_id="suite-claims")
     with gr.Row():
@@ -122,8 +123,8 @@ def build(pg: Playground, token: gr.Textbox, demo: gr.Blocks) -> None:
         run_btn = gr.Button("Run suite", variant="primary", elem_id="suite-run", scale=0)
     status = gr.Markdown("", elem_id="suite-status")
     show = {"fn": tab.show, "inputs": [suite, mode], "outputs": [report, plots, run_btn]}
-    demo.load(tab.choices, None, [suite, claims], api_name="suite_choices").then(
-        **show, api_name="suite_report_on_load"
+    page_tab.select(tab.choices, None, [suite, claims], api_name="suite_choices").then(
+        **show, api_name="suite_report_on_open"
     )
     gr.on([suite.change, mode.change], **show, api_name="suite_report")
     run_btn.click(tab.run, [suite, run_mode, token], status, api_name="suite_run")

@@ -583,7 +583,7 @@ def build_ui(api_url: str) -> gr.Blocks:
             with gr.Tab("Sweeps", elem_id="sweeps-tab") as sweeps:
                 sweeps_tab.build(pg, token, demo)
             with gr.Tab("Benchmarks", elem_id="benchmarks-tab") as benchmarks:
-                benchmarks_tab.build(pg, token, demo)
+                benchmarks_tab.build(pg, token, benchmarks)
         # the preset, Run, Cancel and status line above the tabs are the comparison's
         sweeps_tab.header_follows_tabs(
             compare_tab, [sweeps, benchmarks], [preset, run_btn, cancel_btn, status]

@@ -278,3 +278,12 @@ def test_readme_states_the_committed_verdicts():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert suite_command.claims_table(results_folder(None)) in readme
+
+
+def test_a_runs_status_is_its_final_status_event_not_the_job_row_read_just_before_it():
+    """The store updates a job's row just after storing its final event: a reader that saw
+    the event could still read "running" (a clean-clone CI run did, for one CIFAR job)."""
+    job = {"optimizer_label": "adam", "seed": 3, "status": "running", "spec": {}}
+    events = [{"type": "metrics", "step": 1}, {"type": "status", "step": 1, "status": "diverged"}]
+    assert suite_command._run("t", job, events).status == "diverged"
+    assert suite_command._run("t", job, []).status == "running"  # no final event: the row's
