@@ -4,6 +4,7 @@
     python benchmarks/suite.py xor --quick                 # a few minutes on a CPU
     python benchmarks/suite.py xor --full --threads 4      # meant for a GPU machine
     python benchmarks/suite.py cifar --quick --data ../shared/data/cifar-10-subset-python.tar.gz
+    python benchmarks/suite.py xor --full --only "T = 64" --entries 0,11 --jobs 16 --plan
 
 The suite's jobs go through a job service, as `psgd-playground run`'s do: by default one
 in this process with the local executor (each job in its own worker, one at a time), or
@@ -11,12 +12,20 @@ with `--api URL` a running server's, so they use that server's executor (Ray inc
 its limits and its token (`--token` or PSGD_PLAYGROUND_TOKEN). The report lands in
 `benchmarks/results/<suite>/<mode>/` (or `--out`): report.json (machine, versions,
 command, date, the report), report.md and one SVG per figure. Commit what you ran there.
+
+A mode's plan can be trimmed to what a machine's time allows (`--only`, `--entries`,
+`--seeds`, `--cap`; `--plan` prints the result). A trimmed run is not its mode's result:
+its report says how it was trimmed, its verdict is "not yet run at full scale", and it
+lands in `<mode>-partial/`, which the claims table and the Benchmarks tab do not read.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -28,19 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.suite_report import write_report  # noqa: E402
+from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
 from server.suites.results import SHOWN_MODES, report_record, results_folder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
+Plan = list[tuple[str, ComparisonSpec]]
+
 
 class _Collector:
     """A plan's events per job, with `k/n jobs ended` on stderr (one line rewritten)."""
 
-    def __init__(self, suite: Suite, mode: Mode) -> None:
-        assert suite.plan is not None
-        self.plan = suite.plan(mode)
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
         self.total = sum(len(spec.optimizers) * len(spec.seeds) for _, spec in self.plan)
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.runs: list[Run] = []
@@ -57,24 +68,45 @@ class _Collector:
         self.runs += [_run(title, job, self.events[job["id"]]) for job in jobs]
 
 
-def run_local(suite: Suite, mode: Mode, data: str | None, threads: int) -> list[Run]:
+@dataclasses.dataclass(frozen=True)
+class LocalRun:
+    """How the in-process job service runs a plan: its jobs `concurrency` at a time, each
+    with `threads` torch threads on `device`; after `deadline` seconds (if set) the jobs
+    not yet ended are cancelled, so a machine lent for a while still yields a report."""
+
+    data: str | None = None
+    threads: int = 1
+    concurrency: int = 1
+    device: str = "auto"
+    deadline: float | None = None
+
+
+def run_local(plan: Plan, how: LocalRun) -> list[Run]:
     """The plan's comparisons through a job service in this process, one after another."""
     from playground.cli_jobs import LocalJobs
 
-    collector = _Collector(suite, mode)
-    with LocalJobs(None, data, collector.total, threads) as jobs:
+    collector = _Collector(plan)
+    stop = threading.Event()
+    timer = threading.Timer(how.deadline, stop.set) if how.deadline is not None else None
+    service = LocalJobs(None, how.data, collector.total, how.threads, how.concurrency, how.device)
+    with service as jobs:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         for title, spec in collector.plan:
             stored = jobs.submit(spec)
-            jobs.follow([job["id"] for job in stored], collector.record, threading.Event())
+            jobs.follow([job["id"] for job in stored], collector.record, stop)
             collector.ended_jobs(title, [jobs.job(job["id"]) for job in stored])
+    if timer is not None:
+        timer.cancel()
     return collector.runs
 
 
-def run_api(suite: Suite, mode: Mode, url: str, token: str | None) -> list[Run]:
+def run_api(plan: Plan, url: str, token: str | None) -> list[Run]:
     """The plan's comparisons through a running server's API (its executor, its limits)."""
     from playground.client import ApiClient
 
-    collector = _Collector(suite, mode)
+    collector = _Collector(plan)
     base = url.rstrip("/")
     client = ApiClient(base if base.endswith("/api") else f"{base}/api", token=token, timeout=60)
     try:
@@ -120,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--api", metavar="URL", help="submit to this server instead")
     parser.add_argument("--token", default=os.environ.get("PSGD_PLAYGROUND_TOKEN"))
+    local = parser.add_argument_group("the in-process job service (not with --api)")
+    local.add_argument("--jobs", type=int, default=1, help="jobs run at once (default 1)")
+    local.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    local.add_argument(
+        "--deadline", type=float, metavar="SECONDS", help="cancel what has not ended by then"
+    )
+    trim = parser.add_argument_group("trimming the mode's plan (the report says so)")
+    trim.add_argument("--only", metavar="TEXT", help="comparisons whose title holds TEXT")
+    trim.add_argument("--entries", metavar="I,J", help="optimizer entries at these positions")
+    trim.add_argument(
+        "--seeds", metavar="N|A-B", help="the plan's first N seeds, or seeds A to B instead"
+    )
+    trim.add_argument("--cap", type=int, metavar="STEPS", help="at most this many steps a job")
+    parser.add_argument("--plan", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
     if args.list:
         for suite in SUITES.values():
@@ -134,28 +180,158 @@ def main(argv: list[str] | None = None) -> int:
         suite = suite_named(args.suite)
     except KeyError as e:
         parser.error(f"suite: {e.args[0]}")
-    if args.threads < 1:
-        parser.error("--threads: must be at least 1")
+    for flag in ("threads", "jobs", "cap"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag}: must be at least 1")
+    if args.deadline is not None and args.deadline <= 0:
+        parser.error("--deadline: must be a positive number of seconds")
     if args.api and args.data:
         parser.error("--data: a server finds its own data; leave --data out with --api")
+    if args.api:
+        for flag in ("jobs", "device", "deadline"):
+            if getattr(args, flag) != parser.get_default(flag):
+                parser.error(f"--{flag}: only for the in-process job service; not with --api")
     mode: Mode = "full" if args.full else "smoke" if args.smoke else "quick"
+    plan, trimmed = _plan(suite, mode, args, parser)
+    if args.plan:
+        print(plan_text(plan))
+        return 0
     started = time.time()
-    report = _report(suite, mode, args)
-    out = args.out or RESULTS / suite.name / mode
+    report = _report(suite, mode, plan, args)
+    if trimmed:
+        report = _partial(report, trimmed)
+    out = args.out or RESULTS / suite.name / (f"{mode}-partial" if trimmed else mode)
     write_report(suite, mode, report, out, started=started, command=_command(argv))
     print(f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {out}/report.md")
     return 0
 
 
-def _report(suite: Suite, mode: Mode, args: argparse.Namespace) -> Report:
+def _report(suite: Suite, mode: Mode, plan: Plan, args: argparse.Namespace) -> Report:
     if suite.measure is not None:
         return suite.measure(mode)
     assert suite.analyse is not None
     if args.api:
-        runs = run_api(suite, mode, args.api, args.token)
+        runs = run_api(plan, args.api, args.token)
     else:
-        runs = run_local(suite, mode, args.data, args.threads)
+        how = LocalRun(args.data, args.threads, args.jobs, args.device, args.deadline)
+        runs = run_local(plan, how)
     return suite.analyse(runs, mode)
+
+
+def _plan(
+    suite: Suite, mode: Mode, args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Plan, str]:
+    """The mode's plan, trimmed as the flags ask, and a sentence saying how ("" if not)."""
+    flags = [f for f in ("only", "entries", "seeds", "cap") if getattr(args, f) is not None]
+    if suite.plan is None:
+        if flags or args.plan:
+            parser.error(f"--{(flags or ['plan'])[0]}: {suite.name} measures; it has no plan")
+        return [], ""
+    try:
+        return trim_plan(
+            suite.plan(mode), args.only, _positions(args.entries), _seeds(args.seeds), args.cap
+        )
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def _positions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(word) for word in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--entries: {text!r} is not a comma-separated list of positions"
+        ) from None
+
+
+def _seeds(text: str | None) -> int | tuple[int, int] | None:
+    """`--seeds`: N (the plan's first N) or A-B (seeds A to B, in place of the plan's)."""
+    if text is None:
+        return None
+    first, dash, last = text.partition("-")
+    try:
+        if not dash:
+            count = int(first)
+            if count >= 1:
+                return count
+        elif 0 <= int(first) <= int(last):
+            return int(first), int(last)
+    except ValueError:
+        pass
+    raise ValueError(f"--seeds: {text!r} is neither a count N ≥ 1 nor a range A-B with A ≤ B")
+
+
+def _seeds_said(seeds: int | tuple[int, int] | None) -> str:
+    if seeds is None:
+        return ""
+    if isinstance(seeds, int):
+        return f"the first {seeds} seeds"
+    return f"seeds {seeds[0]}–{seeds[1]}"
+
+
+def trim_plan(
+    plan: Plan,
+    only: str | None = None,
+    entries: list[int] | None = None,
+    seeds: int | tuple[int, int] | None = None,
+    cap: int | None = None,
+) -> tuple[Plan, str]:
+    """Keep the comparisons whose title holds `only`, in each the optimizer entries at
+    `entries` (positions as `--plan` prints them), the first `seeds` seeds (or a range
+    (first, last) of seeds in their place), and at most
+    `cap` steps a job; with the sentence the report carries about it."""
+    kept = [(title, spec) for title, spec in plan if only is None or only in title]
+    if not kept:
+        titles = "; ".join(title for title, _ in plan)
+        raise ValueError(f"--only: no comparison's title holds {only!r} (titles: {titles})")
+    trimmed = []
+    for title, spec in kept:
+        data = spec.model_dump(mode="json", exclude_unset=True)
+        if entries is not None:
+            count = len(data["optimizers"])
+            if any(not 0 <= i < count for i in entries):
+                raise ValueError(f"--entries: {title} has entries 0 to {count - 1}")
+            data["optimizers"] = [data["optimizers"][i] for i in entries]
+        if isinstance(seeds, int):
+            data["seeds"] = list(spec.seeds)[:seeds]
+        elif seeds is not None:
+            data["seeds"] = list(range(seeds[0], seeds[1] + 1))
+        if cap is not None and (spec.steps is None or spec.steps > cap):
+            data["steps"] = cap
+        trimmed.append((title, ComparisonSpec.model_validate(data)))
+    changes = [
+        f"only the comparisons titled with {only!r}" if only is not None else "",
+        f"entries {', '.join(map(str, entries))} of each" if entries is not None else "",
+        _seeds_said(seeds),
+        f"a cap of {cap:,} steps a job" if cap is not None else "",
+    ]
+    said = "; ".join(change for change in changes if change)
+    return trimmed, said and f"Trimmed plan: {said}."
+
+
+def _partial(report: Report, trimmed: str) -> Report:
+    """A trimmed run cannot settle its mode's claim: say how it was trimmed, and no verdict."""
+    note = f"{trimmed} This is part of the mode's plan, not its result."
+    return dataclasses.replace(
+        report, verdict="not yet run at full scale", notes=[note, *report.notes]
+    )
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan as `--plan` prints it: each comparison, its entries by position, its jobs."""
+    lines, total = [], 0
+    for title, spec in plan:
+        jobs = len(spec.optimizers) * len(spec.seeds)
+        total += jobs
+        lines.append(f"{title}: {jobs} jobs, seeds {list(spec.seeds)}, cap {spec.steps} steps")
+        for position, entry in enumerate(
+            spec.model_dump(mode="json", exclude_unset=True)["optimizers"]
+        ):
+            lines.append(f"  {position:2d}  {json.dumps(entry)}")
+    lines.append(f"{total} jobs in all")
+    return "\n".join(lines)
 
 
 def claims_table(folder: Path | None) -> str:
@@ -185,7 +361,7 @@ def _command(argv: list[str] | None) -> str:
         elif word == "--token":
             hidden = True
         words.append(word)
-    return " ".join(words)
+    return shlex.join(words).replace("'…'", "…").replace("'--token=…'", "--token=…")
 
 
 if __name__ == "__main__":

@@ -62,9 +62,19 @@ def _start_method() -> str:
 class LocalJobs:
     """The job service of one `run`; a context manager that starts and stops it."""
 
-    def __init__(self, store_dir: str | None, data: str | None, jobs: int, threads: int) -> None:
+    def __init__(
+        self,
+        store_dir: str | None,
+        data: str | None,
+        jobs: int,
+        threads: int,
+        concurrency: int = 1,
+        device: str = "auto",
+    ) -> None:
         self._store_dir = store_dir
         self._threads = threads
+        self._concurrency = concurrency
+        self._device = device
         self._data = data
         self._jobs = jobs
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -81,15 +91,16 @@ class LocalJobs:
         self.store = JobStore(folder.expanduser() / DB_NAME, max_metric_points=_EVERY_POINT)
         settings = Settings(
             data_dir=folder,
-            device="auto",
+            device=self._device,
             max_steps=2**62,
             max_queued=max(100, self._jobs),
             max_jobs_per_minute=max(300, self._jobs),
             requeue_interrupted=False,
         )
         executor = LocalExecutor(
-            concurrency=1,
-            pool_size=1 if self._jobs > 1 else 0,  # the next job's worker warms meanwhile
+            concurrency=self._concurrency,
+            # the next jobs' workers warm meanwhile; none when every job starts at once
+            pool_size=min(self._concurrency, max(0, self._jobs - self._concurrency)),
             memory_limit_mb=0,
             threads_per_job=self._threads,
             local_data=self._data,

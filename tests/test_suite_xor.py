@@ -193,6 +193,19 @@ def test_the_ablations_are_named_and_the_best_reported() -> None:
     ]
 
 
+def test_a_run_of_ablations_alone_says_their_rates_and_cap() -> None:
+    # a trimmed run (`--entries 7,8`) has no preset entry: the finding still gives the rates
+    runs = _many(64, {**LRA, "uv_init": "random"}, [None] * 4 + [100])
+    runs += _many(64, {**LRA, "uv_balance": "norms"}, [None] * 5)
+    finding = analyse(runs, "full").finding
+    assert "Solved: " not in finding and ": ." not in finding
+    assert (
+        f"Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): {PRESET} + random UV: "
+        f"1/5 = 20% [4%, 62%]; {PRESET} + norm balancing: 0/5 = 0% [0%, 43%]. "
+        f"Highest solved fraction: {PRESET} + random UV."
+    ) in finding
+
+
 def test_entry_names_follow_the_stored_spec() -> None:
     assert entry_name({"name": "adam", "lr": 1e-3}) == "adam"
     assert entry_name({"name": "psgd-kron", "fitting": "whiten"}) == "psgd-kron whiten"

@@ -100,6 +100,51 @@ def test_the_command_runs_a_plan_through_the_job_service_and_writes_the_report(
     assert "![final loss by seed](final.svg)" in markdown and "| sgd |" in markdown
 
 
+def test_a_trimmed_plan_runs_what_was_kept_and_says_so(
+    toy_registered, tmp_path, clean_env, monkeypatch
+):
+    monkeypatch.setattr(suite_command, "RESULTS", tmp_path)
+    argv = ["toy", "--full", "--entries", "1", "--seeds", "5-7", "--cap", "4", "--jobs", "2"]
+    assert suite_command.main(argv) == 0
+    record = json.loads((tmp_path / "toy" / "full-partial" / "report.json").read_text())
+    (row,) = record["report"]["tables"][0]["rows"]
+    assert row[0] == "adam" and row[2] == "3"  # one entry, three seeds
+    assert record["report"]["verdict"] == "not yet run at full scale"
+    assert record["report"]["notes"][0] == (
+        "Trimmed plan: entries 1 of each; seeds 5–7; a cap of 4 steps a job. "
+        "This is part of the mode's plan, not its result."
+    )
+
+
+def test_trimming_keeps_the_asked_parts_and_never_raises_a_cap():
+    plan = [*landscape_plan("full"), ("other", landscape_plan("smoke")[0][1])]
+    trimmed, said = suite_command.trim_plan(plan, only="rosen", seeds=1, cap=1000)
+    ((title, spec),) = trimmed
+    assert title == "rosenbrock" and spec.seeds == [0] and spec.steps == 300
+    assert [o.name for o in spec.optimizers] == ["sgd", "adam"]
+    assert said == (
+        "Trimmed plan: only the comparisons titled with 'rosen'; the first 1 seeds; "
+        "a cap of 1,000 steps a job."
+    )
+    assert suite_command.trim_plan(plan) == (plan, "")
+
+
+def test_the_plan_is_printed_with_entry_positions(toy_registered, capsys):
+    assert suite_command.main(["toy", "--quick", "--entries", "1", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "rosenbrock: 2 jobs, seeds [0, 1], cap 30 steps"
+    assert '   0  {"lr": 0.01, "name": "adam"}' in out and out.endswith("2 jobs in all\n")
+
+
+def test_a_deadline_cancels_the_jobs_not_yet_ended(clean_env):
+    spec = {"task": {"name": "xor", "sequence_length": 64}, "steps": 100_000, "seeds": [0],
+            "optimizers": [{"name": "adam"}]}  # fmt: skip
+    plan = [("long", ComparisonSpec.model_validate(spec))]
+    how = suite_command.LocalRun(device="cpu", deadline=1.0)
+    (run,) = suite_command.run_local(plan, how)
+    assert run.status == "cancelled"
+
+
 def test_the_command_runs_a_plan_through_a_servers_api_with_its_token(
     toy_registered, tmp_path, clean_env
 ):
@@ -124,6 +169,8 @@ def test_the_command_keeps_the_token_out_of_the_recorded_command():
     command = suite_command._command(["xor", "--api", "http://x", "--token", "s3cret"])
     assert "s3cret" not in command and command.endswith("--token …")
     assert "s3cret" not in suite_command._command(["xor", "--token=s3cret"])
+    quoted = suite_command._command(["xor", "--only", "T = 64"])
+    assert quoted == "python benchmarks/suite.py xor --only 'T = 64'"  # as a shell reads it
 
 
 def test_the_command_names_a_bad_flag(capsys, toy_registered):
@@ -132,6 +179,15 @@ def test_the_command_names_a_bad_flag(capsys, toy_registered):
         (["step-cost", "--threads", "0"], "--threads: must be at least 1"),
         (["toy", "--api", "http://127.0.0.1:1", "--data", "x"], "--data: a server finds"),
         ([], "name a suite"),
+        (["toy", "--api", "http://127.0.0.1:1", "--jobs", "4"], "--jobs: only for the in-process"),
+        (["toy", "--jobs", "0"], "--jobs: must be at least 1"),
+        (["toy", "--deadline", "0"], "--deadline: must be a positive number"),
+        (["toy", "--seeds", "3-1"], "--seeds: '3-1' is neither a count"),
+        (["toy", "--seeds", "x"], "--seeds: 'x' is neither a count"),
+        (["toy", "--entries", "0,9"], "--entries: rosenbrock has entries 0 to 1"),
+        (["toy", "--entries", "a"], "--entries: 'a' is not a comma-separated list"),
+        (["toy", "--only", "nothing"], "--only: no comparison's title holds 'nothing'"),
+        (["step-cost", "--cap", "10"], "--cap: step-cost measures; it has no plan"),
     ):
         with pytest.raises(SystemExit):
             suite_command.main(argv)

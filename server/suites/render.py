@@ -9,7 +9,10 @@ def report_markdown(record: dict[str, Any], figures: bool = True) -> str:
     """Title, claim, verdict with its finding, where and how it ran, tables, figures (as
     links to `<name>.svg` beside the report, unless `figures` is false) and notes."""
     report, m = record["report"], record.get("machine") or {}
-    device = m.get("cuda") or f"{m.get('cpus')} × {m.get('cpu')}"
+    # the CPUs always: a run on a GPU machine can run its jobs on the CPU (`--device cpu`)
+    device = f"{m.get('cpus')} × {m.get('cpu')}" + (
+        f" with an {m['cuda']}" if m.get("cuda") else ""
+    )
     lines = [
         f"# {record['title']} ({record['mode']} mode)",
         "",

@@ -263,16 +263,24 @@ def _names(cells: dict[int, dict[str, _Cell]]) -> list[str]:
 
 
 def _rates_sentence(cells: dict[int, dict[str, _Cell]]) -> str:
+    """Solved counts per length of every entry but the ablations (their own sentence says
+    them, with intervals); a length that ran only ablations is left to that sentence."""
     parts = []
     for length, by_name in cells.items():
+        ablations = _ablation_names(by_name)
         rates = ", ".join(
             f"{name} {cell.solved}/{cell.n}"
             for name, cell in by_name.items()
-            if name not in _ablation_names(by_name)
+            if name not in ablations
         )
         cap = max(cell.cap for cell in by_name.values())
-        parts.append(f"T = {length} (cap {cap:,} steps): {rates}")
-    return "Solved: " + "; ".join(parts) + "." if parts else "No runs."
+        if rates:
+            parts.append(f"T = {length} (cap {cap:,} steps): {rates}")
+        elif length != ABLATION_LENGTH:
+            parts.append(f"T = {length} (cap {cap:,} steps): only ablations ran")
+    if not cells:
+        return "No runs."
+    return "Solved: " + "; ".join(parts) + "." if parts else ""
 
 
 def _ablation_names(by_name: dict[str, _Cell]) -> list[str]:
@@ -312,16 +320,20 @@ def _verdict(cells: dict[int, dict[str, _Cell]], mode: Mode) -> tuple[str, str]:
 
 
 def _ablation_sentence(cells: dict[int, dict[str, _Cell]]) -> str:
+    """The ablations' solved fractions at T = 64 beside the preset's (when it ran), and the
+    highest of them."""
     by_name = cells.get(ABLATION_LENGTH, {})
     ablations = _ablation_names(by_name)
-    if not ablations or PRESET not in by_name:
+    if not ablations:
         return ""
-    best = max([PRESET, *ablations], key=lambda name: _rate_key(by_name[name]))
-    listed = "; ".join(f"{name}: {by_name[name].rate_text()}" for name in [PRESET, *ablations])
-    return (
-        f"Ablations at T = {ABLATION_LENGTH} (solved, 95 % Wilson): {listed}. "
-        f"Highest solved fraction: {best}."
-    )
+    compared = ([PRESET] if PRESET in by_name else []) + ablations
+    cap = max(by_name[name].cap for name in compared)
+    listed = "; ".join(f"{name}: {by_name[name].rate_text()}" for name in compared)
+    said = f"Ablations at T = {ABLATION_LENGTH}, cap {cap:,} steps (solved, 95 % Wilson): {listed}."
+    if len(compared) == 1:
+        return said
+    best = max(compared, key=lambda name: _rate_key(by_name[name]))
+    return f"{said} Highest solved fraction: {best}."
 
 
 def _rate_key(cell: _Cell) -> tuple[float, float]:
