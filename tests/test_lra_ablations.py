@@ -293,11 +293,15 @@ def test_the_registry_schema_sets_every_option() -> None:
     assert group["uv_init"] == "random" and group["uv_balance"] == "norms"
     assert group["step_normalizer"] == "gradient_norm"
     assert opt.finite_difference_after == 4
-    default = optimizer_config({"name": "psgd-lra"}, "xor").build(
+    default = optimizer_config({"name": "psgd-lra"}).build(
         [torch.zeros(4, requires_grad=True)], seed=0
     )
     assert default.param_groups[0]["uv_init"] == "zero_v"
     assert default.finite_difference_after is None
+    # the xor preset takes the reference's four choices (the xor suite's T = 64 ablation)
+    preset = optimizer_config({"name": "psgd-lra"}, "xor")
+    assert (preset.uv_init, preset.uv_balance) == ("random", "norms")
+    assert (preset.step_normalizer, preset.finite_difference_after) == ("gradient_norm", 1000)
 
 
 @pytest.mark.parametrize(

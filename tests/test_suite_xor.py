@@ -15,18 +15,22 @@ from server.settings import Settings
 from server.specs import expand
 from server.suites import SUITES
 from server.suites.base import Run
-from server.suites.xor import ABLATIONS, PRESET, analyse, entry_name, plan
+from server.suites.xor import ABLATIONS, PRESET, REFERENCE_LIKE, analyse, entry_name, plan
 
+#: the xor preset is psgd-lra Newton with the 2022 reference's four choices (chosen by the
+#: suite's T = 64 ablation, 2026-11-30)
 MAIN = [
-    "psgd-lra newton",
-    "psgd-lra whiten",
-    "psgd-kron newton",
+    "psgd-lra newton + all four (2022 reference)",
+    "psgd-lra whiten + all four (2022 reference)",
+    "psgd-kron newton + FD Hv after 1,000",
     "psgd-kron whiten",
     "adam",
     "sgd",
     "rmsprop",
 ]
-ABLATED = [f"{PRESET} + {label}" for label in ABLATIONS] + [f"{PRESET} + all four (2022 reference)"]
+#: the ablation group: the library's defaults, then each choice alone (all four together is
+#: the preset, already among the main entries)
+ABLATED = ["psgd-lra newton"] + [f"psgd-lra newton + {label}" for label in ABLATIONS]
 
 
 def _names(spec: Any) -> list[str]:
@@ -48,13 +52,18 @@ def test_full_plan_has_the_issues_shape() -> None:
         assert spec.stop_when_solved  # a solved run costs its steps to solve, not the cap
         expected = MAIN + (ABLATED if spec.task.sequence_length == 64 else [])
         assert _names(spec) == expected
-    ablations = {entry_name(o.model_dump()): o for o in comparisons[2][1].optimizers}
-    assert ablations[f"{PRESET} + random UV"].uv_init == "random"
-    assert ablations[f"{PRESET} + norm balancing"].uv_balance == "norms"
-    assert ablations[f"{PRESET} + gradient-norm step"].step_normalizer == "gradient_norm"
-    assert ablations[f"{PRESET} + FD Hv after 1,000"].finite_difference_after == 1000
-    preset = ablations[PRESET]
+    entries = {entry_name(o.model_dump()): o for o in comparisons[2][1].optimizers}
+    base = entries["psgd-lra newton"]
+    assert (base.uv_init, base.uv_balance) == ("zero_v", "rotate")
+    assert (base.step_normalizer, base.finite_difference_after) == ("lipschitz", None)
+    random_uv = entries["psgd-lra newton + random UV"]
+    assert (random_uv.uv_init, random_uv.uv_balance) == ("random", "rotate")
+    assert entries["psgd-lra newton + norm balancing"].uv_balance == "norms"
+    assert entries["psgd-lra newton + gradient-norm step"].step_normalizer == "gradient_norm"
+    assert entries["psgd-lra newton + FD Hv after 1,000"].finite_difference_after == 1000
+    preset = entries[PRESET]
     assert preset.fitting == "newton" and preset.preconditioner_init_scale == 1.0
+    assert {k: getattr(preset, k) for k in REFERENCE_LIKE} == REFERENCE_LIKE
 
 
 def test_quick_plan_fits_a_default_server() -> None:
@@ -102,7 +111,9 @@ def _run(length: int, optimizer: dict[str, Any], seed: int, solved: int | None, 
     )
 
 
-LRA = {"name": "psgd-lra", "fitting": "newton"}
+#: psgd-lra Newton with the library's defaults, and the xor preset (all four choices)
+BASE = {"name": "psgd-lra", "fitting": "newton"}
+LRA = {**BASE, **REFERENCE_LIKE}
 
 
 def _many(length: int, optimizer: dict[str, Any], solved: list[int | None]) -> list[Run]:
@@ -123,7 +134,7 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     assert rows["adam"][1] == "0/4 = 0% [0%, 49%]"
     assert rows["adam"][2] == "> cap (0/4 solved)"
     assert rows["adam"][4] == "1"  # the failed run is left out, and counted
-    assert "T = 16 (cap 1,000 steps): psgd-lra newton 3/4, adam 0/4" in report.finding
+    assert f"T = 16 (cap 1,000 steps): {PRESET} 3/4, adam 0/4" in report.finding
     (figure,) = report.figures  # one length: no solved-vs-T figure
     lra = next(s for s in figure.series if s.name == PRESET)
     assert lra.x == [0, 100, 100, 300, 300, 400, 400, 1000]
@@ -169,48 +180,47 @@ def test_quick_mode_never_claims_a_verdict() -> None:
 
 
 def test_the_ablations_are_named_and_the_best_reported() -> None:
-    runs = _many(64, LRA, [None] * 8 + [500, 700])
-    runs += _many(64, {**LRA, "uv_init": "random"}, [None] * 4 + [100] * 6)
-    runs += _many(64, {**LRA, "finite_difference_after": 1000}, [None] * 10)
-    reference = {
-        **LRA,
-        "uv_init": "random",
-        "uv_balance": "norms",
-        "step_normalizer": "gradient_norm",
-        "finite_difference_after": 1000,
-    }
-    runs += _many(64, reference, [None] * 9 + [42])
+    runs = _many(64, BASE, [None] * 8 + [500, 700])
+    runs += _many(64, {**BASE, "uv_init": "random"}, [None] * 4 + [100] * 6)
+    runs += _many(64, {**BASE, "finite_difference_after": 1000}, [None] * 10)
+    runs += _many(64, LRA, [None] * 9 + [42])
     report = analyse(runs, "full")
-    assert f"{PRESET}: 2/10 = 20% [6%, 51%]" in report.finding
-    assert f"{PRESET} + random UV: 6/10 = 60% [31%, 83%]" in report.finding
-    assert "Highest solved fraction: psgd-lra newton + random UV." in report.finding
+    assert report.finding.endswith(
+        "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
+        "psgd-lra newton + all four (2022 reference): 1/10 = 10% [2%, 40%]; "
+        "psgd-lra newton: 2/10 = 20% [6%, 51%]; "
+        "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%]; "
+        "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%]. "
+        "Highest solved fraction: psgd-lra newton + random UV."
+    )
     names = [row[0] for row in report.tables[0].rows]
     assert names == [
+        "psgd-lra newton",
+        "psgd-lra newton + random UV",
+        "psgd-lra newton + FD Hv after 1,000",
         PRESET,
-        f"{PRESET} + random UV",
-        f"{PRESET} + FD Hv after 1,000",
-        f"{PRESET} + all four (2022 reference)",
     ]
 
 
 def test_a_run_of_ablations_alone_says_their_rates_and_cap() -> None:
     # a trimmed run (`--entries 7,8`) has no preset entry: the finding still gives the rates
-    runs = _many(64, {**LRA, "uv_init": "random"}, [None] * 4 + [100])
-    runs += _many(64, {**LRA, "uv_balance": "norms"}, [None] * 5)
+    runs = _many(64, {**BASE, "uv_init": "random"}, [None] * 4 + [100])
+    runs += _many(64, {**BASE, "uv_balance": "norms"}, [None] * 5)
     finding = analyse(runs, "full").finding
     assert "Solved: " not in finding and ": ." not in finding
     assert (
-        f"Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): {PRESET} + random UV: "
-        f"1/5 = 20% [4%, 62%]; {PRESET} + norm balancing: 0/5 = 0% [0%, 43%]. "
-        f"Highest solved fraction: {PRESET} + random UV."
+        "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): psgd-lra newton + random "
+        "UV: 1/5 = 20% [4%, 62%]; psgd-lra newton + norm balancing: 0/5 = 0% [0%, 43%]. "
+        "Highest solved fraction: psgd-lra newton + random UV."
     ) in finding
 
 
 def test_entry_names_follow_the_stored_spec() -> None:
     assert entry_name({"name": "adam", "lr": 1e-3}) == "adam"
     assert entry_name({"name": "psgd-kron", "fitting": "whiten"}) == "psgd-kron whiten"
-    two = {**LRA, "uv_balance": "norms", "step_normalizer": "gradient_norm"}
-    assert entry_name(two) == f"{PRESET} + norm balancing + gradient-norm step"
+    two = {**BASE, "uv_balance": "norms", "step_normalizer": "gradient_norm"}
+    assert entry_name(two) == "psgd-lra newton + norm balancing + gradient-norm step"
+    assert entry_name(LRA) == PRESET == "psgd-lra newton + all four (2022 reference)"
 
 
 # ---------------------------------------------------------------------------- smoke

@@ -53,9 +53,10 @@ def _merged(entry: dict[str, Any]) -> dict[str, Any]:
 
 #: every entry but the ablations; unset hyperparameters come from the xor task's presets
 #: (psgd-lra: Newton, lr 0.01, μ_Q 0.01, init scale 1, update-norm clip 1, update
-#: probability 1; psgd-kron: whitening, lr 1e-3, μ_Q 0.01, init scale 1; adam lr 1e-3;
-#: sgd lr 0.05 with momentum 0.9). RMSProp has no preset: Adam's lr. The Newton and
-#: whitening variants the presets leave out take the other fitting's seed-paper settings.
+#: probability 1, the 2022 reference's four LRA choices; psgd-kron: whitening, lr 1e-3,
+#: μ_Q 0.01, init scale 1; adam lr 1e-3; sgd lr 0.05 with momentum 0.9). RMSProp has no
+#: preset: Adam's lr. The Newton and whitening variants the presets leave out take the
+#: other fitting's seed-paper settings.
 MAIN_ENTRIES: tuple[dict[str, Any], ...] = (
     {"name": "psgd-lra"},
     {
@@ -381,9 +382,12 @@ def _notes(mode: Mode) -> list[str]:
         "so only unsolved runs cost the whole cap. Unsolved runs are censored in the "
         "steps-to-solve spread, not dropped; failed or cancelled runs are left out and counted.",
         "Settings: the xor task's presets (psgd-lra Newton: lr 0.01, μ_Q 0.01, init scale 1, "
-        "update-norm clip 1, update probability 1; psgd-kron whitening: lr 1e-3, μ_Q 0.01, "
+        "update-norm clip 1, update probability 1, and since 2026-11-30 the 2022 reference's "
+        "random UV, norm balancing, gradient-norm step and finite-difference Hv after 1,000 "
+        "steps; psgd-kron whitening: lr 1e-3, μ_Q 0.01, "
         "init scale 1; adam lr 1e-3; sgd lr 0.05, momentum 0.9). psgd-lra whitening: lr 1e-3, "
-        "the rest as its Newton preset; psgd-kron Newton: the LRA Newton preset's settings; "
+        "the rest as its Newton preset; psgd-kron Newton: the LRA Newton preset's settings "
+        "(of the four, only the finite-difference switch, the others being LRA's); "
         "rmsprop: lr 1e-3 (no preset). No hyperparameter was tuned per length, and Adam runs "
         "without the reference's gradient clipping.",
         "The seed paper (S4' Table 8, 10 runs, 100k cap): PSGD LRA 10/10 at T = 32, 55, 64 "
