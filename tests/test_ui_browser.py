@@ -149,6 +149,19 @@ def comparison_id(page) -> str:
     return match.group(1)
 
 
+def submitted(page, before: str | None = None, timeout: float = 60) -> str:
+    """The id of the comparison Run just submitted. "Submitted comparison `id`" shows only
+    until the live view ticks ("Comparison id on … — succeeded"), which a short run on a
+    busy machine reaches between two polls, so either counts once it names a comparison
+    other than `before` (the one the page showed already)."""
+
+    def new_id() -> str | None:
+        match = re.search(r"omparison ([0-9a-f]{6,})", status(page))
+        return match.group(1) if match and match.group(1) != before else None
+
+    return wait_for(new_id, timeout, "the submission")
+
+
 def box(page, selector: str) -> dict[str, float] | None:
     """The bounding box of the first element matching `selector` that has text, else None."""
     return page.evaluate(
@@ -217,9 +230,7 @@ def test_rosenbrock_preset_runs_live(ui, server):
     page.click("#run")
     # Generous waits: the first run of a fresh server spawns its workers (each imports torch),
     # which took over 10 s in a clean-clone CI run on this 2-core machine under load 7.
-    # The status is rendered markdown ("Submitted comparison `id`", then "Comparison id on
-    # rosenbrock — ..." once the live view ticks): wait for either.
-    wait_for(lambda: re.search(r"omparison [0-9a-f]{6,}", status(page)), 60, "the submission")
+    submitted(page)
     wait_for(lambda: curves_have_points(page), 90, "a loss trace per optimizer")
     wait_for(lambda: "succeeded" in status(page) and "running" not in status(page), 90, "the end")
     wait_for(lambda: len(traces(page, "traj-plot")) >= 10, 30, "the trajectories")
@@ -413,8 +424,7 @@ def test_a_comparison_link_fills_the_form_so_run_repeats_it(ui, server):
     assert "sgd" in page.inner_text("#optimizers")
     assert field(page, "adam", "lr").input_value() == "0.02"
     page.click("#run")
-    wait_for(lambda: "Submitted comparison" in status(page), 30, "the submission")
-    again = comparison_id(page)
+    again = submitted(page, before=newest)
     jobs = httpx.get(f"{server}/api/comparisons/{again}").json()["jobs"]
     specs = {job["spec"]["optimizer"]["name"]: job["spec"] for job in jobs}
     assert set(specs) == {*OPTIMIZERS, "sgd"} and specs["adam"]["optimizer"]["lr"] == 0.02
@@ -570,9 +580,9 @@ def test_a_server_with_a_token_asks_for_it_before_running(ui, token_server):
     token.press("Tab")
     page.wait_for_timeout(500)
     page.click("#run")
-    wait_for(lambda: "Submitted comparison" in status(page), 30, "the submission")
-    submitted = httpx.get(f"{token_server}/api/comparisons").json()["items"]
-    assert [c["id"] for c in submitted] == [comparison_id(page)]
+    shown = submitted(page)
+    listed = httpx.get(f"{token_server}/api/comparisons").json()["items"]
+    assert [c["id"] for c in listed] == [shown]
     page.reload()  # the token stays with this tab
     page.wait_for_selector("#token input")
     wait_for(lambda: page.locator("#token input").input_value() == TOKEN, 15, "the token")
