@@ -17,7 +17,7 @@ from typing import Any
 
 from server import stats
 from server.jobs.summary import OUTCOMES
-from server.optimizers import TASK_PRESETS
+from server.optimizers import REGISTRY, TASK_PRESETS, optimizer_config
 from server.specs import ComparisonSpec
 from server.suites.base import Figure, Mode, Report, Run, Series, Suite, Table
 from server.tasks.xor import SOLVED_THRESHOLD
@@ -28,27 +28,23 @@ BASELINES = ("adam", "sgd", "rmsprop")
 CLAIM_LENGTHS = (64, 112)
 ABLATION_LENGTH = 64
 
-#: the psgd.LRA defaults the ablations change (a stored spec holds every field)
+#: the four psgd.LRA options the ablations change, at the library's defaults (a stored
+#: spec holds every field)
 _LRA_DEFAULTS = {
-    "uv_init": "zero_v",
-    "uv_balance": "rotate",
-    "step_normalizer": "lipschitz",
-    "finite_difference_after": None,
+    key: REGISTRY["psgd-lra"].model_fields[key].default
+    for key in ("uv_init", "uv_balance", "step_normalizer", "finite_difference_after")
 }
-#: the options only psgd.LRA has (finite_difference_after is on every PSGD family)
-_LRA_ONLY = ("uv_init", "uv_balance", "step_normalizer")
+#: the xor preset of psgd-lra without the options psgd-kron lacks (the LRA-only three)
+_KRON_NEWTON = {
+    key: value
+    for key, value in TASK_PRESETS["xor"]["psgd-lra"].items()
+    if key in REGISTRY["psgd-kron"].model_fields
+}
 
 
-def _without(options: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key not in keys}
-
-
-def _merged(entry: dict[str, Any]) -> dict[str, Any]:
-    """An entry as the job will run it: over the xor task's preset, the four options filled."""
-    merged = {**TASK_PRESETS["xor"].get(entry["name"], {}), **entry}
-    if entry["name"] == "psgd-lra":
-        merged = {**_LRA_DEFAULTS, **merged}
-    return merged
+def _as_run(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as its job runs it: validated over the xor task's preset, every field set."""
+    return optimizer_config(entry, "xor").model_dump()
 
 
 #: every entry but the ablations; unset hyperparameters come from the xor task's presets
@@ -65,7 +61,7 @@ MAIN_ENTRIES: tuple[dict[str, Any], ...] = (
         "lr": 1e-3,
         "preconditioner_update_probability": 1.0,
     },
-    {**_without(TASK_PRESETS["xor"]["psgd-lra"], _LRA_ONLY), "name": "psgd-kron"},
+    {**_KRON_NEWTON, "name": "psgd-kron"},
     {"name": "psgd-kron"},
     {"name": "adam"},
     {"name": "sgd"},
@@ -108,7 +104,8 @@ def plan(mode: Mode) -> list[tuple[str, ComparisonSpec]]:
     for length, cap in settings["caps"].items():
         entries = list(MAIN_ENTRIES)
         if settings["ablations"] and length == ABLATION_LENGTH:
-            entries += [e for e in ABLATION_ENTRIES if _merged(e) not in map(_merged, entries)]
+            present = [_as_run(entry) for entry in entries]
+            entries += [e for e in ABLATION_ENTRIES if _as_run(e) not in present]
         spec = ComparisonSpec.model_validate(
             {
                 "task": {"name": "xor", "sequence_length": length},
@@ -140,7 +137,7 @@ def entry_name(optimizer: dict[str, Any]) -> str:
 
 
 #: the entry the claim is about: psgd-lra with the xor task's preset (Newton fitting)
-PRESET = entry_name(_merged({"name": "psgd-lra"}))
+PRESET = entry_name(_as_run({"name": "psgd-lra"}))
 
 
 def _length(run: Run) -> int:
