@@ -125,7 +125,7 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     runs.append(_run(16, {"name": "adam"}, 9, None, status="failed"))
     report = analyse(runs, "quick")
     assert report.verdict == "not yet run at full scale"
-    (table,) = report.tables
+    table, per_seed = report.tables
     rows = {row[0]: row for row in table.rows}
     # 3/4: Wilson 95 % = [0.3006, 0.9544]; steps 100, 300, 400, censored: median 350
     assert rows[PRESET][1] == "3/4 = 75% [30%, 95%]"
@@ -139,6 +139,16 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     lra = next(s for s in figure.series if s.name == PRESET)
     assert lra.x == [0, 100, 100, 300, 300, 400, 400, 1000]
     assert lra.y == [0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75]
+    # each seed's outcome side by side: a solve's step, "–" unsolved, a status otherwise
+    assert per_seed.title == "T = 16: steps to solve per seed (– = not solved within the cap)"
+    assert per_seed.columns == ["seed", PRESET, "adam"]
+    assert per_seed.rows == [
+        ["0", "400", "–"],
+        ["1", "100", "–"],
+        ["2", "–", "–"],
+        ["3", "300", "–"],
+        ["9", "not run", "failed"],
+    ]
 
 
 def _claim_runs(preset: list[int | None], baseline: list[int | None]) -> list[Run]:
@@ -177,6 +187,13 @@ def test_quick_mode_never_claims_a_verdict() -> None:
     assert analyse(_claim_runs([1000] * 10, [None] * 10), "quick").verdict == (
         "not yet run at full scale"
     )
+
+
+def test_a_diverged_run_counts_as_unsolved_and_says_so_per_seed() -> None:
+    runs = [_run(64, LRA, 0, 500), _run(64, LRA, 1, None, status="diverged")]
+    table, per_seed = analyse(runs, "full").tables
+    assert table.rows[0][1] == "1/2 = 50% [9%, 91%]"
+    assert per_seed.rows == [["0", "500"], ["1", "diverged"]]
 
 
 def test_the_ablations_are_named_and_the_best_reported() -> None:
@@ -231,8 +248,9 @@ def test_smoke_mode_runs_end_to_end(tmp_path: Path) -> None:
     assert record["suite"] == "xor" and record["mode"] == "smoke"
     report = record["report"]
     assert report["verdict"] == "not yet run at full scale"
-    (table,) = report["tables"]
+    table, per_seed = report["tables"]
     assert [row[0] for row in table["rows"]] == MAIN
+    assert per_seed["columns"] == ["seed", *MAIN] and len(per_seed["rows"]) == 1
     assert all(row[1].endswith("]") and row[4] == "0" for row in table["rows"])
     assert (tmp_path / "cumulative-T16.svg").read_text().lstrip().startswith("<?xml")
     assert "Delayed XOR (smoke mode)" in (tmp_path / "report.md").read_text()

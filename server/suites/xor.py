@@ -148,6 +148,7 @@ class _Cell:
     """The counted runs of one (sequence length, entry): solved fraction and steps to solve."""
 
     def __init__(self, runs: list[Run]) -> None:
+        self.runs = runs
         self.counted = [run for run in runs if run.status in OUTCOMES]
         self.excluded = len(runs) - len(self.counted)
         self.steps = [run.summary.get("solved_step") for run in self.counted]
@@ -185,6 +186,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
     """Solved fraction (Wilson interval) and steps to solve (censored) per length and entry."""
     cells = _cells(runs)
     tables = [_table(length, by_name) for length, by_name in cells.items()]
+    tables += [_seed_table(length, by_name) for length, by_name in cells.items()]
     figures = [_cumulative_figure(length, by_name) for length, by_name in cells.items()]
     if len(cells) > 1:
         figures.insert(0, _rate_figure(cells))
@@ -213,6 +215,32 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
         ],
         rows,
     )
+
+
+def _seed_table(length: int, by_name: dict[str, _Cell]) -> Table:
+    """Each seed's outcome per entry, so that entries (and reports over the same seeds)
+    can be compared seed by seed, not only by their rates."""
+    outcomes: dict[int, dict[str, str]] = defaultdict(dict)
+    for name, cell in by_name.items():
+        for run in cell.runs:
+            outcomes[run.seed][name] = _outcome(run)
+    return Table(
+        f"T = {length}: steps to solve per seed (– = not solved within the cap)",
+        ["seed", *by_name],
+        [
+            [str(seed), *(outcomes[seed].get(name, "not run") for name in by_name)]
+            for seed in sorted(outcomes)
+        ],
+    )
+
+
+def _outcome(run: Run) -> str:
+    """Solved step, "–" (ran to the cap unsolved), or the status of a run that did not
+    (diverged, failed, cancelled)."""
+    if run.status != "succeeded":
+        return run.status
+    step = run.summary.get("solved_step")
+    return "–" if step is None else _steps(step)
 
 
 def _steps(value: float) -> str:
