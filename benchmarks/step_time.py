@@ -61,6 +61,7 @@ import argparse
 import copy
 import datetime
 import importlib
+import importlib.metadata
 import itertools
 import json
 import os
@@ -193,6 +194,14 @@ def import_peer(module: str, attr: str) -> type | None:
     except Exception as exc:  # a broken peer install must not stop the benchmark
         print(f"{module}: unavailable ({type(exc).__name__}: {exc})")
     return None
+
+
+def peer_version(module: str) -> str:
+    """ "heavyball 3.2.1": which release was timed (a peer's speed changes between them)."""
+    try:
+        return f"{module} {importlib.metadata.version(module)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{module} (version unknown)"
 
 
 def peer_specs(peers: dict[str, type], p: float) -> list[OptimizerSpec]:
@@ -467,7 +476,7 @@ def measure(
         rows_json = [asdict(row) for row in rows]
         results[name] = {"params": work.params, "batch": len(work.inputs), "rows": rows_json}
     env["load_average_end"] = round(os.getloadavg()[0], 2)
-    env["peers"] = ", ".join(f"{m}: {'yes' if c else 'no'}" for m, c in loaded.items())
+    env["peers"] = ", ".join(peer_version(m) if c else f"{m}: no" for m, c in loaded.items())
     return env, results, sections
 
 

@@ -315,6 +315,22 @@ def test_step_cost_verdict_follows_the_kron_ratio_at_full_scale_only():
     ]
 
 
+def test_step_cost_finding_names_the_peers_that_ran():
+    from server.suites.step_cost import report
+
+    results = step_time_results(1.3)
+    peer = {"optimizer": "heavyball.PSGDKron", "update_probability": 0.1, "ms_per_step": 20.0,
+            "ratio_vs_adamw": 2.04, "floats_per_param": None, "ratios": [2.0, 2.08]}  # fmt: skip
+    results["mlp"]["rows"].append(peer)
+    env = {"device": "cpu", "load_average_start": 0.1, "peers": "heavyball 3.2.1, kron_torch: no"}
+    quick = report("quick", env, results)
+    assert quick.finding.endswith(
+        "PyPI peers at p = 0.1, same runs: mlp: heavyball.PSGDKron 2.04×."
+    )
+    assert "Peers: heavyball 3.2.1, kron_torch: no." in quick.notes
+    assert "peers" not in report("quick", env, step_time_results(1.3)).finding
+
+
 def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):
     out = tmp_path / "step-cost"
     assert suite_command.main(["step-cost", "--smoke", "--out", str(out)]) == 0

@@ -49,6 +49,9 @@ def report(mode: Mode, env: dict[str, Any], results: dict[str, dict[str, Any]]) 
         f"at the start; the claim's bound is {KRON_RATIO_TARGET}×, "
         f"{'met' if met else 'not met'} here."
     )
+    peers = _peers_sentence(results)
+    if peers:
+        finding += " " + peers
     if mode == "full":
         verdict = "reproduced" if met else "not reproduced"
     else:
@@ -66,6 +69,20 @@ def report(mode: Mode, env: dict[str, Any], results: dict[str, dict[str, Any]]) 
             "the claim is about GPU training; this mode's CPU numbers say how it fares here."
         )
     return Report(verdict, finding, tables, figures, notes)
+
+
+def _peers_sentence(results: dict[str, dict[str, Any]]) -> str:
+    """The PyPI peers' Kron at p = 0.1 against AdamW, next to ours, where they ran."""
+    parts = []
+    for model, result in results.items():
+        peers = [
+            f"{row['optimizer']} {row['ratio_vs_adamw']:.2f}×"
+            for row in result["rows"]
+            if row["update_probability"] == 0.1 and not row["optimizer"].startswith("psgd.")
+        ]
+        if peers:
+            parts.append(f"{model}: {', '.join(peers)}")
+    return f"PyPI peers at p = 0.1, same runs: {'; '.join(parts)}." if parts else ""
 
 
 def _row(rows: list[dict[str, Any]], optimizer: str, probability: float) -> dict[str, Any]:
