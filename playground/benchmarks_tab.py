@@ -1,6 +1,7 @@
 """The Benchmarks tab: each claim of the seed paper, the verdict of the committed suite run
-that tests it, the report's tables and plots, and a button that starts the suite's quick
-(or smoke) plan as comparisons the user watches in the Compare tab (issue 16).
+that tests it, the report's tables and plots (the modes' reports and the partial ones:
+trimmed runs of a plan), and a button that starts the suite's quick (or smoke) plan as
+comparisons the user watches in the Compare tab (issue 16).
 
 Everything comes from the API (`/api/suites`), so a remote server's reports show as its
 own; Run sends the user's token like the other tabs' Run buttons.
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # the compare view builds this tab; importing it here would b
 MODES = ["quick", "full"]
 RUN_MODES = [("quick (minutes on a CPU)", "quick"), ("smoke (seconds; checks the path)", "smoke")]
 NO_REPORT = "No {mode}-mode report of this suite has been committed."
+PARTIAL = (
+    "**A partial run** (`{name}`): part of its mode's plan, trimmed to fit the time at hand "
+    "(its notes say how), so its verdict is never more than *not yet run at full scale*."
+)
 
 
 class BenchmarksTab:
@@ -40,12 +45,23 @@ class BenchmarksTab:
         first = options[0][1] if options else None
         return gr.update(choices=options, value=first), claims_markdown(suites)
 
+    def reports(self, name: str | None, current: str | None) -> Any:
+        """The picked suite's reports to choose from: the modes, then its partial runs;
+        the current choice stays when the suite has it."""
+        suite = self._suite(name) if name else None
+        choices = MODES + [p["name"] for p in (suite or {}).get("partial_reports", [])]
+        return gr.update(choices=choices, value=current if current in choices else MODES[0])
+
+    def _suite(self, name: str) -> dict[str, Any] | None:
+        return next((s for s in self.pg.client.suites() if s["name"] == name), None)
+
     def show(self, name: str | None, mode: str) -> tuple[str, str, Any]:
-        """The picked suite's report in `mode`: Markdown (tables, notes), the figures as
-        HTML, and whether Run applies (a suite that is not jobs cannot be started here)."""
+        """The picked suite's report `mode` (a mode or a partial run's name): Markdown
+        (tables, notes), the figures as HTML, and whether Run applies (a suite that is not
+        jobs cannot be started here)."""
         if not name:
             return "", "", gr.update(interactive=False)
-        suite = next((s for s in self.pg.client.suites() if s["name"] == name), None)
+        suite = self._suite(name)
         if suite is None:
             return f"No suite `{name}` on this server.", "", gr.update(interactive=False)
         runnable = gr.update(interactive=bool(suite["runs_jobs"]))
@@ -60,7 +76,10 @@ class BenchmarksTab:
             (f["title"], self.pg.client.suite_figure(name, mode, f["name"]))
             for f in record["report"].get("figures", [])
         ]
-        return report_markdown(record, figures=False), figures_html(figures), runnable
+        markdown = report_markdown(record, figures=False)
+        if mode not in MODES:
+            markdown = f"{PARTIAL.format(name=mode)}\n\n{markdown}"
+        return markdown, figures_html(figures), runnable
 
     def run(self, name: str | None, mode: str, token: str) -> str:
         """Start the suite's plan as the user; say which comparisons to watch."""
@@ -77,11 +96,12 @@ class BenchmarksTab:
 
 
 def claims_markdown(suites: list[dict[str, Any]]) -> str:
-    """One row per claim: its verdict in each committed mode."""
-    rows = ["| suite | claim | quick | full |", "| --- | --- | --- | --- |"]
+    """One row per claim: its verdict in each committed mode, and its partial runs."""
+    rows = ["| suite | claim | quick | full | partial runs |", "| --- | --- | --- | --- | --- |"]
     for s in suites:
         cells = [(s["reports"].get(m) or {}).get("verdict") or "not run" for m in MODES]
-        rows.append(f"| {s['title']} | {s['claim']} | {cells[0]} | {cells[1]} |")
+        partial = ", ".join(f"`{p['name']}`" for p in s.get("partial_reports", [])) or "–"
+        rows.append(f"| {s['title']} | {s['claim']} | {cells[0]} | {cells[1]} | {partial} |")
     return "\n".join(rows)
 
 
@@ -115,7 +135,7 @@ def build(pg: Playground, token: gr.Textbox, page_tab: gr.Tab) -> None:
     claims = gr.Markdown("", elem_id="suite-claims")
     with gr.Row():
         suite = gr.Dropdown(label="Suite", elem_id="suite-pick", scale=2)
-        mode = gr.Radio(MODES, value="quick", label="Report", elem_id="suite-mode", scale=1)
+        mode = gr.Radio(MODES, value="quick", label="Report", elem_id="suite-mode", scale=2)
     report = gr.Markdown("", elem_id="suite-report")
     plots = gr.HTML("", elem_id="suite-figures")
     with gr.Row():
@@ -123,8 +143,10 @@ def build(pg: Playground, token: gr.Textbox, page_tab: gr.Tab) -> None:
         run_btn = gr.Button("Run suite", variant="primary", elem_id="suite-run", scale=0)
     status = gr.Markdown("", elem_id="suite-status")
     show = {"fn": tab.show, "inputs": [suite, mode], "outputs": [report, plots, run_btn]}
+    pick = {"fn": tab.reports, "inputs": [suite, mode], "outputs": mode}
     page_tab.select(tab.choices, None, [suite, claims], api_name="suite_choices").then(
-        **show, api_name="suite_report_on_open"
-    )
-    gr.on([suite.change, mode.change], **show, api_name="suite_report")
+        **pick, api_name="suite_reports_on_open"
+    ).then(**show, api_name="suite_report_on_open")
+    suite.input(**pick, api_name="suite_reports").then(**show, api_name="suite_report_of_suite")
+    mode.input(**show, api_name="suite_report")
     run_btn.click(tab.run, [suite, run_mode, token], status, api_name="suite_run")

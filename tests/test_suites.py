@@ -12,7 +12,7 @@ from server.specs import ComparisonSpec
 from server.suites import SUITES, suite_named
 from server.suites.base import Figure, Report, Run, Series, Suite, Table
 from server.suites.render import report_markdown
-from server.suites.results import figure_svg, report_record
+from server.suites.results import figure_svg, partial_reports, report_record
 
 pytest.importorskip("matplotlib")
 suite_command = load_benchmark("suite")
@@ -194,7 +194,7 @@ def test_the_command_names_a_bad_flag(capsys, toy_registered):
         assert message in capsys.readouterr().err
 
 
-def write_toy_report(folder, mode="quick"):
+def write_toy_report(folder, mode="quick", name=None):
     band = Series("s", [1.0, 2.0], [3.0, 1.0], [2.0, 0.5], [4.0, 2.0])
     table = Table("t", ["a", "b|c"], [["1", "2"]])
     report = Report(
@@ -203,7 +203,8 @@ def write_toy_report(folder, mode="quick"):
         [table],
         [Figure("curve", "A curve", "x", "y", [band])],
     )
-    suite_report.write_report(TOY, mode, report, folder / "toy" / mode, started=0.0, command="c")
+    out = folder / "toy" / (name or mode)
+    suite_report.write_report(TOY, mode, report, out, started=0.0, command="c")
 
 
 def test_reports_read_back_only_by_the_names_the_report_lists(tmp_path):
@@ -246,7 +247,40 @@ def test_the_api_lists_the_claims_with_the_committed_verdicts(
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json()["detail"]
-    assert client.get("/api/suites/toy/reports/smoke").status_code == 422
+    assert client.get("/api/suites/toy/reports/smoke").status_code == 404  # never shown
+
+
+def test_partial_reports_are_listed_and_read_by_their_folder_names_only(
+    make_client, toy_registered, tmp_path
+):
+    results = tmp_path / "results"
+    write_toy_report(results)
+    for name in ("full-partial-seeds10-19", "full-partial"):
+        write_toy_report(results, "full", name)
+    write_toy_report(results, "smoke")  # a smoke report proves the path only
+    (results / "toy" / "empty-folder").mkdir()
+    assert partial_reports(results, "toy") == ["full-partial", "full-partial-seeds10-19"]
+    assert partial_reports(results, "nope") == [] and partial_reports(None, "toy") == []
+    client = make_client(suite_results_dir=results)
+    listed = {s["name"]: s for s in client.get("/api/suites").json()}
+    partial = listed["toy"]["partial_reports"]
+    assert [p["name"] for p in partial] == ["full-partial", "full-partial-seeds10-19"]
+    assert partial[0]["verdict"] == "not reproduced" and partial[0]["command"] == "c"
+    assert listed["step-cost"]["partial_reports"] == []
+    record = client.get("/api/suites/toy/reports/full-partial-seeds10-19").json()
+    assert record["mode"] == "full" and record["report"]["figures"][0]["name"] == "curve"
+    svg = client.get("/api/suites/toy/reports/full-partial/figures/curve.svg")
+    assert svg.status_code == 200 and "<svg" in svg.text
+    for path in (
+        "/api/suites/toy/reports/smoke",
+        "/api/suites/toy/reports/empty-folder",
+        "/api/suites/toy/reports/..%2F..%2Ftoy%2Fquick",
+        "/api/suites/toy/reports/.hidden",
+        "/api/suites/toy/reports/full-partial/figures/nope.svg",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["detail"]
 
 
 def test_starting_a_suite_submits_its_plan_as_comparisons(make_client, toy_registered):

@@ -2,7 +2,8 @@
 verdicts, a report's tables and plots, and Run starting a suite's plan as comparisons that
 open, live, in the Compare tab.
 
-The server reads its reports from a folder this test writes (one step-cost report), so
+The server reads its reports from a folder this test writes (a step-cost quick report and a
+partial full one), so
 the test does not depend on which reports are committed. Same browser and skips as
 tests/test_ui_browser.py (its fixtures are reused)."""
 
@@ -38,6 +39,15 @@ def reports_server(tmp_path_factory, chromium):
         started=0.0,
         command="python benchmarks/suite.py step-cost --quick",
     )
+    partial = Report("not yet run at full scale", "A trimmed GPU run took 2.34×.", [table], [])
+    load_benchmark("suite_report").write_report(
+        SUITES["step-cost"],
+        "full",
+        partial,
+        results / "step-cost" / "full-partial",
+        started=0.0,
+        command="python benchmarks/suite.py step-cost --full --cap 10",
+    )
     data, logs = tmp_path_factory.mktemp("ui-data"), tmp_path_factory.mktemp("ui-log")
     env = {"PSGD_PLAYGROUND_SUITE_RESULTS_DIR": str(results)}
     with ui_server(data, logs / "server.log", env=env) as url:
@@ -72,8 +82,13 @@ def test_the_tab_shows_each_claim_its_verdict_and_a_reports_tables_and_plots(ui,
     assert image.count() == 1 and image.get_attribute("alt") == "mlp ratios"
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")  # the SVG drew
     assert ui.locator("#suite-run").is_disabled()  # step cost is timed outside jobs
-    ui.locator("#suite-mode").get_by_role("radio", name="full").check()
+    ui.locator("#suite-mode").get_by_role("radio", name="full", exact=True).check()
     wait_for(lambda: "No full-mode report" in text(ui, "suite-report"), 30, "no full report")
+    assert "full-partial" in claims  # the claims table names the partial runs
+    ui.locator("#suite-mode").get_by_role("radio", name="full-partial", exact=True).check()
+    wait_for(lambda: "2.34×" in text(ui, "suite-report"), 30, "the partial report")
+    assert "A partial run" in text(ui, "suite-report")
+    assert ui.locator("#suite-figures img").count() == 0  # it has no figures
 
 
 def test_run_starts_a_suites_smoke_plan_and_links_its_comparisons(ui, reports_server):

@@ -8,9 +8,9 @@ and quotas as any comparison and stream like one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from server.api import schemas
@@ -21,14 +21,28 @@ from server.settings import Settings
 from server.strict import StrictModel
 from server.suites import SUITES, suite_named
 from server.suites.base import Suite
-from server.suites.results import SHOWN_MODES, figure_svg, report_record, results_folder
+from server.suites.results import (
+    SHOWN_MODES,
+    figure_svg,
+    partial_reports,
+    report_record,
+    results_folder,
+)
 
 
 def _error(description: str) -> dict[str, Any]:
     return {"model": schemas.ErrorResponse, "description": description}
 
 
-NOT_FOUND = {404: _error("no such suite, or no report of it in that mode")}
+NOT_FOUND = {404: _error("no such suite, or no report of it by that name")}
+#: a report: a mode (quick, full) or a partial report's name from the suite's listing
+ReportName = Annotated[
+    str,
+    Path(
+        description="quick, full, or one of the suite's `partial_reports` (a trimmed run)",
+        examples=["quick", "full-partial"],
+    ),
+]
 NOT_JOBS = {409: _error("the suite's measurement is not jobs (run benchmarks/suite.py)")}
 SVG = {200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}}
 
@@ -50,6 +64,11 @@ def build_suite_router(settings: Settings) -> APIRouter:
         for mode in SHOWN_MODES:
             record = report_record(folder, suite.name, mode)
             reports[mode] = None if record is None else _headline(record)
+        partial = []
+        for report in partial_reports(folder, suite.name):
+            record = report_record(folder, suite.name, report)
+            if record is not None:
+                partial.append({"name": report, **_headline(record)})
         return {
             "name": suite.name,
             "title": suite.title,
@@ -57,6 +76,7 @@ def build_suite_router(settings: Settings) -> APIRouter:
             "description": suite.description,
             "runs_jobs": suite.runs_jobs,
             "reports": reports,
+            "partial_reports": partial,
         }
 
     @router.get("", summary="The suites: each claim and the verdict of its committed reports")
@@ -64,26 +84,27 @@ def build_suite_router(settings: Settings) -> APIRouter:
         return json_safe([described(suite) for suite in SUITES.values()])
 
     @router.get(
-        "/{name}/reports/{mode}",
-        summary="A suite's report in a mode: verdict, finding, tables, figures, machine, command",
+        "/{name}/reports/{report}",
+        summary="A suite's report (a mode's, or a partial one): verdict, finding, tables, "
+        "figures, machine, command",
         responses={**NOT_FOUND, **INVALID},
     )
-    def get_report(name: str, mode: Literal["quick", "full"]) -> dict[str, Any]:
-        record = report_record(folder, _suite(name).name, mode)
+    def get_report(name: str, report: ReportName) -> dict[str, Any]:
+        record = report_record(folder, _suite(name).name, report)
         if record is None:
-            raise NotFound(f"suite {name!r} has no {mode} report")
+            raise NotFound(f"suite {name!r} has no report {report!r}")
         return json_safe(record)
 
     @router.get(
-        "/{name}/reports/{mode}/figures/{figure}.svg",
+        "/{name}/reports/{report}/figures/{figure}.svg",
         response_class=Response,
         summary="One figure of a report, as SVG",
         responses={**SVG, **NOT_FOUND, **INVALID},
     )
-    def get_figure(name: str, mode: Literal["quick", "full"], figure: str) -> Response:
-        svg = figure_svg(folder, _suite(name).name, mode, figure)
+    def get_figure(name: str, report: ReportName, figure: str) -> Response:
+        svg = figure_svg(folder, _suite(name).name, report, figure)
         if svg is None:
-            raise NotFound(f"the {mode} report of {name!r} has no figure {figure!r}")
+            raise NotFound(f"the report {report!r} of {name!r} has no figure {figure!r}")
         return Response(svg, media_type="image/svg+xml")
 
     @router.post(

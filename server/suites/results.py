@@ -1,21 +1,26 @@
 """The suites' committed reports, read back for the API and the Benchmarks tab.
 
 `benchmarks/suite.py` writes `<folder>/<suite>/<mode>/report.json` plus one SVG per figure;
-here they are only read. File names come from the suite registry and the report's own
-figure list, never from a client, so a request cannot reach another file.
+a trimmed run of a plan writes `<mode>-partial/` (or a folder named with `--out`). Here they
+are only read. A report is named by its folder, and a name a client sends is only used when
+it is one of the folders listed here; file names come from the suite registry and the
+report's own figure list, never from a client, so a request cannot reach another file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from server.suites.base import Mode
 
 #: the modes whose reports are committed and shown (smoke reports prove the path only)
 SHOWN_MODES: tuple[Mode, ...] = ("quick", "full")
 _CHECKOUT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+#: a report folder's name: what `--out` and the modes produce ("full-partial-seeds10-19")
+_REPORT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
 
 
 def results_folder(configured: Path | None) -> Path | None:
@@ -25,26 +30,49 @@ def results_folder(configured: Path | None) -> Path | None:
     return _CHECKOUT_RESULTS if _CHECKOUT_RESULTS.is_dir() else None
 
 
-def report_record(folder: Path | None, suite: str, mode: Mode) -> dict[str, Any] | None:
-    """The report.json of `suite` in `mode`, or None when that was never run (or unreadable)."""
-    if folder is None:
+def partial_reports(folder: Path | None, suite: str) -> list[str]:
+    """The names of the suite's other committed reports (trimmed runs, part of a plan), sorted:
+    every folder but the modes' that holds a readable report.json (a smoke report proves
+    the path only and is not shown)."""
+    if folder is None or not (folder / suite).is_dir():
+        return []
+    names = sorted(
+        entry.name
+        for entry in (folder / suite).iterdir()
+        if entry.is_dir()
+        and _REPORT_NAME.fullmatch(entry.name)
+        and entry.name not in get_args(Mode)
+    )
+    return [name for name in names if _read(folder / suite / name) is not None]
+
+
+def report_record(folder: Path | None, suite: str, report: str) -> dict[str, Any] | None:
+    """The report.json of `suite` named `report` (a shown mode or a partial report's folder),
+    or None when there is none by that name (or it is unreadable)."""
+    if folder is None or not _REPORT_NAME.fullmatch(report):
         return None
+    if report not in SHOWN_MODES and report not in partial_reports(folder, suite):
+        return None
+    return _read(folder / suite / report)
+
+
+def _read(report_folder: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads((folder / suite / mode / "report.json").read_text())
+        record = json.loads((report_folder / "report.json").read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and isinstance(record.get("report"), dict) else None
 
 
-def figure_svg(folder: Path | None, suite: str, mode: Mode, figure: str) -> str | None:
+def figure_svg(folder: Path | None, suite: str, report: str, figure: str) -> str | None:
     """The SVG of one figure the report names; None for a name it does not list."""
-    record = report_record(folder, suite, mode)
+    record = report_record(folder, suite, report)
     if record is None or folder is None:
         return None
     names = {f.get("name") for f in record["report"].get("figures", []) if isinstance(f, dict)}
     if figure not in names:
         return None
     try:
-        return (folder / suite / mode / f"{figure}.svg").read_text()
+        return (folder / suite / report / f"{figure}.svg").read_text()
     except OSError:
         return None
