@@ -224,6 +224,13 @@ def test_reports_read_back_only_by_the_names_the_report_lists(tmp_path):
 
 
 # ----------------------------------------------------------------------------- API
+def assert_not_found(client, *paths):
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["detail"]
+
+
 def test_the_api_lists_the_claims_with_the_committed_verdicts(
     make_client, toy_registered, tmp_path
 ):
@@ -238,15 +245,13 @@ def test_the_api_lists_the_claims_with_the_committed_verdicts(
     assert record["report"]["figures"][0]["name"] == "curve"
     svg = client.get("/api/suites/toy/reports/quick/figures/curve.svg")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
-    for path in (
+    assert_not_found(
+        client,
         "/api/suites/toy/reports/full",
         "/api/suites/nope/reports/quick",
         "/api/suites/toy/reports/quick/figures/nope.svg",
         "/api/suites/toy/reports/quick/figures/..%2Freport.svg",
-    ):
-        response = client.get(path)
-        assert response.status_code == 404, path
-        assert response.json()["detail"]
+    )
     assert client.get("/api/suites/toy/reports/smoke").status_code == 404  # never shown
 
 
@@ -271,16 +276,14 @@ def test_partial_reports_are_listed_and_read_by_their_folder_names_only(
     assert record["mode"] == "full" and record["report"]["figures"][0]["name"] == "curve"
     svg = client.get("/api/suites/toy/reports/full-partial/figures/curve.svg")
     assert svg.status_code == 200 and "<svg" in svg.text
-    for path in (
+    assert_not_found(
+        client,
         "/api/suites/toy/reports/smoke",
         "/api/suites/toy/reports/empty-folder",
         "/api/suites/toy/reports/..%2F..%2Ftoy%2Fquick",
         "/api/suites/toy/reports/.hidden",
         "/api/suites/toy/reports/full-partial/figures/nope.svg",
-    ):
-        response = client.get(path)
-        assert response.status_code == 404, path
-        assert response.json()["detail"]
+    )
 
 
 def test_starting_a_suite_submits_its_plan_as_comparisons(make_client, toy_registered):
