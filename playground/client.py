@@ -117,11 +117,12 @@ class ApiClient:
         """Each suite's claim and the headline (verdict, finding) of its committed reports."""
         return self._json("GET", "/suites")
 
-    def suite_report(self, name: str, mode: str) -> dict[str, Any]:
-        return self._json("GET", f"/suites/{name}/reports/{mode}")
+    def suite_report(self, name: str, report: str) -> dict[str, Any]:
+        """A committed report: `report` is a mode (quick, full) or a partial run's name."""
+        return self._json("GET", f"/suites/{name}/reports/{report}")
 
-    def suite_figure(self, name: str, mode: str, figure: str) -> str:
-        return self._request("GET", f"/suites/{name}/reports/{mode}/figures/{figure}.svg").text
+    def suite_figure(self, name: str, report: str, figure: str) -> str:
+        return self._request("GET", f"/suites/{name}/reports/{report}/figures/{figure}.svg").text
 
     def start_suite(self, name: str, mode: str) -> dict[str, Any]:
         """Submit the suite's plan in `mode` (smoke or quick) as comparisons."""
