@@ -97,6 +97,11 @@ def test_smoke_plan_is_the_quick_plan_cut_to_seconds() -> None:
 def _run(length: int, optimizer: dict[str, Any], seed: int, solved: int | None, **kw: Any) -> Run:
     status = kw.get("status", "succeeded")
     summary = {"steps": kw.get("cap", 1000), "solved_step": solved}
+    if solved is not None:  # Newton PSGD: a gradient and a Hessian-vector product a step
+        newton = optimizer.get("fitting") == "newton"
+        work = {"function_evaluations": solved, "gradient_evaluations": solved}
+        summary["solved_work"] = {**work, "hessian_vector_products": solved if newton else 0}
+        summary["solved_seconds"] = solved / 100
     return Run(
         comparison=f"Delayed XOR, T = {length}",
         label=optimizer["name"],
@@ -125,7 +130,7 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     runs.append(_run(16, {"name": "adam"}, 9, None, status="failed"))
     report = analyse(runs, "quick")
     assert report.verdict == "not yet run at full scale"
-    table, per_seed = report.tables
+    table, cost, per_seed = report.tables
     rows = {row[0]: row for row in table.rows}
     # 3/4: Wilson 95 % = [0.3006, 0.9544]; steps 100, 300, 400, censored: median 350
     assert rows[PRESET][1] == "3/4 = 75% [30%, 95%]"
@@ -139,6 +144,19 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     lra = next(s for s in figure.series if s.name == PRESET)
     assert lra.x == [0, 100, 100, 300, 300, 400, 400, 1000]
     assert lra.y == [0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75]
+    # the work and seconds of a solve, censored like the steps
+    assert cost.title == "T = 16: what a solve cost, median [IQR] (unsolved runs censored)"
+    assert cost.columns[1:] == [
+        "solved",
+        "function evaluations to solve",
+        "gradient evaluations to solve",
+        "Hessian-vector products to solve",
+        "seconds to solve",
+    ]
+    assert cost.rows[0] == [PRESET, "3/4"] + ["350 [IQR 250–beyond the cap]"] * 3 + [
+        "3.5 [IQR 2.5–beyond the cap]"
+    ]
+    assert cost.rows[1] == ["adam", "0/4"] + ["> cap (0/4 solved)"] * 4
     # each seed's outcome side by side: a solve's step, "–" unsolved, a status otherwise
     assert per_seed.title == "T = 16: steps to solve per seed (– = not solved within the cap)"
     assert per_seed.columns == ["seed", PRESET, "adam"]
@@ -191,9 +209,12 @@ def test_quick_mode_never_claims_a_verdict() -> None:
 
 def test_a_diverged_run_counts_as_unsolved_and_says_so_per_seed() -> None:
     runs = [_run(64, LRA, 0, 500), _run(64, LRA, 1, None, status="diverged")]
-    table, per_seed = analyse(runs, "full").tables
+    runs += [_run(64, {"name": "adam"}, 0, 200), _run(64, {"name": "adam"}, 1, 400)]
+    table, cost, per_seed = analyse(runs, "full").tables
     assert table.rows[0][1] == "1/2 = 50% [9%, 91%]"
-    assert per_seed.rows == [["0", "500"], ["1", "diverged"]]
+    assert per_seed.rows == [["0", "500", "200"], ["1", "diverged", "400"]]
+    # Adam makes no Hessian-vector products: its solves cost gradients only
+    assert cost.rows[1][2:5] == ["300 [IQR 250–350]"] * 2 + ["0 [IQR 0–0]"]
 
 
 def test_the_ablations_are_named_and_the_best_reported() -> None:
@@ -248,7 +269,7 @@ def test_smoke_mode_runs_end_to_end(tmp_path: Path) -> None:
     assert record["suite"] == "xor" and record["mode"] == "smoke"
     report = record["report"]
     assert report["verdict"] == "not yet run at full scale"
-    table, per_seed = report["tables"]
+    table, _, per_seed = report["tables"]
     assert [row[0] for row in table["rows"]] == MAIN
     assert per_seed["columns"] == ["seed", *MAIN] and len(per_seed["rows"]) == 1
     assert all(row[1].endswith("]") and row[4] == "0" for row in table["rows"])

@@ -165,6 +165,20 @@ class _Cell:
     def spread(self) -> stats.Spread:
         return stats.censored_spread(self.steps)
 
+    def cost_spread(self, cost: str) -> stats.Spread:
+        """What the solved runs had spent when they solved (`seconds` or a work count);
+        unsolved runs censored, as for steps."""
+        spent = []
+        for run in self.counted:
+            summary = run.summary
+            if summary.get("solved_step") is None:
+                spent.append(None)
+            elif cost == "seconds":
+                spent.append(summary.get("solved_seconds"))
+            else:
+                spent.append((summary.get("solved_work") or {}).get(cost))
+        return stats.censored_spread(spent)
+
     def rate_text(self) -> str:
         rate = self.rate()
         if rate is None:
@@ -186,6 +200,7 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
     """Solved fraction (Wilson interval) and steps to solve (censored) per length and entry."""
     cells = _cells(runs)
     tables = [_table(length, by_name) for length, by_name in cells.items()]
+    tables += [_cost_table(length, by_name) for length, by_name in cells.items()]
     tables += [_seed_table(length, by_name) for length, by_name in cells.items()]
     figures = [_cumulative_figure(length, by_name) for length, by_name in cells.items()]
     if len(cells) > 1:
@@ -217,6 +232,31 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
     )
 
 
+#: what a solve cost besides steps (issue 16: costs in work and seconds, not only steps):
+#: summary key → (column label, decimals shown)
+COSTS = {
+    "function_evaluations": ("function evaluations", 0),
+    "gradient_evaluations": ("gradient evaluations", 0),
+    "hessian_vector_products": ("Hessian-vector products", 0),
+    "seconds": ("seconds", 1),
+}
+
+
+def _cost_table(length: int, by_name: dict[str, _Cell]) -> Table:
+    """Steps hide unequal work: a Newton-fitting PSGD step adds a Hessian-vector product
+    (or, with finite differences, a second function and gradient evaluation) to Adam's one
+    gradient; so each solve's work counts and wall seconds, median [IQR] as for steps."""
+    rows = []
+    for name, cell in by_name.items():
+        costs = [_spread_text(cell.cost_spread(key), d) for key, (_, d) in COSTS.items()]
+        rows.append([name, f"{cell.solved}/{cell.n}", *costs])
+    return Table(
+        f"T = {length}: what a solve cost, median [IQR] (unsolved runs censored)",
+        ["optimizer", "solved", *(f"{label} to solve" for label, _ in COSTS.values())],
+        rows,
+    )
+
+
 def _seed_table(length: int, by_name: dict[str, _Cell]) -> Table:
     """Each seed's outcome per entry, so that entries (and reports over the same seeds)
     can be compared seed by seed, not only by their rates."""
@@ -243,19 +283,19 @@ def _outcome(run: Run) -> str:
     return "–" if step is None else _steps(step)
 
 
-def _steps(value: float) -> str:
-    return f"{value:,.0f}"
+def _steps(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
 
 
-def _spread_text(spread: stats.Spread) -> str:
-    """Steps to solve as "median [IQR q1–q3]" in whole steps (summary.spread_text's
-    three significant digits would print 17,273 as 1.73e+04)."""
+def _spread_text(spread: stats.Spread, digits: int = 0) -> str:
+    """Steps (or another cost) to solve as "median [IQR q1–q3]" with `digits` decimals
+    (summary.spread_text's three significant digits would print 17,273 as 1.73e+04)."""
     if not spread.n:
         return "–"
     if spread.median is None or spread.q1 is None:
         return f"> cap ({spread.reached}/{spread.n} solved)"
-    upper = _steps(spread.q3) if spread.q3 is not None else "beyond the cap"
-    return f"{_steps(spread.median)} [IQR {_steps(spread.q1)}–{upper}]"
+    upper = _steps(spread.q3, digits) if spread.q3 is not None else "beyond the cap"
+    return f"{_steps(spread.median, digits)} [IQR {_steps(spread.q1, digits)}–{upper}]"
 
 
 def _rate_figure(cells: dict[int, dict[str, _Cell]]) -> Figure:
