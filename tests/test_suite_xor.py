@@ -207,6 +207,19 @@ def test_quick_mode_never_claims_a_verdict() -> None:
     )
 
 
+def test_the_best_ablation_is_every_one_tied_at_the_top_and_none_when_none_solved() -> None:
+    tied = _many(64, {**BASE, "uv_init": "random"}, [None, 100])
+    tied += _many(64, {**BASE, "uv_balance": "norms"}, [200, None])
+    tied += _many(64, {**BASE, "step_normalizer": "gradient_norm"}, [None, None])
+    assert analyse(tied, "full").finding.endswith(
+        "Highest solved fraction: psgd-lra newton + random UV and psgd-lra newton + norm balancing."
+    )
+    unsolved = _many(64, {**BASE, "uv_init": "random"}, [None] * 5)
+    unsolved += _many(64, {**BASE, "uv_balance": "norms"}, [None] * 5)
+    finding = analyse(unsolved, "full").finding
+    assert finding.endswith("None of them solved a seed.") and "Highest" not in finding
+
+
 def test_a_diverged_run_counts_as_unsolved_and_says_so_per_seed() -> None:
     runs = [_run(64, LRA, 0, 500), _run(64, LRA, 1, None, status="diverged")]
     runs += [_run(64, {"name": "adam"}, 0, 200), _run(64, {"name": "adam"}, 1, 400)]

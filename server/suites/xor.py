@@ -413,7 +413,7 @@ def _verdict(cells: dict[int, dict[str, _Cell]], mode: Mode) -> tuple[str, str]:
 
 def _ablation_sentence(cells: dict[int, dict[str, _Cell]]) -> str:
     """The ablations' solved fractions at T = 64 beside the preset's (when it ran), and the
-    highest of them."""
+    highest of them (every one tied there; none when no seed was solved)."""
     by_name = cells.get(ABLATION_LENGTH, {})
     ablations = _ablation_names(by_name)
     if not ablations:
@@ -424,8 +424,12 @@ def _ablation_sentence(cells: dict[int, dict[str, _Cell]]) -> str:
     said = f"Ablations at T = {ABLATION_LENGTH}, cap {cap:,} steps (solved, 95 % Wilson): {listed}."
     if len(compared) == 1:
         return said
-    best = max(compared, key=lambda name: _rate_key(by_name[name]))
-    return f"{said} Highest solved fraction: {best}."
+    keys = {name: _rate_key(by_name[name]) for name in compared}
+    top = max(keys.values())
+    if top[0] <= 0:
+        return f"{said} None of them solved a seed."
+    best = [name for name in compared if keys[name] == top]
+    return f"{said} Highest solved fraction: {' and '.join(best)}."
 
 
 def _rate_key(cell: _Cell) -> tuple[float, float]:
