@@ -166,6 +166,7 @@ class OptimizerSpec:
     label: str
     probability: float | None  # preconditioner update probability; None for baselines
     build: OptimizerFactory
+    peer: bool = False  # another library's: its failure is reported, not fatal
 
 
 def baseline_specs() -> list[OptimizerSpec]:
@@ -210,6 +211,7 @@ def peer_specs(peers: dict[str, type], p: float) -> list[OptimizerSpec]:
             f"{module}.{cls.__name__}",
             p,
             lambda ps, cls=cls: cls(ps, lr=LR, preconditioner_update_probability=p),
+            peer=True,
         )
         for module, cls in peers.items()
     ]
@@ -304,13 +306,29 @@ def summarize(runner: Runner, adamw: Runner, block: int, params: int) -> Row:
 
 def benchmark_model(
     work: Workload, specs: list[OptimizerSpec], args: argparse.Namespace
-) -> list[Row]:
-    runners = [make_runner(spec, work) for spec in specs]
-    for runner in runners:
-        for _ in range(args.warmup):
-            train_step(runner, work)
+) -> tuple[list[Row], list[str]]:
+    """The rows of the optimizers that ran, and why any peer was left out: a peer that
+    fails in its warm-up (e.g. its `torch.compile` on this torch) is reported, not fatal;
+    ours and the baselines must run."""
+    runners, failed = [], []
+    for spec in specs:
+        runner = make_runner(spec, work)
+        try:
+            for _ in range(args.warmup):
+                train_step(runner, work)
+        except Exception as exc:
+            if not spec.peer:
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            failed.append(
+                f"{spec.label} p={spec.probability:g} on {work.name}: "
+                f"{type(exc).__name__}{': ' + reason[:120] if reason else ''}"
+            )
+            print(f"left out: {failed[-1]}")
+            continue
+        runners.append(runner)
     run_interleaved(runners, work, args.rounds, args.block, args.device)
-    return [summarize(r, runners[0], args.block, work.params) for r in runners]
+    return [summarize(r, runners[0], args.block, work.params) for r in runners], failed
 
 
 # ----------------------------------------------------------------------------- output
@@ -466,10 +484,12 @@ def measure(
     print(header_line(env))
     loaded = {module: import_peer(module, attr) for module, attr in PEERS}
     peers = {module: cls for module, cls in loaded.items() if cls is not None}
-    results, sections = {}, []
+    results, sections, failed = {}, [], []
     for name in args.models:
         work = make_workload(name, args.batch or default_batch(name, args.device), args.device)
-        rows = benchmark_model(work, specs_for(name, peers, args.all_psgd_on_resnet), args)
+        specs = specs_for(name, peers, args.all_psgd_on_resnet)
+        rows, left_out = benchmark_model(work, specs, args)
+        failed += left_out
         title = model_title(work, args.rounds, args.block)
         print(f"\n{title}\n{text_table(rows)}")
         sections.append((title, rows))
@@ -477,6 +497,7 @@ def measure(
         results[name] = {"params": work.params, "batch": len(work.inputs), "rows": rows_json}
     env["load_average_end"] = round(os.getloadavg()[0], 2)
     env["peers"] = ", ".join(peer_version(m) if c else f"{m}: no" for m, c in loaded.items())
+    env["peers_failed"] = failed
     return env, results, sections
 
 

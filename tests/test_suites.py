@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from benchmark_scripts import load_benchmark
 
 from server.specs import ComparisonSpec
@@ -366,6 +367,33 @@ def test_step_cost_finding_names_the_peers_that_ran():
     )
     assert "Peers: heavyball 3.2.1, kron_torch: no." in quick.notes
     assert "peers" not in report("quick", env, step_time_results(1.3)).finding
+
+
+class _BrokenStep(torch.optim.SGD):
+    def step(self, closure=None):
+        raise RuntimeError("compile failed\nmore detail")
+
+
+def test_a_peer_that_fails_is_left_out_and_ours_must_run():
+    step_time = load_benchmark("step_time")
+    args = step_time.parse_args(["--models", "mlp", "--rounds", "1", "--warmup", "1"])
+    args.batch, args.block = 2, 10
+    work = step_time.make_workload("mlp", 2, torch.device("cpu"))
+    adamw = step_time.baseline_specs()[0]
+    peer = step_time.OptimizerSpec("peer.Broken", 0.1, lambda ps: _BrokenStep(ps, 0.1), True)
+    rows, failed = step_time.benchmark_model(work, [adamw, peer], args)
+    assert [row.optimizer for row in rows] == ["AdamW"]
+    assert failed == ["peer.Broken p=0.1 on mlp: RuntimeError: compile failed"]
+    ours = step_time.OptimizerSpec("ours", 0.1, lambda ps: _BrokenStep(ps, 0.1))
+    with pytest.raises(RuntimeError, match="compile failed"):
+        step_time.benchmark_model(work, [adamw, ours], args)
+    from server.suites.step_cost import report
+
+    env = {"device": "cpu", "load_average_start": 0.1, "peers": "p 1", "peers_failed": failed}
+    notes = report("quick", env, step_time_results(1.3)).notes
+    assert (
+        "Peers left out (failed in warm-up): peer.Broken p=0.1 on mlp: RuntimeError: " in notes[2]
+    )
 
 
 def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):
