@@ -263,12 +263,31 @@ def make_runner(spec: OptimizerSpec, work: Workload) -> Runner:
 
 def run_interleaved(
     runners: list[Runner], work: Workload, rounds: int, block: int, device: torch.device
-) -> None:
-    """R rounds; each round times one block per runner, the order rotating by one."""
+) -> list[str]:
+    """R rounds; each round times one block per runner, the order rotating by one. A peer
+    that fails (e.g. compiling its first preconditioner update) leaves the runners, and
+    why is returned; ours and the baselines must run."""
+    failed = []
     for r in range(rounds):
         shift = r % len(runners)
         for runner in runners[shift:] + runners[:shift]:
-            runner.blocks.append(time_block(runner, work, block, device))
+            try:
+                runner.blocks.append(time_block(runner, work, block, device))
+            except Exception as exc:
+                if not runner.spec.peer:
+                    raise
+                failed.append(failure(runner.spec, work, exc))
+                runners.remove(runner)
+    return failed
+
+
+def failure(spec: OptimizerSpec, work: Workload, exc: Exception) -> str:
+    """ "heavyball.PSGDKron p=0.1 on resnet18: InductorError: …", printed as it happens."""
+    lines = str(exc).strip().splitlines()
+    reason = f": {lines[0][:120]}" if lines else ""
+    said = f"{spec.label} p={spec.probability:g} on {work.name}: {type(exc).__name__}{reason}"
+    print(f"left out: {said}")
+    return said
 
 
 # ---------------------------------------------------------------------------- results
@@ -308,8 +327,8 @@ def benchmark_model(
     work: Workload, specs: list[OptimizerSpec], args: argparse.Namespace
 ) -> tuple[list[Row], list[str]]:
     """The rows of the optimizers that ran, and why any peer was left out: a peer that
-    fails in its warm-up (e.g. its `torch.compile` on this torch) is reported, not fatal;
-    ours and the baselines must run."""
+    fails in its warm-up or timing (e.g. its `torch.compile` on this torch) is reported,
+    not fatal; ours and the baselines must run."""
     runners, failed = [], []
     for spec in specs:
         runner = make_runner(spec, work)
@@ -319,15 +338,10 @@ def benchmark_model(
         except Exception as exc:
             if not spec.peer:
                 raise
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            failed.append(
-                f"{spec.label} p={spec.probability:g} on {work.name}: "
-                f"{type(exc).__name__}{': ' + reason[:120] if reason else ''}"
-            )
-            print(f"left out: {failed[-1]}")
+            failed.append(failure(spec, work, exc))
             continue
         runners.append(runner)
-    run_interleaved(runners, work, args.rounds, args.block, args.device)
+    failed += run_interleaved(runners, work, args.rounds, args.block, args.device)
     return [summarize(r, runners[0], args.block, work.params) for r in runners], failed
 
 

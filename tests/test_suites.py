@@ -374,6 +374,16 @@ class _BrokenStep(torch.optim.SGD):
         raise RuntimeError("compile failed\nmore detail")
 
 
+class _LateBreak(torch.optim.SGD):
+    """Steps through the warm-up (one step), then fails."""
+
+    def step(self, closure=None):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps > 1:
+            raise RuntimeError("compile failed")
+        return super().step(closure)
+
+
 def test_a_peer_that_fails_is_left_out_and_ours_must_run():
     step_time = load_benchmark("step_time")
     args = step_time.parse_args(["--models", "mlp", "--rounds", "1", "--warmup", "1"])
@@ -384,6 +394,11 @@ def test_a_peer_that_fails_is_left_out_and_ours_must_run():
     rows, failed = step_time.benchmark_model(work, [adamw, peer], args)
     assert [row.optimizer for row in rows] == ["AdamW"]
     assert failed == ["peer.Broken p=0.1 on mlp: RuntimeError: compile failed"]
+    # a peer whose warm-up passes but whose later step fails (its first update compiles)
+    late = step_time.OptimizerSpec("peer.Late", 0.1, lambda ps: _LateBreak(ps, 0.1), True)
+    rows, failed_late = step_time.benchmark_model(work, [adamw, late], args)
+    assert [row.optimizer for row in rows] == ["AdamW"] and len(rows[0].ratios) == 1
+    assert failed_late == ["peer.Late p=0.1 on mlp: RuntimeError: compile failed"]
     ours = step_time.OptimizerSpec("ours", 0.1, lambda ps: _BrokenStep(ps, 0.1))
     with pytest.raises(RuntimeError, match="compile failed"):
         step_time.benchmark_model(work, [adamw, ours], args)
@@ -391,9 +406,7 @@ def test_a_peer_that_fails_is_left_out_and_ours_must_run():
 
     env = {"device": "cpu", "load_average_start": 0.1, "peers": "p 1", "peers_failed": failed}
     notes = report("quick", env, step_time_results(1.3)).notes
-    assert (
-        "Peers left out (failed in warm-up): peer.Broken p=0.1 on mlp: RuntimeError: " in notes[2]
-    )
+    assert "Peers left out (failed): peer.Broken p=0.1 on mlp: RuntimeError: " in notes[2]
 
 
 def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):

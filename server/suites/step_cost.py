@@ -64,7 +64,7 @@ def report(mode: Mode, env: dict[str, Any], results: dict[str, dict[str, Any]]) 
         f"Peers: {env.get('peers', 'not checked')}.",
     ]
     if env.get("peers_failed"):
-        notes.append(f"Peers left out (failed in warm-up): {'; '.join(env['peers_failed'])}.")
+        notes.append(f"Peers left out (failed): {'; '.join(env['peers_failed'])}.")
     if mode != "full":
         notes.append(
             "Full mode (`--full`) runs step_time.py's defaults, on a GPU when there is one: "
