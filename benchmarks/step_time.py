@@ -283,8 +283,8 @@ def run_interleaved(
 
 def failure(spec: OptimizerSpec, work: Workload, exc: Exception) -> str:
     """ "heavyball.PSGDKron p=0.1 on resnet18: InductorError: …", printed as it happens."""
-    lines = str(exc).strip().splitlines()
-    reason = f": {lines[0][:120]}" if lines else ""
+    first = (str(exc).strip().splitlines() or [""])[0].rstrip(": ")  # "AssertionError: "
+    reason = f": {first[:120]}" if first else ""
     said = f"{spec.label} p={spec.probability:g} on {work.name}: {type(exc).__name__}{reason}"
     print(f"left out: {said}")
     return said

@@ -374,6 +374,11 @@ class _BrokenStep(torch.optim.SGD):
         raise RuntimeError("compile failed\nmore detail")
 
 
+class _BareAssertion(torch.optim.SGD):
+    def step(self, closure=None):
+        raise RuntimeError("AssertionError: \n")  # how inductor's InductorError reads
+
+
 class _LateBreak(torch.optim.SGD):
     """Steps through the warm-up (one step), then fails."""
 
@@ -399,6 +404,9 @@ def test_a_peer_that_fails_is_left_out_and_ours_must_run():
     rows, failed_late = step_time.benchmark_model(work, [adamw, late], args)
     assert [row.optimizer for row in rows] == ["AdamW"] and len(rows[0].ratios) == 1
     assert failed_late == ["peer.Late p=0.1 on mlp: RuntimeError: compile failed"]
+    bare = step_time.OptimizerSpec("peer.Bare", 1.0, lambda ps: _BareAssertion(ps, 0.1), True)
+    _, failed_bare = step_time.benchmark_model(work, [adamw, bare], args)
+    assert failed_bare == ["peer.Bare p=1 on mlp: RuntimeError: AssertionError"]
     ours = step_time.OptimizerSpec("ours", 0.1, lambda ps: _BrokenStep(ps, 0.1))
     with pytest.raises(RuntimeError, match="compile failed"):
         step_time.benchmark_model(work, [adamw, ours], args)
