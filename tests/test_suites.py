@@ -13,7 +13,7 @@ from server.specs import ComparisonSpec
 from server.suites import SUITES, suite_named
 from server.suites.base import Figure, Report, Run, Series, Suite, Table
 from server.suites.render import report_markdown
-from server.suites.results import figure_svg, partial_reports, report_record
+from server.suites.results import figure_svg, partial_records, report_record
 
 pytest.importorskip("matplotlib")
 suite_command = load_benchmark("suite")
@@ -265,8 +265,8 @@ def test_partial_reports_are_listed_and_read_by_their_folder_names_only(
         write_toy_report(results, "full", name)
     write_toy_report(results, "smoke")  # a smoke report proves the path only
     (results / "toy" / "empty-folder").mkdir()
-    assert partial_reports(results, "toy") == ["full-partial", "full-partial-seeds10-19"]
-    assert partial_reports(results, "nope") == [] and partial_reports(None, "toy") == []
+    assert list(partial_records(results, "toy")) == ["full-partial", "full-partial-seeds10-19"]
+    assert partial_records(results, "nope") == {} and partial_records(None, "toy") == {}
     client = make_client(suite_results_dir=results)
     listed = {s["name"]: s for s in client.get("/api/suites").json()}
     partial = listed["toy"]["partial_reports"]

@@ -24,7 +24,7 @@ from server.suites.base import Suite
 from server.suites.results import (
     SHOWN_MODES,
     figure_svg,
-    partial_reports,
+    partial_records,
     report_record,
     results_folder,
 )
@@ -64,11 +64,10 @@ def build_suite_router(settings: Settings) -> APIRouter:
         for mode in SHOWN_MODES:
             record = report_record(folder, suite.name, mode)
             reports[mode] = None if record is None else _headline(record)
-        partial = []
-        for report in partial_reports(folder, suite.name):
-            record = report_record(folder, suite.name, report)
-            if record is not None:
-                partial.append({"name": report, **_headline(record)})
+        partial = [
+            {"name": report, **_headline(record)}
+            for report, record in partial_records(folder, suite.name).items()
+        ]
         return {
             "name": suite.name,
             "title": suite.title,

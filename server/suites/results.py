@@ -30,28 +30,30 @@ def results_folder(configured: Path | None) -> Path | None:
     return _CHECKOUT_RESULTS if _CHECKOUT_RESULTS.is_dir() else None
 
 
-def partial_reports(folder: Path | None, suite: str) -> list[str]:
-    """The names of the suite's other committed reports (trimmed runs, part of a plan), sorted:
-    every folder but the modes' that holds a readable report.json (a smoke report proves
-    the path only and is not shown)."""
+def partial_records(folder: Path | None, suite: str) -> dict[str, dict[str, Any]]:
+    """The suite's other committed reports (trimmed runs, part of a plan) by folder name,
+    sorted: every folder but the modes' that holds a readable report.json (a smoke report
+    proves the path only and is not shown). One read of each, for the whole listing."""
     if folder is None or not (folder / suite).is_dir():
-        return []
-    names = sorted(
-        entry.name
-        for entry in (folder / suite).iterdir()
-        if entry.is_dir()
-        and _REPORT_NAME.fullmatch(entry.name)
-        and entry.name not in get_args(Mode)
-    )
-    return [name for name in names if _read(folder / suite / name) is not None]
+        return {}
+    records = {}
+    for entry in sorted((folder / suite).iterdir()):
+        if entry.is_dir() and _is_partial(entry.name):
+            record = _read(entry)
+            if record is not None:
+                records[entry.name] = record
+    return records
+
+
+def _is_partial(name: str) -> bool:
+    return bool(_REPORT_NAME.fullmatch(name)) and name not in get_args(Mode)
 
 
 def report_record(folder: Path | None, suite: str, report: str) -> dict[str, Any] | None:
     """The report.json of `suite` named `report` (a shown mode or a partial report's folder),
-    or None when there is none by that name (or it is unreadable)."""
-    if folder is None or not _REPORT_NAME.fullmatch(report):
-        return None
-    if report not in SHOWN_MODES and report not in partial_reports(folder, suite):
+    or None when there is none by that name (or it is unreadable). The name pattern admits
+    no path separator or leading dot, so the folder read lies inside the suite's."""
+    if folder is None or not (report in SHOWN_MODES or _is_partial(report)):
         return None
     return _read(folder / suite / report)
 
