@@ -2,9 +2,11 @@
 
 `benchmarks/suite.py` writes `<folder>/<suite>/<mode>/report.json` plus one SVG per figure;
 a trimmed run of a plan writes `<mode>-partial/` (or a folder named with `--out`). Here they
-are only read. A report is named by its folder, and a name a client sends is only used when
-it is one of the folders listed here; file names come from the suite registry and the
-report's own figure list, never from a client, so a request cannot reach another file.
+are only read. A report is named by its folder; a name a client sends must match the
+folder-name pattern (no separator, no leading dot) and name a folder holding a readable
+report.json, i.e. one of those listed here; other file names come from the suite registry
+and the report's own figure list, never from a client, so a request cannot reach another
+file.
 """
 
 from __future__ import annotations
