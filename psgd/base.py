@@ -250,6 +250,9 @@ class PSGDOptimizer(torch.optim.Optimizer):
         return True
 
     preconditioner_keys: ClassVar[tuple[str, ...]] = ()
+    #: State tensors kept on the host whatever the parameter's device: counters that
+    #: Python reads every step (a device copy would cost a sync per read on a GPU).
+    host_state_keys: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ units
     def _units(self, group: dict, with_grad_only: bool = True) -> list[Unit]:
@@ -567,7 +570,8 @@ class PSGDOptimizer(torch.optim.Optimizer):
         for saved_id, p in zip(saved_ids, params):
             for key, value in state_dict["state"].get(saved_id, {}).items():
                 if isinstance(value, Tensor) and key != "step":
-                    self.state[p][key] = value.to(device=p.device, copy=True)
+                    device = "cpu" if key in self.host_state_keys else p.device
+                    self.state[p][key] = value.to(device=device, copy=True)
         if extra is not None:
             self.seed = extra["seed"]
             self._global_step = extra["global_step"]

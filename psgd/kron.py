@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from psgd.linalg import lipschitz_step, procrustes_step, spd_norm_lower_bound
+from psgd.linalg import lipschitz_step, procrustes_step, spd_norm_lower_bound, usable_bound
 from psgd.spectra import SpectrumSummary, kron_summary
 
 GEOMETRIES = ("EQ", "QEQ", "Q0.5EQ1.5", "QUAD")
@@ -184,11 +184,11 @@ def fit(
         else:
             ell = spd_norm_lower_bound(t1 + t2)
         ell = ell.float()
-        if not torch.isfinite(ell) or ell <= 0:
-            continue
-        step = lipschitz_step(lipschitz[mode], ell, lr, lipschitz_beta, q.dtype)
+        usable = usable_bound(ell)  # a zero probe or an overflow leaves this factor as it is
+        step = lipschitz_step(lipschitz[mode], ell, lr, lipschitz_beta, q.dtype, usable)
         err = t1 - t2
-        q.copy_(q - step * err * q if diagonal else _update_dense(q, err, step, geometry))
+        moved = q - step * err * q if diagonal else _update_dense(q, err, step, geometry)
+        q.copy_(torch.where(usable, moved, q))
     for p, q in zip(preconditioner, precondition_factors(factors)):
         p.copy_(q)
 
@@ -202,11 +202,10 @@ def balance(factors: list[Tensor]) -> None:
     if len(factors) < 2:
         return
     sizes = torch.stack([q.abs().max().double() for q in factors])
-    if torch.any(sizes <= 0) or not torch.all(torch.isfinite(sizes)):
-        return
+    usable = torch.all(usable_bound(sizes))  # a zero or overflowing factor: leave them all
     target = sizes.log().mean().exp()
     for q, size in zip(factors, sizes):
-        q.mul_((target / size).to(q.dtype))
+        q.mul_(torch.where(usable, target / size, 1.0).to(q.dtype))
 
 
 def spectrum(preconditioner: Sequence[Tensor], max_values: int) -> SpectrumSummary:

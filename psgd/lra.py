@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from psgd import diag
-from psgd.linalg import lipschitz_step
+from psgd.linalg import lipschitz_step, usable_bound
 
 #: "rotate": equalise the norms and rotate UᵀU towards VᵀV before every fit (the 2025
 #: reference); "norms": equalise only the norms (the 2022 reference, which does it with
@@ -46,15 +46,15 @@ def balance(u: Tensor, v: Tensor, rotate: bool = True) -> None:
     """
     uu, vv = u.T @ u, v.T @ v
     tr_u, tr_v = uu.trace(), vv.trace()
-    if tr_u <= 0 or tr_v <= 0:
-        return
-    rho = (tr_u / tr_v) ** 0.25
+    # A zero factor (V starts at 0) leaves both as they are: ρ = 1 and E = 0.
+    usable = (tr_u > 0) & (tr_v > 0)
+    rho = torch.where(usable, tr_u / tr_v, 1.0) ** 0.25
     u.div_(rho)
     v.mul_(rho)
     if not rotate:
         return
     uu, vv = uu / rho**2, vv * rho**2
-    e = 0.1 * (uu - vv) / (uu.trace() + vv.trace())
+    e = torch.where(usable, 0.1 * (uu - vv) / (uu.trace() + vv.trace()), 0.0)
     eye = torch.eye(e.shape[0], dtype=e.dtype, device=e.device)
     e2 = e @ e / 2
     u.copy_(u @ (eye - e + e2))
@@ -96,9 +96,9 @@ def fit(
     # Woodbury: (I + VUᵀ)⁻¹x = x − V S⁻ᵀ Uᵀx and (I + UVᵀ)⁻¹y = y − U S⁻¹ Vᵀy, S = I + VᵀU.
     s = (eye + v.T @ u).float()
     x = probe / d
-    qinv_t_probe = x - v @ torch.linalg.solve(s.T, (u.T @ x).float()).to(u.dtype)
+    qinv_t_probe = x - v @ _solve(s.T, (u.T @ x).float()).to(u.dtype)
     y = qinv_t_probe
-    pinv_probe = (y - u @ torch.linalg.solve(s, (v.T @ y).float()).to(u.dtype)) / d
+    pinv_probe = (y - u @ _solve(s, (v.T @ y).float()).to(u.dtype)) / d
 
     _fit_d(d, ph * h, probe * pinv_probe, lipschitz, lr, lipschitz_beta, normalizer)
 
@@ -121,6 +121,14 @@ def fit(
     direction = grad @ (eye + v.T @ u) if update_u else grad + v @ (u.T @ grad)
     index = 1 if update_u else 2
     _step_in_place(moved, direction, lipschitz, index, ell.float(), lr, lipschitz_beta, normalizer)
+
+
+def _solve(a: Tensor, b: Tensor) -> Tensor:
+    """`A⁻¹b` without torch's singularity check, which reads a flag back (a GPU sync).
+
+    A singular S gives non-finite values, and the fit's guard then skips the step.
+    """
+    return torch.linalg.solve_ex(a, b, check_errors=False).result
 
 
 def _fit_d(
@@ -149,14 +157,13 @@ def _step_in_place(
     lipschitz_beta: float,
     normalizer: str,
 ) -> None:
-    if not torch.isfinite(ell) or ell <= 0:
-        return
+    usable = usable_bound(ell)  # a zero probe or an overflow leaves x as it is
     if normalizer == "lipschitz":
-        step = lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype)
+        step = lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype, usable)
     else:
-        lipschitz[index] = ell
-        step = (lr / ell).to(x.dtype)
-    x.sub_(step * direction)
+        lipschitz[index] = torch.where(usable, ell, lipschitz[index])
+        step = (lr / torch.where(usable, ell, 1.0)).to(x.dtype)
+    x.copy_(torch.where(usable, x - step * direction, x))
 
 
 def dense_q(u: Tensor, v: Tensor, d: Tensor) -> Tensor:

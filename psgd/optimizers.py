@@ -84,6 +84,7 @@ class _KronFamily(PSGDOptimizer):
     """Kronecker-factored core shared by `Kron` (per tensor) and `Dense` (whole vector)."""
 
     preconditioner_keys = ("Q", "P")
+    host_state_keys = ("updates",)
 
     def validate_family_options(self, group: dict[str, Any]) -> None:
         geometry = group["geometry"]

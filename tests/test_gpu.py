@@ -60,3 +60,38 @@ def test_cuda_state_dict_round_trip_is_bit_identical() -> None:
     other_opt.load_state_dict(saved_opt)
     _train(other, other_opt, "cuda", False)
     assert all(torch.equal(a, b) for a, b in zip(expected, other.parameters()))
+    assert all(
+        s["updates"].device.type == "cpu" for s in other_opt.state.values() if "updates" in s
+    )
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+@pytest.mark.parametrize("fitting", ["whiten", "newton"])
+def test_cuda_updating_steps_never_synchronise(cls: type, fitting: str) -> None:
+    """The fitting cores decide on the device (test_host_syncs.py counts the same on CPU)."""
+    model = _model().cuda()
+    opt = cls(
+        model.parameters(),
+        lr=0.01,
+        fitting=fitting,
+        preconditioner_update_probability=1.0,
+        preconditioner_init_scale=1.0,
+    )
+    x, y = torch.randn(16, 6, device="cuda"), torch.randn(16, 2, device="cuda")
+
+    def step() -> None:
+        if fitting == "newton":
+            opt.step(lambda: ((model(x) - y) ** 2).mean())
+        else:
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
