@@ -316,7 +316,10 @@ class PSGDOptimizer(torch.optim.Optimizer):
         units = [self._units(g) for g in groups]
         scale = self._auto_scale(groups, units, pairs)
         for group, group_units, update in zip(groups, units, updating):
-            directions = [self._step_unit(group, u, update, pairs, scale) for u in group_units]
+            raw = self._raw_directions(group, group_units)
+            directions = [
+                self._step_unit(group, u, d, update, pairs, scale) for u, d in zip(group_units, raw)
+            ]
             self._apply_steps(group, group_units, directions)
         return result
 
@@ -397,30 +400,50 @@ class PSGDOptimizer(torch.optim.Optimizer):
         scale = (fourth + damping**4) ** -0.125
         return scale * second**0.25 if self.fitting == "newton" else scale
 
+    def _raw_directions(self, group: dict, units: list[Unit]) -> list[list[Tensor]]:
+        """Each unit's directions before preconditioning: the gradients, or the momentum
+        buffers updated with them (bias-corrected). Buffers sharing a correction factor
+        are updated by one multi-tensor op (in effect all of them, after the first steps)."""
+        beta = group["momentum"]
+        by_factor: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+        directions = []
+        for unit in units:
+            unit_directions = []
+            for p in unit.params:
+                g = torch.zeros_like(p) if p.grad is None else p.grad
+                pstate = self.state[p]
+                if "step" not in pstate:
+                    pstate["step"] = torch.tensor(0.0)
+                step = float(pstate["step"])
+                pstate["step"] += 1
+                if not beta:
+                    unit_directions.append(g)
+                    continue
+                if "momentum_buffer" not in pstate:
+                    pstate["momentum_buffer"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype))
+                buf = pstate["momentum_buffer"]
+                buffers, gradients = by_factor.setdefault(min(step / (step + 1), beta), ([], []))
+                buffers.append(buf)
+                gradients.append(g.to(buf.dtype))
+                unit_directions.append(buf)
+            directions.append(unit_directions)
+        for factor, (buffers, gradients) in by_factor.items():
+            torch._foreach_mul_(buffers, factor)
+            torch._foreach_add_(buffers, gradients, alpha=1 - factor)
+        return directions
+
     def _step_unit(
-        self, group: dict, unit: Unit, update: bool, pairs: dict, scale: float | None
+        self,
+        group: dict,
+        unit: Unit,
+        directions: list[Tensor],
+        update: bool,
+        pairs: dict,
+        scale: float | None,
     ) -> list[Tensor]:
         """Fit the unit's preconditioner (on an updating step) and return its parameters'
         preconditioned directions, before clipping."""
         state = self.state[unit.holder]
-        beta = group["momentum"]
-        directions = []
-        for p in unit.params:
-            g = torch.zeros_like(p) if p.grad is None else p.grad
-            pstate = self.state[p]
-            if "step" not in pstate:
-                pstate["step"] = torch.tensor(0.0)
-            step = float(pstate["step"])
-            pstate["step"] += 1
-            if beta:
-                if "momentum_buffer" not in pstate:
-                    pstate["momentum_buffer"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype))
-                buf = pstate["momentum_buffer"]
-                bias_corrected = min(step / (step + 1), beta)
-                buf.mul_(bias_corrected).add_(g.to(buf.dtype), alpha=1 - bias_corrected)
-                directions.append(buf)
-            else:
-                directions.append(g)
         dtype = self._storage_dtype(group, unit)
         work = compute_dtype(dtype)
         if not self._initialized(state):
