@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from regression_step import regression_step
 
 import psgd
 
@@ -24,12 +25,7 @@ def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, device: str, newt
     for _ in range(20):
         x = torch.randn(16, 6, generator=gen).to(device)
         y = torch.randn(16, 2, generator=gen).to(device)
-        if newton:
-            opt.step(lambda x=x, y=y: ((model(x) - y) ** 2).mean())
-        else:
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            opt.step()
+        regression_step(model, opt, x, y, newton)
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
@@ -78,20 +74,11 @@ def test_cuda_updating_steps_never_synchronise(cls: type, fitting: str) -> None:
         preconditioner_init_scale=1.0,
     )
     x, y = torch.randn(16, 6, device="cuda"), torch.randn(16, 2, device="cuda")
-
-    def step() -> None:
-        if fitting == "newton":
-            opt.step(lambda: ((model(x) - y) ** 2).mean())
-        else:
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            opt.step()
-
-    step()
+    regression_step(model, opt, x, y, fitting == "newton")
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            step()
+            regression_step(model, opt, x, y, fitting == "newton")
     finally:
         torch.cuda.set_sync_debug_mode("default")

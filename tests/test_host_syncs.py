@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from regression_step import regression_step
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import psgd
@@ -64,19 +65,11 @@ def _updating_steps(cls: type, options: dict, fitting: str, steps: int) -> HostR
         preconditioner_init_scale=1.0,
         **options,
     )
-
-    def step() -> None:
-        if fitting == "newton":
-            opt.step(lambda: ((model(x) - y) ** 2).mean())
-        else:
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            opt.step()
-
-    step()  # the first step initialises the state: not what a long run pays for
+    newton = fitting == "newton"
+    regression_step(model, opt, x, y, newton)  # initialises the state: not a long run's cost
     with HostReads() as reads:
         for _ in range(steps):
-            step()
+            regression_step(model, opt, x, y, newton)
     return reads
 
 
