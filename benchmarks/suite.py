@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.suite_report import write_report  # noqa: E402
+from benchmarks.suite_report import machine, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
@@ -196,12 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         print(plan_text(plan))
         return 0
-    started = time.time()
+    started, where = time.time(), machine()  # the code the jobs run: as it is now
     report = _report(suite, mode, plan, args)
     if trimmed:
         report = _partial(report, trimmed)
     out = args.out or RESULTS / suite.name / (f"{mode}-partial" if trimmed else mode)
-    write_report(suite, mode, report, out, started=started, command=_command(argv))
+    write_report(suite, mode, report, out, started=started, command=_command(argv), where=where)
     print(f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {out}/report.md")
     return 0
 

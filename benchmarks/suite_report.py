@@ -51,6 +51,7 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
+    """The short commit, with " + uncommitted changes" when tracked files differ from it."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -60,15 +61,32 @@ def _git_commit() -> str | None:
             timeout=10,
             check=True,
         )
+        changed = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    commit = out.stdout.strip()
+    if not commit:
+        return None
+    return f"{commit} + uncommitted changes" if changed.returncode == 1 else commit
 
 
 def write_report(
-    suite: Suite, mode: Mode, report: Report, out: Path, *, started: float, command: str
+    suite: Suite,
+    mode: Mode,
+    report: Report,
+    out: Path,
+    *,
+    started: float,
+    command: str,
+    where: dict[str, Any] | None = None,
 ) -> None:
-    """Write report.json, report.md and the figures' SVGs into `out` (created)."""
+    """Write report.json, report.md and the figures' SVGs into `out` (created).
+
+    `where` is `machine()` taken when the run started: a long run's job workers keep the
+    code they started with, whatever is committed while they run.
+    """
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "suite": suite.name,
@@ -78,7 +96,7 @@ def write_report(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "wall_seconds": round(time.time() - started, 1),
         "command": command,
-        "machine": machine(),
+        "machine": where or machine(),
         "report": dataclasses.asdict(report),
     }
     for figure in report.figures:

@@ -4,6 +4,7 @@ command end to end through a real job service, and the /api/suites routes."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import torch
@@ -445,3 +446,43 @@ def test_a_runs_status_is_its_final_status_event_not_the_job_row_read_just_befor
     events = [{"type": "metrics", "step": 1}, {"type": "status", "step": 1, "status": "diverged"}]
     assert suite_command._run("t", job, events).status == "diverged"
     assert suite_command._run("t", job, []).status == "running"  # no final event: the row's
+
+
+def test_the_report_names_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    """A long run's jobs keep their code; a later commit or an edit must not relabel it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (repo / "f.txt").write_text("a\n")
+    git("add", "f.txt")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "--short", "HEAD")
+    monkeypatch.setattr(suite_report, "ROOT", repo)
+    assert suite_report.machine()["git_commit"] == first
+    (repo / "f.txt").write_text("b\n")
+    assert suite_report.machine()["git_commit"] == f"{first} + uncommitted changes"
+    at_start = suite_report.machine()
+    git("commit", "-qam", "two")
+    out = tmp_path / "toy"
+    suite_report.write_report(
+        TOY,
+        "quick",
+        Report("not reproduced", "f", []),
+        out,
+        started=0.0,
+        command="c",
+        where=at_start,
+    )
+    record = json.loads((out / "report.json").read_text())
+    assert record["machine"]["git_commit"] == f"{first} + uncommitted changes"
