@@ -31,6 +31,9 @@ WORK_KEYS = ("function_evaluations", "gradient_evaluations", "hessian_vector_pro
 DEFAULT_LR = {"whiten": 1e-3, "newton": 1e-2}
 #: preconditioner_lr lies in (0, PRECONDITIONER_LR_MAX]: the reference's admissible range (§1.6)
 PRECONDITIONER_LR_MAX = 2.0
+#: parameters' elements whose preconditioned directions are applied together (64 MiB in
+#: fp32): few kernel launches per step, and a bounded transient beyond the state
+APPLY_CHUNK = 1 << 24
 
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
@@ -316,11 +319,17 @@ class PSGDOptimizer(torch.optim.Optimizer):
         units = [self._units(g) for g in groups]
         scale = self._auto_scale(groups, units, pairs)
         for group, group_units, update in zip(groups, units, updating):
-            raw = self._raw_directions(group, group_units)
-            directions = [
-                self._step_unit(group, u, d, update, pairs, scale) for u, d in zip(group_units, raw)
-            ]
-            self._apply_steps(group, group_units, directions)
+            chunk_units: list[Unit] = []
+            chunk: list[list[Tensor]] = []
+            pending = 0
+            for unit, raw in zip(group_units, self._raw_directions(group, group_units)):
+                chunk_units.append(unit)
+                chunk.append(self._step_unit(group, unit, raw, update, pairs, scale))
+                pending += unit.numel
+                if pending >= APPLY_CHUNK:
+                    self._apply_steps(group, chunk_units, chunk)
+                    chunk_units, chunk, pending = [], [], 0
+            self._apply_steps(group, chunk_units, chunk)
         return result
 
     def _newton_gradients(
@@ -484,11 +493,13 @@ class PSGDOptimizer(torch.optim.Optimizer):
         return v, h
 
     def _apply_steps(self, group: dict, units: list[Unit], directions: list[list[Tensor]]) -> None:
-        """Decay, clip and apply a group's directions (one list per unit) together.
+        """Decay, clip and apply the directions of some of a group's units together.
 
         Why together: torch's multi-tensor (`_foreach_*`) kernels do the per-tensor work of
         every parameter in a few launches; one small op per parameter each made a PSGD step
-        on a GPU launch-bound (a ResNet-18 has 62 parameters).
+        on a GPU launch-bound (a ResNet-18 has 62 parameters). Why only some: the pending
+        directions are memory beyond the state, so `step` applies them every `APPLY_CHUNK`
+        elements. Every clip is per tensor or per unit, so the chunking never changes a step.
         """
         params = [p for unit in units for p in unit.params]
         if not params:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from regression_step import regression_step
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import psgd
@@ -85,3 +86,23 @@ def test_clipping_by_rms_scales_each_parameter_on_its_own() -> None:
     assert torch.allclose(big, torch.full((4, 4), -2.0)) and torch.allclose(
         small, torch.full((3,), -0.5)
     )
+
+
+def test_applying_directions_in_chunks_gives_the_same_steps(monkeypatch) -> None:
+    """`APPLY_CHUNK` bounds the pending directions' memory; it must not change a step.
+    (Kron: one unit per parameter, so a chunk of 1 applies each on its own.)"""
+
+    def train() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        opt = psgd.Kron(model.parameters(), momentum=0.9, weight_decay=0.01, update_clip_norm=0.5)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(15):
+            x, y = torch.randn(16, 6, generator=gen), torch.randn(16, 2, generator=gen)
+            regression_step(model, opt, x, y, newton=False)
+        return [p.detach().clone() for p in model.parameters()]
+
+    together = train()
+    monkeypatch.setattr(psgd.base, "APPLY_CHUNK", 1)  # every unit applied on its own
+    one_by_one = train()
+    assert all(torch.equal(a, b) for a, b in zip(together, one_by_one))
