@@ -163,7 +163,8 @@ def _step_in_place(
     else:
         lipschitz[index] = torch.where(usable, ell, lipschitz[index])
         step = (lr / torch.where(usable, ell, 1.0)).to(x.dtype)
-    x.copy_(torch.where(usable, x - step * direction, x))
+    # Both masked, not x − 0·direction: the direction or the step may be inf or NaN.
+    x.sub_(torch.where(usable, direction, 0) * torch.where(usable, step, 0))
 
 
 def dense_q(u: Tensor, v: Tensor, d: Tensor) -> Tensor:
