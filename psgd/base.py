@@ -320,11 +320,11 @@ class PSGDOptimizer(torch.optim.Optimizer):
         scale = self._auto_scale(groups, units, pairs)
         for group, group_units, update in zip(groups, units, updating):
             chunk_units: list[Unit] = []
-            chunk: list[list[Tensor]] = []
+            chunk: list[Tensor] = []
             pending = 0
             for unit, raw in zip(group_units, self._raw_directions(group, group_units)):
                 chunk_units.append(unit)
-                chunk.append(self._step_unit(group, unit, raw, update, pairs, scale))
+                chunk += self._step_unit(group, unit, raw, update, pairs, scale)
                 pending += unit.numel
                 if pending >= APPLY_CHUNK:
                     self._apply_steps(group, chunk_units, chunk)
@@ -492,8 +492,9 @@ class PSGDOptimizer(torch.optim.Optimizer):
             h = h + (damping + eps * h.abs()) * self._randn_like(h)
         return v, h
 
-    def _apply_steps(self, group: dict, units: list[Unit], directions: list[list[Tensor]]) -> None:
-        """Decay, clip and apply the directions of some of a group's units together.
+    def _apply_steps(self, group: dict, units: list[Unit], directions: list[Tensor]) -> None:
+        """Decay, clip and apply the directions of some of a group's units together (one
+        direction per parameter, in the units' order).
 
         Why together: torch's multi-tensor (`_foreach_*`) kernels do the per-tensor work of
         every parameter in a few launches; one small op per parameter each made a PSGD step
@@ -507,14 +508,10 @@ class PSGDOptimizer(torch.optim.Optimizer):
         lr, wd = group["lr"], group["weight_decay"]
         rms_cap, norm_cap = group["update_clip_rms"], group["update_clip_norm"]
         if rms_cap is not None:
-            flat = [d for unit_directions in directions for d in unit_directions]
-            scaled = iter(_rms_clipped(flat, rms_cap))
-            directions = [[next(scaled) for _ in unit_directions] for unit_directions in directions]
+            directions = _rms_clipped(directions, rms_cap)
         if norm_cap is not None:
-            directions = [
-                _norm_clipped(unit_directions, norm_cap) for unit_directions in directions
-            ]
-        steps = [d.to(p.dtype) for p, d in zip(params, (d for ds in directions for d in ds))]
+            directions = _norm_clipped(directions, [len(u.params) for u in units], norm_cap)
+        steps = [d.to(p.dtype) for p, d in zip(params, directions)]
         if wd:
             torch._foreach_mul_(params, 1 - lr * wd)
         torch._foreach_add_(params, steps, alpha=-lr)
@@ -641,7 +638,12 @@ def _rms_clipped(directions: list[Tensor], cap: float) -> list[Tensor]:
     return [d * scale for d, scale in zip(directions, rms)]
 
 
-def _norm_clipped(directions: list[Tensor], cap: float) -> list[Tensor]:
-    """A unit's directions scaled together to a joint norm of at most `cap`."""
-    norm = torch.sqrt(sum(d.square().sum() for d in directions))
-    return [d * (cap / norm.clamp(min=cap)) for d in directions]
+def _norm_clipped(directions: list[Tensor], unit_sizes: list[int], cap: float) -> list[Tensor]:
+    """Each unit's directions (`unit_sizes` of them in turn) scaled together to a joint norm
+    of at most `cap`."""
+    clipped: list[Tensor] = []
+    for size in unit_sizes:
+        unit = directions[len(clipped) : len(clipped) + size]
+        norm = torch.sqrt(sum(d.square().sum() for d in unit))
+        clipped += [d * (cap / norm.clamp(min=cap)) for d in unit]
+    return clipped

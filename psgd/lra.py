@@ -162,7 +162,7 @@ def _step_in_place(
         step = lipschitz_step(lipschitz[index], ell, lr, lipschitz_beta, x.dtype, usable)
     else:
         lipschitz[index] = torch.where(usable, ell, lipschitz[index])
-        step = (lr / torch.where(usable, ell, 1.0)).to(x.dtype)
+        step = (lr / ell).to(x.dtype)
     # Both masked, not x − 0·direction: the direction or the step may be inf or NaN.
     x.sub_(torch.where(usable, direction, 0) * torch.where(usable, step, 0))
 
