@@ -28,9 +28,13 @@ MAIN = [
     "sgd",
     "rmsprop",
 ]
-#: the ablation group: the library's defaults, then each choice alone (all four together is
-#: the preset, already among the main entries)
-ABLATED = ["psgd-lra newton"] + [f"psgd-lra newton + {label}" for label in ABLATIONS]
+#: the ablation group: the library's defaults, each choice alone, then all but each one (all
+#: four together is the preset, already among the main entries)
+ABLATED = (
+    ["psgd-lra newton"]
+    + [f"psgd-lra newton + {label}" for label in ABLATIONS]
+    + [f"psgd-lra newton + all but {label}" for label in ABLATIONS]
+)
 
 
 def _names(spec: Any) -> list[str]:
@@ -50,8 +54,10 @@ def test_full_plan_has_the_issues_shape() -> None:
         assert len(spec.seeds) >= 10 and len(set(spec.seeds)) == len(spec.seeds)
         assert spec.steps == 100_000  # the paper's cap
         assert spec.stop_when_solved  # a solved run costs its steps to solve, not the cap
-        expected = MAIN + (ABLATED if spec.task.sequence_length == 64 else [])
+        expected = MAIN + (ABLATED if spec.task.sequence_length in (32, 64) else [])
         assert _names(spec) == expected
+    # the ablations' positions are those the committed trimmed runs name (`--entries 7,11`)
+    assert _names(comparisons[1][1])[7:12] == _names(comparisons[2][1])[7:12] == ABLATED[:5]
     entries = {entry_name(o.model_dump()): o for o in comparisons[2][1].optimizers}
     base = entries["psgd-lra newton"]
     assert (base.uv_init, base.uv_balance) == ("zero_v", "rotate")
@@ -61,6 +67,15 @@ def test_full_plan_has_the_issues_shape() -> None:
     assert entries["psgd-lra newton + norm balancing"].uv_balance == "norms"
     assert entries["psgd-lra newton + gradient-norm step"].step_normalizer == "gradient_norm"
     assert entries["psgd-lra newton + FD Hv after 1,000"].finite_difference_after == 1000
+    no_fd = entries["psgd-lra newton + all but FD Hv after 1,000"]
+    assert (no_fd.uv_init, no_fd.uv_balance, no_fd.step_normalizer) == (
+        "random",
+        "norms",
+        "gradient_norm",
+    )
+    assert no_fd.finite_difference_after is None
+    no_random = entries["psgd-lra newton + all but random UV"]
+    assert (no_random.uv_init, no_random.finite_difference_after) == ("zero_v", 1000)
     preset = entries[PRESET]
     assert preset.fitting == "newton" and preset.preconditioner_init_scale == 1.0
     assert {k: getattr(preset, k) for k in REFERENCE_LIKE} == REFERENCE_LIKE
@@ -266,12 +281,30 @@ def test_a_run_of_ablations_alone_says_their_rates_and_cap() -> None:
     ) in finding
 
 
+def test_ablations_at_both_lengths_are_said_per_length() -> None:
+    runs = _many(32, LRA, [300] * 9 + [None])
+    runs += _many(32, {**LRA, "uv_init": "zero_v"}, [None] * 6 + [400] * 4)
+    runs += _many(64, BASE, [None] * 10)
+    finding = analyse(runs, "full").finding
+    assert finding.startswith("Solved: T = 32 (cap 1,000 steps): " + PRESET + " 9/10.")
+    assert (
+        "Ablations at T = 32, cap 1,000 steps (solved, 95 % Wilson): "
+        f"{PRESET}: 9/10 = 90% [60%, 98%]; "
+        "psgd-lra newton + all but random UV: 4/10 = 40% [17%, 69%]. "
+        f"Highest solved fraction: {PRESET}. "
+        "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
+        "psgd-lra newton: 0/10 = 0% [0%, 28%]."
+    ) in finding
+
+
 def test_entry_names_follow_the_stored_spec() -> None:
     assert entry_name({"name": "adam", "lr": 1e-3}) == "adam"
     assert entry_name({"name": "psgd-kron", "fitting": "whiten"}) == "psgd-kron whiten"
     two = {**BASE, "uv_balance": "norms", "step_normalizer": "gradient_norm"}
     assert entry_name(two) == "psgd-lra newton + norm balancing + gradient-norm step"
     assert entry_name(LRA) == PRESET == "psgd-lra newton + all four (2022 reference)"
+    three = {**LRA, "uv_balance": "rotate"}
+    assert entry_name(three) == "psgd-lra newton + all but norm balancing"
 
 
 # ---------------------------------------------------------------------------- smoke
