@@ -16,7 +16,8 @@ command, date, the report), report.md and one SVG per figure. Commit what you ra
 A mode's plan can be trimmed to what a machine's time allows (`--only`, `--entries`,
 `--seeds`, `--cap`; `--plan` prints the result). A trimmed run is not its mode's result:
 its report says how it was trimmed, its verdict is "not yet run at full scale", and it
-lands in `<mode>-partial/`, which the claims table and the Benchmarks tab do not read.
+lands in `<mode>-partial/` (or `--out`): the claims table links it and the Benchmarks tab
+shows it beside the modes' reports, never as its mode's verdict.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ from benchmarks.suite_report import machine, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
-from server.suites.results import SHOWN_MODES, report_record, results_folder  # noqa: E402
+from server.suites.results import (  # noqa: E402
+    SHOWN_MODES,
+    partial_records,
+    report_record,
+    results_folder,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -335,8 +341,12 @@ def plan_text(plan: Plan) -> str:
 
 
 def claims_table(folder: Path | None) -> str:
-    """README's claim → verdict table, from the committed reports (quick and full mode)."""
-    lines = ["| claim | suite | quick mode | full mode |", "|---|---|---|---|"]
+    """README's claim → verdict table, from the committed reports (quick and full mode), with
+    links to the suite's other reports (trimmed runs), whose evidence README discusses."""
+    lines = [
+        "| claim | suite | quick mode | full mode | other reports (trimmed runs) |",
+        "|---|---|---|---|---|",
+    ]
     for suite in SUITES.values():
         cells = []
         for mode in SHOWN_MODES:
@@ -347,7 +357,11 @@ def claims_table(folder: Path | None) -> str:
             report, link = record["report"], f"benchmarks/results/{suite.name}/{mode}/report.md"
             cells.append(f"**{report['verdict']}** ({record['date']}, [report]({link})): "
                          f"{report['finding']}")  # fmt: skip
-        row = [suite.claim, f"`{suite.name}`", *cells]
+        others = ", ".join(
+            f"[{name}](benchmarks/results/{suite.name}/{name}/report.md)"
+            for name in partial_records(folder, suite.name)
+        )
+        row = [suite.claim, f"`{suite.name}`", *cells, others or "none"]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(lines)
 

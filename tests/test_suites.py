@@ -428,6 +428,19 @@ def test_step_cost_smoke_mode_times_the_mlp_end_to_end(tmp_path):
     assert (out / "ratios-mlp.svg").exists()
 
 
+def test_the_claims_table_links_a_suites_trimmed_runs(toy_registered, tmp_path):
+    results = tmp_path / "results"
+    write_toy_report(results)
+    write_toy_report(results, "full", "full-partial-t32")
+    lines = suite_command.claims_table(results).splitlines()[2:]  # under the header
+    rows = {row.split(" | ")[1]: row for row in lines}
+    toy = rows["`toy`"].split(" | ")
+    assert toy[2].startswith("**") and "benchmarks/results/toy/quick/report.md" in toy[2]
+    assert toy[3] == "not run"  # a trimmed run of the full plan is not its verdict
+    assert toy[4] == "[full-partial-t32](benchmarks/results/toy/full-partial-t32/report.md) |"
+    assert rows["`step-cost`"].endswith(" | none |")
+
+
 def test_readme_states_the_committed_verdicts():
     """README's claim → verdict table is `benchmarks/suite.py --claims` of the committed
     reports: commit a report, paste the new table."""
