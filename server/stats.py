@@ -7,7 +7,9 @@ comparison needs, written out so the server's summary and the CLI share one defi
 * `censored_spread`: median, quartiles and range of "steps to target" where runs that
   never reached it count as censored (beyond their budget), not dropped;
 * `welch`: the difference of two means with Welch's t interval and p-value (unequal
-  variances; seeds of two optimizers rarely spread alike).
+  variances; seeds of two optimizers rarely spread alike);
+* `fisher_exact`: whether two success counts differ (two-sided), exact at the handful of
+  seeds a suite runs, where a normal approximation to the rates' difference is not.
 
 The t distribution comes from the regularised incomplete beta function (a continued
 fraction, accurate to ~1e-12 here) and its quantiles from bisection on it.
@@ -216,3 +218,28 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Diffe
     half = t_quantile(0.5 + level / 2, df) * se
     p_value = 2 * t_cdf(-abs(difference) / se, df)
     return Difference(difference, difference - half, difference + half, p_value, df)
+
+
+def fisher_exact(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:
+    """Two-sided p-value of Fisher's exact test on the 2×2 table of successes and failures.
+
+    Given the total successes, the count on side a is hypergeometric under "same rate"; the
+    p-value sums the probabilities of the tables no more likely than the one observed (with
+    R's relative tolerance of 1e-7, so that ties computed with rounding still count).
+    """
+    if n_a <= 0 or n_b <= 0 or not (0 <= successes_a <= n_a and 0 <= successes_b <= n_b):
+        raise ValueError(
+            "fisher_exact needs 0 ≤ successes ≤ n, n > 0 on both sides; "
+            f"got {successes_a}/{n_a} and {successes_b}/{n_b}"
+        )
+    total = successes_a + successes_b
+    lowest, highest = max(0, total - n_b), min(total, n_a)
+
+    def probability(k: int) -> float:
+        return math.comb(n_a, k) * math.comb(n_b, total - k) / math.comb(n_a + n_b, total)
+
+    observed = probability(successes_a)
+    p_value = math.fsum(
+        q for q in map(probability, range(lowest, highest + 1)) if q <= observed * (1 + 1e-7)
+    )
+    return min(1.0, p_value)

@@ -96,3 +96,25 @@ def test_welch_beyond_noise_needs_the_interval_to_exclude_zero() -> None:
     assert stats.welch([1.0], [2.0, 3.0]) is None
     exact = stats.welch([1.0, 1.0], [2.0, 2.0])
     assert exact is not None and exact.beyond_noise and exact.low == exact.high == -1.0
+
+
+@pytest.mark.parametrize(
+    ("a", "n_a", "b", "n_b", "p_value"),
+    [
+        (3, 4, 1, 4, 34 / 70),  # the lady tasting tea: 1 + 16 + 16 + 1 of 70 tables
+        (6, 8, 1, 5, 0.10256410256410256),  # scipy.stats.fisher_exact([[6, 2], [1, 4]])
+        (0, 3, 3, 3, 0.1),  # the two extreme tables, 1/20 each
+        (0, 20, 5, 20, 0.04712404712404712),
+        (2, 5, 2, 5, 1.0),  # equal tables: every table is at most as likely
+    ],
+)
+def test_fisher_exact_two_sided(a: int, n_a: int, b: int, n_b: int, p_value: float) -> None:
+    assert stats.fisher_exact(a, n_a, b, n_b) == pytest.approx(p_value, rel=1e-12)
+    assert stats.fisher_exact(b, n_b, a, n_a) == pytest.approx(p_value, rel=1e-12)
+
+
+def test_fisher_exact_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="0 ≤ successes ≤ n"):
+        stats.fisher_exact(4, 3, 0, 3)
+    with pytest.raises(ValueError, match="n > 0"):
+        stats.fisher_exact(0, 0, 1, 2)

@@ -154,6 +154,9 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     assert rows["adam"][1] == "0/4 = 0% [0%, 49%]"
     assert rows["adam"][2] == "> cap (0/4 solved)"
     assert rows["adam"][4] == "1"  # the failed run is left out, and counted
+    # against the preset: P(0 of 3 solves on adam's side) = 4/56, as likely as 3 of 3
+    assert table.columns[5] == "solved vs the preset: Fisher exact p (two-sided)"
+    assert (rows[PRESET][5], rows["adam"][5]) == ("–", "p = 0.14")
     assert f"T = 16 (cap 1,000 steps): {PRESET} 3/4, adam 0/4" in report.finding
     (figure,) = report.figures  # one length: no solved-vs-T figure
     lra = next(s for s in figure.series if s.name == PRESET)
@@ -254,9 +257,9 @@ def test_the_ablations_are_named_and_the_best_reported() -> None:
     assert report.finding.endswith(
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton + all four (2022 reference): 1/10 = 10% [2%, 40%]; "
-        "psgd-lra newton: 2/10 = 20% [6%, 51%]; "
-        "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%]; "
-        "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%]. "
+        "psgd-lra newton: 2/10 = 20% [6%, 51%] (p = 1 against the preset); "
+        "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%] (p = 0.057 against the preset); "
+        "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%] (p = 1 against the preset). "
         "Highest solved fraction: psgd-lra newton + random UV."
     )
     names = [row[0] for row in report.tables[0].rows]
@@ -272,8 +275,10 @@ def test_a_run_of_ablations_alone_says_their_rates_and_cap() -> None:
     # a trimmed run (`--entries 7,8`) has no preset entry: the finding still gives the rates
     runs = _many(64, {**BASE, "uv_init": "random"}, [None] * 4 + [100])
     runs += _many(64, {**BASE, "uv_balance": "norms"}, [None] * 5)
-    finding = analyse(runs, "full").finding
+    report = analyse(runs, "full")
+    finding = report.finding
     assert "Solved: " not in finding and ": ." not in finding
+    assert len(report.tables[0].columns) == 5  # no preset, nothing to test against
     assert (
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): psgd-lra newton + random "
         "UV: 1/5 = 20% [4%, 62%]; psgd-lra newton + norm balancing: 0/5 = 0% [0%, 43%]. "
@@ -290,7 +295,8 @@ def test_ablations_at_both_lengths_are_said_per_length() -> None:
     assert (
         "Ablations at T = 32, cap 1,000 steps (solved, 95 % Wilson): "
         f"{PRESET}: 9/10 = 90% [60%, 98%]; "
-        "psgd-lra newton + all but random UV: 4/10 = 40% [17%, 69%]. "
+        "psgd-lra newton + all but random UV: 4/10 = 40% [17%, 69%] "
+        "(p = 0.057 against the preset). "
         f"Highest solved fraction: {PRESET}. "
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton: 0/10 = 0% [0%, 28%]."
