@@ -90,7 +90,8 @@ class XorConfig(TaskConfig):
         description="sequence length T; the two bits sit in the first half, the label is read "
         "at the end (T = 16: Adam, SGD and Kron whitening solved 5 of 5 seeds within 2,000 "
         "steps, the psgd-lra Newton preset 0 of 5 (xor suite, quick); T = 32, 14,000 steps: "
-        "the psgd-lra preset 9 of 10 seeds, Kron whitening 8, RMSProp 3, Adam 2, SGD 0; "
+        "the psgd-lra preset 9 of 10 seeds, the library's default LRA 10, Kron whitening 8, "
+        "Kron Newton 3, RMSProp 3, Adam 2, SGD 0, LRA whitening 0; "
         "T = 64, 14,000 steps: the psgd-lra preset 5 of 20, the library's default LRA 0 of "
         "20, every other entry 0 of 10 (xor suite, trimmed full mode))",
     )
