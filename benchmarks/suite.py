@@ -18,6 +18,11 @@ A mode's plan can be trimmed to what a machine's time allows (`--only`, `--entri
 its report says how it was trimmed, its verdict is "not yet run at full scale", and it
 lands in `<mode>-partial/` (or `--out`): the claims table links it and the Benchmarks tab
 shows it beside the modes' reports, never as its mode's verdict.
+
+A report keeps its runs (runs.json.gz, the events its analysis reads). `--from FOLDER`
+analyses kept runs again with the code as it is now, instead of running anything; given
+several times it pools them (other seeds, another machine) into one report, which names
+each source and, like any part of a plan, gives no verdict.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.suite_report import machine, write_report  # noqa: E402
+from benchmarks.suite_report import machine, read_runs, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
@@ -172,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     trim.add_argument("--cap", type=int, metavar="STEPS", help="at most this many steps a job")
     parser.add_argument("--plan", action="store_true", help="print the plan and exit")
+    parser.add_argument(
+        "--from",
+        dest="sources",
+        metavar="FOLDER",
+        type=Path,
+        action="append",
+        help="analyse the runs kept in this report folder instead of running (repeat to pool)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for suite in SUITES.values():
@@ -197,31 +210,127 @@ def main(argv: list[str] | None = None) -> int:
         for flag in ("jobs", "device", "deadline"):
             if getattr(args, flag) != parser.get_default(flag):
                 parser.error(f"--{flag}: only for the in-process job service; not with --api")
+    if args.sources:
+        return _analyse_again(suite, args, parser, argv)
     mode: Mode = "full" if args.full else "smoke" if args.smoke else "quick"
     plan, trimmed = _plan(suite, mode, args, parser)
     if args.plan:
         print(plan_text(plan))
         return 0
     started, where = time.time(), machine()  # the code the jobs run: as it is now
-    report = _report(suite, mode, plan, args)
-    if trimmed:
-        report = _partial(report, trimmed)
+    if suite.measure is not None:
+        report, runs = suite.measure(mode), None
+    else:
+        runs = _runs(plan, args)
+        report = _analysed(suite, runs, mode, trimmed)
     out = args.out or RESULTS / suite.name / (f"{mode}-partial" if trimmed else mode)
-    write_report(suite, mode, report, out, started=started, command=_command(argv), where=where)
+    write_report(suite, mode, report, out, started=started, command=_command(argv), where=where,
+                 runs=runs, trimmed=trimmed)  # fmt: skip
     print(f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {out}/report.md")
     return 0
 
 
-def _report(suite: Suite, mode: Mode, plan: Plan, args: argparse.Namespace) -> Report:
-    if suite.measure is not None:
-        return suite.measure(mode)
-    assert suite.analyse is not None
+def _runs(plan: Plan, args: argparse.Namespace) -> list[Run]:
     if args.api:
-        runs = run_api(plan, args.api, args.token)
+        return run_api(plan, args.api, args.token)
+    return run_local(plan, LocalRun(args.data, args.threads, args.jobs, args.device, args.deadline))
+
+
+def _analysed(suite: Suite, runs: list[Run], mode: Mode, trimmed: str) -> Report:
+    assert suite.analyse is not None
+    report = suite.analyse(runs, mode)
+    return _partial(report, trimmed) if trimmed else report
+
+
+#: flags that make or trim runs: meaningless when the runs are read from reports
+_RUN_FLAGS = ("quick", "full", "smoke", "data", "threads", "api", "jobs", "device", "deadline",
+              "only", "entries", "seeds", "cap", "plan")  # fmt: skip
+
+
+def _analyse_again(
+    suite: Suite, args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str] | None
+) -> int:
+    """`--from`: the kept runs of one or more reports, analysed (pooled) by this code."""
+    if suite.analyse is None:
+        parser.error(f"--from: {suite.name} measures; its reports keep no runs")
+    for flag in _RUN_FLAGS:
+        if getattr(args, flag) != parser.get_default(flag):
+            parser.error(f"--{flag}: runs nothing with --from; the runs come from the reports")
+    if args.out is None:
+        parser.error(
+            "--out: name the folder of the new report (--from leaves its sources as they are)"
+        )
+    started = time.time()
+    try:
+        mode, runs, trimmed, sources = pool_runs(suite.name, args.sources)
+    except ValueError as e:
+        parser.error(f"--from: {e}")
+    report = _analysed(suite, runs, mode, trimmed)
+    write_report(suite, mode, report, args.out, started=started, command=_command(argv),
+                 runs=runs, trimmed=trimmed, sources=sources)  # fmt: skip
+    print(
+        f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {args.out}/report.md"
+    )
+    return 0
+
+
+def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, list[dict[str, Any]]]:
+    """The runs kept in `folders`, pooled: their mode, the runs, how they cut the mode's plan
+    and where each came from (a pooled source's own sources in its place). ValueError when
+    they are of another suite or mode, a job appears twice, or an entry's runs differ in
+    anything but the seed (a cap, a setting): pooling those would compare unlike runs."""
+    headers, runs, sources = [], [], []
+    for folder in folders:
+        header, kept = read_runs(folder)
+        if header["suite"] != suite:
+            raise ValueError(f"{folder} keeps runs of {header['suite']!r}, not {suite!r}")
+        headers.append(header)
+        runs += kept
+        record = report_record_at(folder)
+        sources += record.get("sources") or [_source(folder.name, record)]
+    modes = {header["mode"] for header in headers}
+    if len(modes) > 1:
+        raise ValueError(f"the reports are of different modes ({', '.join(sorted(modes))})")
+    settings: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: set[tuple[str, str, int]] = set()
+    for run in runs:
+        job = (run.comparison, run.label, run.seed)
+        if job in seen:
+            raise ValueError(f"{run.label} in {run.comparison!r}, seed {run.seed}, is kept twice")
+        seen.add(job)
+        spec = {key: value for key, value in run.spec.items() if key != "seed"}
+        first = settings.setdefault(job[:2], spec)
+        if spec != first:
+            differ = sorted(k for k in first.keys() | spec.keys() if first.get(k) != spec.get(k))
+            raise ValueError(
+                f"{run.label} in {run.comparison!r}: its runs differ in {', '.join(differ)}; "
+                "pool only runs of the same settings"
+            )
+    if len(folders) == 1:
+        trimmed = headers[0]["trimmed"]
     else:
-        how = LocalRun(args.data, args.threads, args.jobs, args.device, args.deadline)
-        runs = run_local(plan, how)
-    return suite.analyse(runs, mode)
+        cuts = [f"{f.name} ({_cut(h['trimmed'])})" for f, h in zip(folders, headers, strict=True)]
+        trimmed = f"Runs pooled from {len(folders)} reports: {'; '.join(cuts)}."
+    return modes.pop(), runs, trimmed, sources
+
+
+def _cut(trimmed: str) -> str:
+    """ "Trimmed plan: entries 0 of each; seeds 5–7." -> "entries 0 of each; seeds 5–7"."""
+    return trimmed.removeprefix("Trimmed plan: ").removesuffix(".") or "the whole plan"
+
+
+def report_record_at(folder: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{folder}/report.json cannot be read: {e}") from None
+    return record
+
+
+def _source(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Where a report's runs were made, for the report that analyses them again."""
+    keys = ("date", "wall_seconds", "command", "machine")
+    return {"report": name, **{key: record.get(key) for key in keys}}
 
 
 def _plan(

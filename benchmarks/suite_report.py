@@ -1,13 +1,16 @@
-"""A suite's report on disk: report.json (the record), report.md (for people) and SVG plots.
+"""A suite's report on disk: report.json (the record), report.md (for people), SVG plots and
+runs.json.gz (the runs it was analysed from).
 
 The JSON keeps what is needed to trust a number later: the machine, the versions, the git
 commit, the command and the date, next to the report itself. The Benchmarks tab and the
-API read these files back (`server.suites.results`).
+API read these files back (`server.suites.results`). The kept runs let later analysis code
+read the same evidence again, or pool it with runs made elsewhere (`suite.py --from`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import platform
@@ -16,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.suites.base import Figure, Mode, Report, Suite
+from server.suites.base import Figure, Mode, Report, Run, Suite
 from server.suites.render import report_markdown
 from server.version import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
+KEPT_RUNS = "runs.json.gz"
 
 
 def machine() -> dict[str, Any]:
@@ -81,11 +85,17 @@ def write_report(
     started: float,
     command: str,
     where: dict[str, Any] | None = None,
+    runs: list[Run] | None = None,
+    trimmed: str = "",
+    sources: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write report.json, report.md and the figures' SVGs into `out` (created).
+    """Write report.json, report.md, the figures' SVGs and (given `runs`) the kept runs
+    into `out` (created).
 
     `where` is `machine()` taken when the run started: a long run's job workers keep the
-    code they started with, whatever is committed while they run.
+    code they started with, whatever is committed while they run. `trimmed` says how the
+    plan was cut ("" for a whole mode); `sources` are the records of the reports whose kept
+    runs this one analysed again (None for a report of runs it made).
     """
     out.mkdir(parents=True, exist_ok=True)
     record = {
@@ -99,10 +109,46 @@ def write_report(
         "machine": where or machine(),
         "report": dataclasses.asdict(report),
     }
+    if sources is not None:
+        record["sources"] = sources
     for figure in report.figures:
         (out / f"{figure.name}.svg").write_text(figure_svg(figure))
     (out / "report.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     (out / "report.md").write_text(report_markdown(record))
+    if runs is not None:
+        write_runs(suite, mode, runs, out / KEPT_RUNS, trimmed)
+
+
+def write_runs(suite: Suite, mode: Mode, runs: list[Run], path: Path, trimmed: str) -> None:
+    """The runs with the events `suite.analyse` reads (status and `analysed_events`), gzipped
+    JSON; written byte for byte the same for the same runs (no time stamp in the header)."""
+    kept = {"started", "status", *suite.analysed_events}
+    payload = {
+        "suite": suite.name,
+        "mode": mode,
+        "trimmed": trimmed,
+        "runs": [
+            dataclasses.asdict(run) | {"events": [e for e in run.events if e.get("type") in kept]}
+            for run in runs
+        ],
+    }
+    text = json.dumps(payload, separators=(",", ":"))
+    path.write_bytes(gzip.compress(text.encode(), mtime=0))
+
+
+def read_runs(report_folder: Path) -> tuple[dict[str, Any], list[Run]]:
+    """A report's kept runs and its header (suite, mode, trimmed); ValueError saying why
+    when the folder has none or they cannot be read."""
+    path = report_folder / KEPT_RUNS
+    try:
+        payload = json.loads(gzip.decompress(path.read_bytes()))
+        runs = [Run(**run) for run in payload["runs"]]
+        header = {key: payload[key] for key in ("suite", "mode", "trimmed")}
+    except FileNotFoundError:
+        raise ValueError(f"{report_folder} keeps no runs (no {KEPT_RUNS})") from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path} cannot be read: {e}") from None
+    return header, runs
 
 
 def figure_svg(figure: Figure) -> str:

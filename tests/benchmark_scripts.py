@@ -19,3 +19,15 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_kept_runs_give_the_same_report(suite: str, report_folder: Path) -> None:
+    """`benchmarks/suite.py --from` on the report's kept runs must rebuild its report: the
+    suite's `analysed_events` hold every event its analysis reads."""
+    import json
+
+    again = report_folder.with_name(report_folder.name + "-again")
+    command = load_benchmark("suite")
+    assert command.main([suite, "--from", str(report_folder), "--out", str(again)]) == 0
+    made, analysed = (json.loads((f / "report.json").read_text()) for f in (report_folder, again))
+    assert analysed["report"] == made["report"]

@@ -14,7 +14,11 @@ from server.settings import Settings
 from server.suites import SUITE_MODULES, suite_named
 from server.suites.base import Run
 from server.suites.cifar import OPTIMIZERS, SWEEP_SPLIT, analyse, plan
-from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+from tests.benchmark_scripts import (
+    BENCHMARKS,
+    assert_kept_runs_give_the_same_report,
+    load_benchmark,
+)
 from tests.test_tasks_cifar import ARCHIVE
 
 
@@ -193,3 +197,4 @@ def test_smoke_run_end_to_end_writes_the_report(tmp_path: Path) -> None:
     assert all(row[2] == "1 succeeded" and row[3].endswith("(n = 1)") for row in rows)
     assert (tmp_path / "test_accuracy.svg").read_text().startswith("<?xml")
     assert "CIFAR-10" in (tmp_path / "report.md").read_text()
+    assert_kept_runs_give_the_same_report("cifar", tmp_path)

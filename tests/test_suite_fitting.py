@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from benchmark_scripts import load_benchmark
+from benchmark_scripts import assert_kept_runs_give_the_same_report, load_benchmark
 from pydantic import ValidationError
 
 from server.curvature import fit_along_eigenvectors
@@ -283,3 +283,4 @@ def test_the_smoke_mode_runs_end_to_end(tmp_path, clean_env):
     stems = ("fit_kron_Q0_5EQ1_5", "fit_dense_Q0_5EQ1_5", "flat_dense_Q0_5EQ1_5")
     assert {f"{stem}_newton_mu_0_1" for stem in stems} <= names
     assert all((out / f"{name}.svg").exists() for name in names)
+    assert_kept_runs_give_the_same_report("fitting", out)

@@ -14,7 +14,7 @@ from server.suites import suite_named
 from server.suites.base import Run
 from server.suites.cifar import plan as cifar_plan
 from server.suites.flatness import analyse, plan
-from tests.benchmark_scripts import load_benchmark
+from tests.benchmark_scripts import assert_kept_runs_give_the_same_report, load_benchmark
 from tests.test_tasks_cifar import ARCHIVE
 
 
@@ -125,3 +125,4 @@ def test_smoke_run_end_to_end_measures_the_hessian(tmp_path: Path) -> None:
         assert math.isfinite(float(row[3].split(" ")[0]))
         assert math.isfinite(float(row[4].split(" ")[0]))
     assert (tmp_path / "top_eigenvalue.svg").exists() and (tmp_path / "trace.svg").exists()
+    assert_kept_runs_give_the_same_report("flatness", tmp_path)

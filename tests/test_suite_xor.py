@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmark_scripts import load_benchmark
+from benchmark_scripts import assert_kept_runs_give_the_same_report, load_benchmark
 
 from server.settings import Settings
 from server.specs import expand
@@ -327,3 +327,4 @@ def test_smoke_mode_runs_end_to_end(tmp_path: Path) -> None:
     assert all(row[1].endswith("]") and row[4] == "0" for row in table["rows"])
     assert (tmp_path / "cumulative-T16.svg").read_text().lstrip().startswith("<?xml")
     assert "Delayed XOR (smoke mode)" in (tmp_path / "report.md").read_text()
+    assert_kept_runs_give_the_same_report("xor", tmp_path)

@@ -3,6 +3,7 @@ command end to end through a real job service, and the /api/suites routes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -499,3 +500,102 @@ def test_the_report_names_the_commit_the_run_started_from(tmp_path, monkeypatch)
     )
     record = json.loads((out / "report.json").read_text())
     assert record["machine"]["git_commit"] == f"{first} + uncommitted changes"
+
+
+# ------------------------------------------------------------------------ kept runs
+def test_kept_runs_read_back_as_the_runs_with_the_analysed_events(tmp_path):
+    suite = Suite("kept", "k", "c", "d", plan=landscape_plan, analyse=final_losses,
+                  analysed_events=frozenset({"eval"}))  # fmt: skip
+    events = [{"type": "started"}, {"type": "metrics", "step": 1}, {"type": "trajectory"},
+              {"type": "eval", "step": 1}, {"type": "status", "status": "completed"}]  # fmt: skip
+    run = Run("c", "sgd", 4, "completed", {"steps": 3}, events)
+    suite_report.write_runs(suite, "quick", [run], tmp_path / "runs.json.gz", "Trimmed plan: x.")
+    header, (back,) = suite_report.read_runs(tmp_path)
+    assert header == {"suite": "kept", "mode": "quick", "trimmed": "Trimmed plan: x."}
+    assert [e["type"] for e in back.events] == ["started", "eval", "status"]
+    assert (back.comparison, back.label, back.seed, back.spec) == ("c", "sgd", 4, {"steps": 3})
+    first = (tmp_path / "runs.json.gz").read_bytes()
+    suite_report.write_runs(suite, "quick", [run], tmp_path / "runs.json.gz", "Trimmed plan: x.")
+    assert (tmp_path / "runs.json.gz").read_bytes() == first  # no time stamp: same bytes
+    with pytest.raises(ValueError, match="keeps no runs"):
+        suite_report.read_runs(tmp_path / "elsewhere")
+    (tmp_path / "runs.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="cannot be read"):
+        suite_report.read_runs(tmp_path)
+
+
+def test_kept_runs_are_analysed_again_to_the_same_report(toy_registered, tmp_path, clean_env):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert suite_command.main(["toy", "--smoke", "--out", str(first)]) == 0
+    assert suite_command.main(["toy", "--from", str(first), "--out", str(again)]) == 0
+    made, analysed = (json.loads((f / "report.json").read_text()) for f in (first, again))
+    assert analysed["report"] == made["report"] and analysed["mode"] == "smoke"
+    (source,) = analysed["sources"]
+    assert source["report"] == "first" and source["command"] == made["command"]
+    assert source["machine"] == made["machine"] and source["date"] == made["date"]
+    markdown = (again / "report.md").read_text()
+    assert "from the runs kept with 1 report(s):" in markdown
+    assert f"- first: run {made['date']} in " in markdown and made["command"] in markdown
+    # a report of kept runs keeps them too, and names the first runs, not itself
+    third = tmp_path / "third"
+    assert suite_command.main(["toy", "--from", str(again), "--out", str(third)]) == 0
+    record = json.loads((third / "report.json").read_text())
+    assert [s["report"] for s in record["sources"]] == ["first"]
+
+
+def test_kept_runs_of_several_reports_are_pooled_into_one_partial_report(
+    toy_registered, tmp_path, clean_env
+):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder, seeds in zip(folders, ("0-0", "1-2"), strict=True):
+        argv = ["toy", "--full", "--entries", "1", "--seeds", seeds, "--cap", "4"]
+        assert suite_command.main([*argv, "--out", str(folder)]) == 0
+    pooled = tmp_path / "pooled"
+    argv = ["toy", "--from", str(folders[0]), "--from", str(folders[1]), "--out", str(pooled)]
+    assert suite_command.main(argv) == 0
+    record = json.loads((pooled / "report.json").read_text())
+    (row,) = record["report"]["tables"][0]["rows"]
+    assert row[0] == "adam" and row[2] == "3"  # seeds 0, 1 and 2
+    assert record["report"]["verdict"] == "not yet run at full scale"
+    assert record["report"]["notes"][0] == (
+        "Runs pooled from 2 reports: a (entries 1 of each; seeds 0–0; a cap of 4 steps a job); "
+        "b (entries 1 of each; seeds 1–2; a cap of 4 steps a job). "
+        "This is part of the mode's plan, not its result."
+    )
+    assert [s["report"] for s in record["sources"]] == ["a", "b"]
+
+
+def test_pooling_refuses_runs_that_do_not_belong_together(
+    toy_registered, tmp_path, clean_env, capsys
+):
+    def run(name, *flags):
+        assert suite_command.main(["toy", *flags, "--out", str(tmp_path / name)]) == 0
+        return str(tmp_path / name)
+
+    capped = run("capped", "--full", "--seeds", "1", "--cap", "4")
+    other_cap = run("other-cap", "--full", "--seeds", "2-2", "--cap", "3")
+    smoke = run("smoke", "--smoke", "--seeds", "1-1")
+    other_suite = tmp_path / "other-suite"
+    other_suite.mkdir()
+    xor_named = dataclasses.replace(TOY, name="xor")
+    suite_report.write_runs(xor_named, "full", [], other_suite / "runs.json.gz", "")
+    out = ["--out", str(tmp_path / "out")]
+    for argv, message in (
+        (["--from", capped, "--from", capped, *out], "seed 0, is kept twice"),
+        (["--from", capped, "--from", other_cap, *out], "its runs differ in steps; pool only"),
+        (
+            ["--from", capped, "--from", smoke, *out],
+            "the reports are of different modes (full, smoke)",
+        ),
+        (["--from", str(other_suite), *out], "keeps runs of 'xor', not 'toy'"),
+        (["--from", str(tmp_path), *out], "keeps no runs (no runs.json.gz)"),
+        (["--from", capped], "--out: name the folder of the new report"),
+        (["--from", capped, "--jobs", "2", *out], "--jobs: runs nothing with --from"),
+        (["--from", capped, "--full", *out], "--full: runs nothing with --from"),
+    ):
+        with pytest.raises(SystemExit):
+            suite_command.main(["toy", *argv])
+        assert message in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit):
+        suite_command.main(["step-cost", "--from", capped, *out])
+    assert "step-cost measures; its reports keep no runs" in capsys.readouterr().err

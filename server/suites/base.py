@@ -98,7 +98,11 @@ class Report:
 @dataclass(frozen=True)
 class Suite:
     """`plan(mode)` names the comparisons (each a title and its spec); `analyse(runs, mode)`
-    reads their ended jobs. A suite without jobs gives `measure(mode)` instead."""
+    reads their ended jobs. A suite without jobs gives `measure(mode)` instead.
+
+    `analysed_events` names the event types `analyse` reads besides the status events: a
+    report keeps its runs with those only, so later code can analyse them again or pool them
+    with other runs (per-step metrics and trajectories are most of a run's volume)."""
 
     name: str
     title: str
@@ -107,6 +111,7 @@ class Suite:
     plan: Callable[[Mode], list[tuple[str, ComparisonSpec]]] | None = None
     analyse: Callable[[list[Run], Mode], Report] | None = None
     measure: Callable[[Mode], Report] | None = None
+    analysed_events: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if (self.plan is None) != (self.analyse is None) or (self.plan is None) == (

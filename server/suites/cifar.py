@@ -305,5 +305,6 @@ SUITE = Suite(
     "validation split, over several seeds: the small CNN on 4,000 training images of the "
     "10k/2k subset on a CPU (quick), ResNet-18 on the full data set (full).",
     plan=plan,
+    analysed_events=frozenset({"eval"}),
     analyse=analyse,
 )

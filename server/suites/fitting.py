@@ -554,5 +554,6 @@ SUITE = Suite(
     "X-shaped, Kronecker and dense Hessians at several condition numbers: the fit error of "
     "P against the exact |H|⁻¹ over steps, along H's flattest and steepest directions too.",
     plan=plan,
+    analysed_events=frozenset({"spectrum"}),
     analyse=analyse,
 )

@@ -189,5 +189,6 @@ SUITE = Suite(
     "training loss's Hessian at the end of each epoch, measured inside the jobs on fixed "
     "training images, for the CIFAR suite's optimizers and presets over several seeds.",
     plan=plan,
+    analysed_events=frozenset({"eval"}),
     analyse=analyse,
 )

@@ -8,11 +8,7 @@ from typing import Any
 def report_markdown(record: dict[str, Any], figures: bool = True) -> str:
     """Title, claim, verdict with its finding, where and how it ran, tables, figures (as
     links to `<name>.svg` beside the report, unless `figures` is false) and notes."""
-    report, m = record["report"], record.get("machine") or {}
-    # the CPUs always: a run on a GPU machine can run its jobs on the CPU (`--device cpu`)
-    device = f"{m.get('cpus')} × {m.get('cpu')}" + (
-        f" with an {m['cuda']}" if m.get("cuda") else ""
-    )
+    report = record["report"]
     lines = [
         f"# {record['title']} ({record['mode']} mode)",
         "",
@@ -20,11 +16,7 @@ def report_markdown(record: dict[str, Any], figures: bool = True) -> str:
         "",
         f"**Verdict: {report['verdict']}.** {report['finding']}",
         "",
-        f"Run {record.get('date')} in {record.get('wall_seconds')} s on {device} "
-        f"(torch {m.get('torch')}, Python {m.get('python')}, commit {m.get('git_commit')}):",
-        "",
-        f"    {record.get('command')}",
-        "",
+        *_provenance(record),
     ]
     for table in report.get("tables", []):
         lines += table_markdown(table)
@@ -33,6 +25,36 @@ def report_markdown(record: dict[str, Any], figures: bool = True) -> str:
     if report.get("notes"):
         lines += ["## Notes", "", *(f"- {note}" for note in report["notes"]), ""]
     return "\n".join(lines)
+
+
+def _provenance(record: dict[str, Any]) -> list[str]:
+    """Where and how the runs were made; for a report of kept runs analysed again, when and
+    with which code it was analysed, then each source's run."""
+    if "sources" not in record:
+        return [f"Run {_where(record)}:", "", f"    {record.get('command')}", ""]
+    commit = (record.get("machine") or {}).get("git_commit")
+    lines = [
+        f"Analysed {record.get('date')} (commit {commit}) from the runs kept with "
+        f"{len(record['sources'])} report(s):",
+        "",
+        f"    {record.get('command')}",
+        "",
+    ]
+    for source in record["sources"]:
+        lines.append(f"- {source.get('report')}: run {_where(source)}: `{source.get('command')}`")
+    return [*lines, ""]
+
+
+def _where(record: dict[str, Any]) -> str:
+    m = record.get("machine") or {}
+    # the CPUs always: a run on a GPU machine can run its jobs on the CPU (`--device cpu`)
+    device = f"{m.get('cpus')} × {m.get('cpu')}" + (
+        f" with an {m['cuda']}" if m.get("cuda") else ""
+    )
+    return (
+        f"{record.get('date')} in {record.get('wall_seconds')} s on {device} "
+        f"(torch {m.get('torch')}, Python {m.get('python')}, commit {m.get('git_commit')})"
+    )
 
 
 def table_markdown(table: dict[str, Any]) -> list[str]:
