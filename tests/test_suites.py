@@ -565,6 +565,22 @@ def test_kept_runs_of_several_reports_are_pooled_into_one_partial_report(
     assert [s["report"] for s in record["sources"]] == ["a", "b"]
 
 
+def test_the_api_says_where_a_pooled_reports_runs_were_made(make_client, toy_registered, tmp_path):
+    results = tmp_path / "results"
+    write_toy_report(results, "full", "full-partial-pooled")
+    path = results / "toy" / "full-partial-pooled" / "report.json"
+    record = json.loads(path.read_text())
+    record["machine"] = {"cpus": 2, "cuda": None}  # where it was analysed
+    gpu, cpu = {"cpus": 16, "cuda": "NVIDIA H200"}, {"cpus": 2, "cuda": None}
+    record["sources"] = [
+        {"report": r, "machine": m} for r, m in (("a", gpu), ("b", cpu), ("c", gpu))
+    ]
+    path.write_text(json.dumps(record))
+    client = make_client(suite_results_dir=results)
+    (toy,) = [s for s in client.get("/api/suites").json() if s["name"] == "toy"]
+    assert toy["partial_reports"][0]["device"] == "NVIDIA H200; 2 CPUs"
+
+
 def test_pooling_refuses_runs_that_do_not_belong_together(
     toy_registered, tmp_path, clean_env, capsys
 ):

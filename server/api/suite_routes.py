@@ -147,11 +147,17 @@ def _suite(name: str) -> Suite:
 
 def _headline(record: dict[str, Any]) -> dict[str, Any]:
     report = record["report"]
+    # a report analysed from kept runs: the devices its runs were made on, not its own
+    made_on = [_device(source) for source in record.get("sources") or [record]]
     return {
         "verdict": report.get("verdict"),
         "finding": report.get("finding"),
         "date": record.get("date"),
         "command": record.get("command"),
-        "device": (record.get("machine") or {}).get("cuda")
-        or f"{(record.get('machine') or {}).get('cpus')} CPUs",
+        "device": "; ".join(dict.fromkeys(made_on)),
     }
+
+
+def _device(record: dict[str, Any]) -> str:
+    machine = record.get("machine") or {}
+    return machine.get("cuda") or f"{machine.get('cpus')} CPUs"
