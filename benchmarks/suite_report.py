@@ -127,8 +127,11 @@ def write_runs(suite: Suite, mode: Mode, runs: list[Run], path: Path, trimmed: s
         "suite": suite.name,
         "mode": mode,
         "trimmed": trimmed,
-        "runs": [
-            dataclasses.asdict(run) | {"events": [e for e in run.events if e.get("type") in kept]}
+        "runs": [  # not dataclasses.asdict: it would deep-copy every per-step event first
+            {
+                **{f.name: getattr(run, f.name) for f in dataclasses.fields(run)},
+                "events": [e for e in run.events if e.get("type") in kept],
+            }
             for run in runs
         ],
     }
