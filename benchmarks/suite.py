@@ -286,7 +286,7 @@ def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, li
             raise ValueError(f"{folder} keeps runs of {header['suite']!r}, not {suite!r}")
         headers.append(header)
         runs += kept
-        record = report_record_at(folder)
+        record = _record_at(folder)
         sources += record.get("sources") or [_source(folder.name, record)]
     modes = {header["mode"] for header in headers}
     if len(modes) > 1:
@@ -319,11 +319,13 @@ def _cut(trimmed: str) -> str:
     return trimmed.removeprefix("Trimmed plan: ").removesuffix(".") or "the whole plan"
 
 
-def report_record_at(folder: Path) -> dict[str, Any]:
+def _record_at(folder: Path) -> dict[str, Any]:
     try:
         record = json.loads((folder / "report.json").read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{folder}/report.json cannot be read: {e}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{folder}/report.json is not a report's record")
     return record
 
 

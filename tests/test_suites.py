@@ -595,6 +595,10 @@ def test_pooling_refuses_runs_that_do_not_belong_together(
     other_suite.mkdir()
     xor_named = dataclasses.replace(TOY, name="xor")
     suite_report.write_runs(xor_named, "full", [], other_suite / "runs.json.gz", "")
+    no_record = tmp_path / "no-record"
+    no_record.mkdir()
+    suite_report.write_runs(TOY, "full", [], no_record / "runs.json.gz", "")
+    (no_record / "report.json").write_text("[]")
     out = ["--out", str(tmp_path / "out")]
     for argv, message in (
         (["--from", capped, "--from", capped, *out], "seed 0, is kept twice"),
@@ -605,6 +609,7 @@ def test_pooling_refuses_runs_that_do_not_belong_together(
         ),
         (["--from", str(other_suite), *out], "keeps runs of 'xor', not 'toy'"),
         (["--from", str(tmp_path), *out], "keeps no runs (no runs.json.gz)"),
+        (["--from", str(no_record), *out], "report.json is not a report's record"),
         (["--from", capped], "--out: name the folder of the new report"),
         (["--from", capped, "--jobs", "2", *out], "--jobs: runs nothing with --from"),
         (["--from", capped, "--full", *out], "--full: runs nothing with --from"),
