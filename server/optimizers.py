@@ -628,7 +628,7 @@ _SADDLE_PRESETS: dict[str, dict[str, Any]] = {
 #: lr 0.01, μ_Q 0.01, update norm clip 1.0) plus the 2022 reference code's four LRA
 #: choices, which the xor suite's ablation showed raising the solved fraction at T = 64
 #: within 14,000 steps from 0 of 20 seeds to 5 of 20 (Fisher exact p = 0.047; README
-#: "Benchmark suites"; 6 of 15 within 40,000, Adam 0 of 15); at T = 32 both solve 9–10 of
+#: "Benchmark suites"; 11 of 20 within 40,000, Adam 0 of 20); at T = 32 both solve 9–10 of
 #: 10, the preset in fewer steps (the gradient-norm step's doing); CIFAR-10's were chosen
 #: on a validation split by sweeps (below).
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
