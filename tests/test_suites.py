@@ -565,6 +565,58 @@ def test_kept_runs_of_several_reports_are_pooled_into_one_partial_report(
     assert [s["report"] for s in record["sources"]] == ["a", "b"]
 
 
+def test_a_run_cut_short_is_counted_by_its_re_run_and_the_report_says_so(
+    toy_registered, tmp_path, clean_env, capsys
+):
+    def run(name, seeds):
+        argv = ["toy", "--full", "--entries", "1", "--seeds", seeds, "--cap", "4"]
+        assert suite_command.main([*argv, "--out", str(tmp_path / name)]) == 0
+        return tmp_path / name
+
+    first, rerun = run("first", "0-1"), run("rerun", "1-1")
+    header, runs = suite_report.read_runs(first)
+    # seed 1 as a deadline leaves it: cancelled, with a loss that must not be counted
+    cancelled = {"type": "status", "status": "cancelled", "summary": {"final_loss": 1e6}}
+    cut = [
+        dataclasses.replace(r, status="cancelled", events=[*r.events[:-1], cancelled])
+        if r.seed == 1
+        else r
+        for r in runs
+    ]
+    suite_report.write_runs(TOY, "full", cut, first / "runs.json.gz", header["trimmed"])
+    pooled = tmp_path / "pooled"
+    argv = ["toy", "--from", str(first), "--from", str(rerun), "--out", str(pooled)]
+    assert suite_command.main(argv) == 0
+    _, counted = suite_report.read_runs(pooled)
+    (rerun_run,) = suite_report.read_runs(rerun)[1]
+    assert [(r.seed, r.status) for r in counted] == [(0, "succeeded"), (1, "succeeded")]
+    assert counted[1].events == rerun_run.events
+    record = json.loads((pooled / "report.json").read_text())
+    (row,) = record["report"]["tables"][0]["rows"]
+    mean = (runs[0].summary["final_loss"] + rerun_run.summary["final_loss"]) / 2
+    assert row == ["adam", f"{mean:.6g}", "2"]
+    assert record["report"]["notes"][0].startswith("Runs pooled from 2 reports: ")
+    assert (
+        "Runs cut short, counted by their re-run: adam in 'rosenbrock', seed 1 "
+        "(cancelled in first; re-run in rerun). This is part of" in record["report"]["notes"][0]
+    )
+    only_cut = tmp_path / "only-cut"
+    only_cut.mkdir()
+    (only_cut / "report.json").write_text((first / "report.json").read_text())
+    suite_report.write_runs(TOY, "full", cut[1:], only_cut / "runs.json.gz", header["trimmed"])
+    for sources, message in (
+        ((rerun, rerun), "seed 1, is kept twice: in rerun (succeeded), rerun (succeeded); "
+                         "it ran to its end more than once"),
+        ((first, only_cut), "seed 1, is kept twice: in first (cancelled), only-cut (cancelled); "
+                            "it ran to its end in none of them"),
+        ((rerun, first, rerun), "seed 1, is kept 3 times"),
+    ):  # fmt: skip
+        argv = [arg for source in sources for arg in ("--from", str(source))]
+        with pytest.raises(SystemExit):
+            suite_command.main(["toy", *argv, "--out", str(tmp_path / "out")])
+        assert message in capsys.readouterr().err, sources
+
+
 def test_the_api_says_where_a_pooled_reports_runs_were_made(make_client, toy_registered, tmp_path):
     results = tmp_path / "results"
     write_toy_report(results, "full", "full-partial-pooled")
