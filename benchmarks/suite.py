@@ -42,7 +42,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.suite_report import machine, read_runs, write_report  # noqa: E402
+from benchmarks.suite_pool import pool_runs  # noqa: E402
+from benchmarks.suite_report import machine, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
@@ -272,112 +273,6 @@ def _analyse_again(
         f"{suite.name} ({mode}): {report.verdict}. {report.finding}\nreport: {args.out}/report.md"
     )
     return 0
-
-
-def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, list[dict[str, Any]]]:
-    """The runs kept in `folders`, pooled: their mode, the runs, how they cut the mode's plan
-    and where each came from (a pooled source's own sources in its place). A job kept more
-    than once counts once, by the one copy that ran to its end (see `_one_run_per_job`).
-    ValueError when they are of another suite or mode, a job cannot be counted once, or an
-    entry's runs differ in anything but the seed (a cap, a setting): pooling those would
-    compare unlike runs."""
-    headers, kept_from, sources = [], [], []
-    for folder in folders:
-        header, kept = read_runs(folder)
-        if header["suite"] != suite:
-            raise ValueError(f"{folder} keeps runs of {header['suite']!r}, not {suite!r}")
-        headers.append(header)
-        kept_from += [(folder.name, run) for run in kept]
-        record = _record_at(folder)
-        sources += record.get("sources") or [_source(folder.name, record)]
-    modes = {header["mode"] for header in headers}
-    if len(modes) > 1:
-        raise ValueError(f"the reports are of different modes ({', '.join(sorted(modes))})")
-    _check_same_settings([run for _, run in kept_from])
-    runs, replaced = _one_run_per_job(kept_from)
-    if len(folders) == 1:
-        trimmed = headers[0]["trimmed"]
-    else:
-        cuts = [f"{f.name} ({_cut(h['trimmed'])})" for f, h in zip(folders, headers, strict=True)]
-        trimmed = f"Runs pooled from {len(folders)} reports: {'; '.join(cuts)}."
-    if replaced:
-        trimmed += f" Runs cut short, counted by their re-run: {'; '.join(replaced)}."
-    return modes.pop(), runs, trimmed, sources
-
-
-def _check_same_settings(runs: list[Run]) -> None:
-    settings: dict[tuple[str, str], dict[str, Any]] = {}
-    for run in runs:
-        spec = {key: value for key, value in run.spec.items() if key != "seed"}
-        first = settings.setdefault((run.comparison, run.label), spec)
-        if spec != first:
-            differ = sorted(k for k in first.keys() | spec.keys() if first.get(k) != spec.get(k))
-            raise ValueError(
-                f"{run.label} in {run.comparison!r}: its runs differ in {', '.join(differ)}; "
-                "pool only runs of the same settings"
-            )
-
-
-#: how a job ends when something outside it stopped it (a deadline, a restart, a crash)
-_CUT_SHORT = ("cancelled", "interrupted", "failed")
-
-
-def _one_run_per_job(kept_from: list[tuple[str, Run]]) -> tuple[list[Run], list[str]]:
-    """One run per (comparison, entry, seed), in the order first kept, and a phrase per
-    group of replacements. A job kept more than once is counted by its one copy that ran to
-    its end (succeeded or diverged), in place of copies that were cut short: a re-run of a
-    job a deadline cancelled. Two copies that both ran to their end, or none, are an error:
-    choosing between them would choose a result."""
-    copies: dict[tuple[str, str, int], list[tuple[str, Run]]] = defaultdict(list)
-    for origin, run in kept_from:
-        copies[(run.comparison, run.label, run.seed)].append((origin, run))
-    runs, replacements = [], defaultdict(list)
-    for (comparison, label, seed), kept in copies.items():
-        if len(kept) == 1:
-            runs.append(kept[0][1])
-            continue
-        ended = [(origin, run) for origin, run in kept if run.status not in _CUT_SHORT]
-        where = ", ".join(f"{origin} ({run.status})" for origin, run in kept)
-        if len(ended) != 1:
-            times = "twice" if len(kept) == 2 else f"{len(kept)} times"
-            why = (
-                "ran to its end in none of them, so no copy can stand for it"
-                if not ended
-                else "ran to its end more than once, so counting one would choose a result"
-            )
-            raise ValueError(
-                f"{label} in {comparison!r}, seed {seed}, is kept {times}: in {where}; it {why}"
-            )
-        origin, run = ended[0]
-        runs.append(run)
-        cut = ", ".join(f"{c.status} in {o}" for o, c in kept if c.status in _CUT_SHORT)
-        replacements[(comparison, label, cut, origin)].append(seed)
-    return runs, [
-        f"{label} in {comparison!r}, seed{'s' * (len(seeds) > 1)} "
-        f"{', '.join(map(str, seeds))} ({cut}; re-run in {origin})"
-        for (comparison, label, cut, origin), seeds in replacements.items()
-    ]
-
-
-def _cut(trimmed: str) -> str:
-    """ "Trimmed plan: entries 0 of each; seeds 5–7." -> "entries 0 of each; seeds 5–7"."""
-    return trimmed.removeprefix("Trimmed plan: ").removesuffix(".") or "the whole plan"
-
-
-def _record_at(folder: Path) -> dict[str, Any]:
-    try:
-        record = json.loads((folder / "report.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{folder}/report.json cannot be read: {e}") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{folder}/report.json is not a report's record")
-    return record
-
-
-def _source(name: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Where a report's runs were made, for the report that analyses them again."""
-    keys = ("date", "wall_seconds", "command", "machine")
-    return {"report": name, **{key: record.get(key) for key in keys}}
 
 
 def _plan(

@@ -4,6 +4,7 @@ runs with an honest verdict, and its smoke mode runs end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,20 @@ def test_ablations_at_both_lengths_are_said_per_length() -> None:
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton: 0/10 = 0% [0%, 28%]."
     ) in finding
+
+
+def test_entries_sharing_a_name_but_not_their_settings_are_counted_apart() -> None:
+    older = {**LRA, "lr": 0.02}  # a preset as it once was, pooled with today's
+    runs = [
+        _run(64, LRA, 0, 500),
+        _run(64, LRA, 1, None),
+        dataclasses.replace(_run(64, older, 0, None), label="psgd-lra#2"),
+    ]
+    rows = {row[0]: row[1] for row in analyse(runs, "full").tables[0].rows}
+    assert rows == {
+        f"{PRESET} (psgd-lra)": "1/2 = 50% [9%, 91%]",
+        f"{PRESET} (psgd-lra#2)": "0/1 = 0% [0%, 79%]",
+    }
 
 
 def test_entry_names_follow_the_stored_spec() -> None:

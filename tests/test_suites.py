@@ -617,6 +617,35 @@ def test_a_run_cut_short_is_counted_by_its_re_run_and_the_report_says_so(
         assert message in capsys.readouterr().err, sources
 
 
+def test_pooling_knows_an_entry_by_its_settings_not_its_label(toy_registered, tmp_path, clean_env):
+    def run(label, lr, seed, loss):
+        optimizer = {"name": "psgd-lra", "lr": lr}
+        status = {"type": "status", "status": "succeeded", "summary": {"final_loss": loss}}
+        return Run("c", label, seed, "succeeded", {"optimizer": optimizer, "seed": seed}, [status])
+
+    # the same trimmed plan position gives "psgd-lra" to lr 0.01 in one report and to
+    # lr 0.02 in the other, where lr 0.01 is "psgd-lra#2"
+    reports = {
+        "a": [run("psgd-lra", 0.01, 0, 1.0)],
+        "b": [run("psgd-lra", 0.02, 0, 5.0), run("psgd-lra#2", 0.01, 1, 3.0)],
+    }
+    for name, runs in reports.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps({"command": name}))
+        suite_report.write_runs(TOY, "full", runs, tmp_path / name / "runs.json.gz", "")
+    pooled = tmp_path / "pooled"
+    argv = ["toy", "--from", str(tmp_path / "a"), "--from", str(tmp_path / "b")]
+    assert suite_command.main([*argv, "--out", str(pooled)]) == 0
+    _, counted = suite_report.read_runs(pooled)
+    assert [(r.label, r.spec["optimizer"]["lr"], r.seed) for r in counted] == [
+        ("psgd-lra", 0.01, 0),
+        ("psgd-lra#2", 0.02, 0),
+        ("psgd-lra", 0.01, 1),
+    ]
+    rows = json.loads((pooled / "report.json").read_text())["report"]["tables"][0]["rows"]
+    assert rows == [["psgd-lra", "2", "2"], ["psgd-lra#2", "5", "1"]]
+
+
 def test_the_api_says_where_a_pooled_reports_runs_were_made(make_client, toy_registered, tmp_path):
     results = tmp_path / "results"
     write_toy_report(results, "full", "full-partial-pooled")

@@ -13,6 +13,7 @@ needed; at T = 64 every variant but the preset solved none within 14k steps (202
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -200,12 +201,26 @@ class _Cell:
 
 def _cells(runs: Sequence[Run]) -> dict[int, dict[str, _Cell]]:
     grouped: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        grouped[_length(run)][entry_name(run.spec["optimizer"])].append(run)
+    for run, name in zip(runs, _entry_names(runs), strict=True):
+        grouped[_length(run)][name].append(run)
     return {
         length: {name: _Cell(entries[name]) for name in entries}
         for length, entries in sorted(grouped.items())
     }
+
+
+def _entry_names(runs: Sequence[Run]) -> list[str]:
+    """Each run's entry name; where entries of differing settings share one (reports of
+    older presets pooled with newer ones), each of those runs' names adds its label, so
+    unlike runs are never counted together."""
+    settings: dict[tuple[int, str], set[str]] = defaultdict(set)
+    names = [entry_name(run.spec["optimizer"]) for run in runs]
+    for run, name in zip(runs, names, strict=True):
+        settings[(_length(run), name)].add(json.dumps(run.spec["optimizer"], sort_keys=True))
+    return [
+        name if len(settings[(_length(run), name)]) == 1 else f"{name} ({run.label})"
+        for run, name in zip(runs, names, strict=True)
+    ]
 
 
 def analyse(runs: list[Run], mode: Mode) -> Report:
