@@ -21,8 +21,9 @@ shows it beside the modes' reports, never as its mode's verdict.
 
 A report keeps its runs (runs.json.gz, the events its analysis reads). `--from FOLDER`
 analyses kept runs again with the code as it is now, instead of running anything; given
-several times it pools them (other seeds, another machine) into one report, which names
-each source and, like any part of a plan, gives no verdict.
+several times it pools them (other seeds, other entries, another machine, the re-run of
+jobs a deadline cancelled) into one report, which names each source and, like any part of
+a plan, gives no verdict.
 """
 
 from __future__ import annotations
