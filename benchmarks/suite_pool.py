@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite_report import read_runs
+from server.jobs.summary import OUTCOMES
 from server.suites.base import Mode, Run
-
-#: how a job ends when something outside it stopped it (a deadline, a restart, a crash)
-CUT_SHORT = ("cancelled", "interrupted", "failed")
 
 
 def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, list[dict[str, Any]]]:
@@ -105,7 +103,7 @@ def _one_run_per_job(kept_from: list[tuple[str, Run]]) -> tuple[list[Run], list[
         if len(kept) == 1:
             runs.append(kept[0][1])
             continue
-        ended = [(origin, run) for origin, run in kept if run.status not in CUT_SHORT]
+        ended = [(origin, run) for origin, run in kept if run.status in OUTCOMES]
         where = ", ".join(f"{origin} ({run.status})" for origin, run in kept)
         if len(ended) != 1:
             times = "twice" if len(kept) == 2 else f"{len(kept)} times"
@@ -119,7 +117,7 @@ def _one_run_per_job(kept_from: list[tuple[str, Run]]) -> tuple[list[Run], list[
             )
         origin, run = ended[0]
         runs.append(run)
-        cut = ", ".join(f"{c.status} in {o}" for o, c in kept if c.status in CUT_SHORT)
+        cut = ", ".join(f"{c.status} in {o}" for o, c in kept if c.status not in OUTCOMES)
         replacements[(comparison, label, cut, origin)].append(seed)
     return runs, [
         f"{label} in {comparison!r}, seed{'s' * (len(seeds) > 1)} "

@@ -13,7 +13,6 @@ needed; at T = 64 every variant but the preset solved none within 14k steps (202
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -211,14 +210,14 @@ def _cells(runs: Sequence[Run]) -> dict[int, dict[str, _Cell]]:
 
 def _entry_names(runs: Sequence[Run]) -> list[str]:
     """Each run's entry name; where entries of differing settings share one (reports of
-    older presets pooled with newer ones), each of those runs' names adds its label, so
-    unlike runs are never counted together."""
-    settings: dict[tuple[int, str], set[str]] = defaultdict(set)
+    older presets pooled with newer ones), each of those runs' names adds its label (one
+    per entry, in a plan and in a pool), so unlike runs are never counted together."""
+    labels: dict[tuple[int, str], set[str]] = defaultdict(set)
     names = [entry_name(run.spec["optimizer"]) for run in runs]
     for run, name in zip(runs, names, strict=True):
-        settings[(_length(run), name)].add(json.dumps(run.spec["optimizer"], sort_keys=True))
+        labels[(_length(run), name)].add(run.label)
     return [
-        name if len(settings[(_length(run), name)]) == 1 else f"{name} ({run.label})"
+        name if len(labels[(_length(run), name)]) == 1 else f"{name} ({run.label})"
         for run, name in zip(runs, names, strict=True)
     ]
 
