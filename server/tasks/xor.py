@@ -95,7 +95,7 @@ class XorConfig(TaskConfig):
         "T = 64, 14,000 steps: the psgd-lra preset 5 of 20, the library's default LRA 0 of "
         "20, every other entry 0 of 10; 40,000 steps: the preset 11 of 20, Adam 0 of 20; "
         "T = 112, 30,000 steps: the preset 1 of 10, Adam 0 of 10; 100,000 steps: the preset 4 "
-        "of 10 (xor suite, trimmed full mode))",
+        "of 10, Adam 0 of 10 (xor suite, trimmed full mode))",
     )
     hidden_size: int = Field(30, ge=1, le=512, description="recurrent units (reference: 30)")
     batch_size: int = Field(
