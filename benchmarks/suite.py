@@ -431,4 +431,9 @@ def _command(argv: list[str] | None) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # `--plan | head`: the reader has gone, not an error of ours
+        from playground.cli_output import silence_closed_stdout
+
+        raise SystemExit(silence_closed_stdout()) from None

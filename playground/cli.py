@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return out.silence_closed_stdout()
     except SystemExit as e:  # --help and --version
         return e.code if isinstance(e.code, int) else 0
 

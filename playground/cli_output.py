@@ -8,6 +8,7 @@ parses flags or exits.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import statistics
@@ -27,6 +28,7 @@ from server.jobs.summary import (
 )
 
 _BAR = 24
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for any tool cut off by `| head`
 _REDRAW_SECONDS = 0.1  # at most 10 redraws per second
 #: Without a terminal (a log file, CI, nohup): a line per job at each tenth of its steps or
 #: after this many seconds without one, whichever comes first ...
@@ -63,6 +65,16 @@ class RunRecord:
     def events_name(self) -> str:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.label)
         return f"{self.index}-{safe}-seed{self.seed}.jsonl"
+
+
+def silence_closed_stdout() -> int:
+    """Call when a write raised BrokenPipeError (the reader, e.g. `| head`, has gone): points
+    stdout at /dev/null so the interpreter's flush at exit cannot raise it again, and returns
+    the exit status a shell expects from a tool its pipe cut off."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED
 
 
 def _clock(seconds: float) -> str:

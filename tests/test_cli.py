@@ -326,12 +326,15 @@ def test_data_check_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _assert_one_line_error(capsys, code, "not found")
 
 
-def test_console_script_bad_flag_has_no_traceback():
+def _console_script() -> list[str]:
     script = Path(sys.executable).parent / "psgd-playground"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "playground.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "playground.cli"]
+
+
+def test_console_script_bad_flag_has_no_traceback():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [*cmd, "run", "--task", "rosenbrock", "--steps", "ten"],
+        [*_console_script(), "run", "--task", "rosenbrock", "--steps", "ten"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -343,6 +346,31 @@ def test_console_script_bad_flag_has_no_traceback():
     assert result.stderr.strip().splitlines() == [
         "psgd-playground: error: argument --steps: expected a positive integer, got 'ten'"
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["optimizers"], [sys.executable, "benchmarks/suite.py", "fitting", "--full", "--plan"]],
+    ids=["cli", "suite"],
+)
+def test_a_reader_that_has_gone_ends_the_command_quietly(args: list[str]):
+    """`… | head` closes the pipe early: exit as a shell expects (141), no traceback."""
+    command = [*_console_script(), *args] if args[0] == "optimizers" else args
+    reader, writer = os.pipe()
+    os.close(reader)  # no reader from the start, so the first write fails for certain
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        os.close(writer)
+    _, err = process.communicate(timeout=120)
+    assert (process.returncode, err) == (141, "")
 
 
 def test_progress_redraws_one_line_per_job_on_a_terminal():
