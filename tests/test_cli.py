@@ -349,13 +349,15 @@ def test_console_script_bad_flag_has_no_traceback():
 
 
 @pytest.mark.parametrize(
-    "args",
-    [["optimizers"], [sys.executable, "benchmarks/suite.py", "fitting", "--full", "--plan"]],
+    "command",
+    [
+        [*_console_script(), "optimizers"],
+        [sys.executable, "benchmarks/suite.py", "fitting", "--full", "--plan"],
+    ],
     ids=["cli", "suite"],
 )
-def test_a_reader_that_has_gone_ends_the_command_quietly(args: list[str]):
+def test_a_reader_that_has_gone_ends_the_command_quietly(command: list[str]):
     """`… | head` closes the pipe early: exit as a shell expects (141), no traceback."""
-    command = [*_console_script(), *args] if args[0] == "optimizers" else args
     reader, writer = os.pipe()
     os.close(reader)  # no reader from the start, so the first write fails for certain
     try:

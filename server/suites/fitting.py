@@ -482,6 +482,12 @@ def _overhead_note(runs: list[Run]) -> list[str]:
     ]
 
 
+def _span(values: list[float]) -> str:
+    """The values' range as the report writes it: "low–high", or one number when they agree."""
+    low, high = number_text(min(values)), number_text(max(values))
+    return low if low == high else f"{low}–{high}"
+
+
 def _finding(mu: float | None, cells_at_mu: list[Cell], steps: int) -> str:
     """Sentences for one μ_Q: how many matched Newton cells reached the threshold (and how
     far off the others ended), and how many unmatched ones did."""
@@ -501,11 +507,10 @@ def _finding(mu: float | None, cells_at_mu: list[Cell], steps: int) -> str:
         "the family can represent"
     )
     if missed:
-        worst = sorted(max(c.finals("error"), default=math.nan) for c in missed)
-        low, high = number_text(worst[0]), number_text(worst[-1])
-        span = low if low == high else f"{low}–{high}"
+        worst = [max(c.finals("error"), default=math.nan) for c in missed]
         sentence += (
-            f"; the other {len(missed)} ended {span} decades off (worst seed): {named(missed)}"
+            f"; the other {len(missed)} ended {_span(worst)} decades off (worst seed): "
+            f"{named(missed)}"
         )
     sentence += "."
     if unmatched:
@@ -551,10 +556,9 @@ def _whitening_sentence(all_cells: list[Cell]) -> str:
     whitening = [c for c in all_cells if not c.newton]
     per_kappa = []
     for kappa in sorted({c.kappa for c in whitening}):
-        finals = sorted(f for c in whitening if c.kappa == kappa for f in c.finals("error"))
+        finals = [f for c in whitening if c.kappa == kappa for f in c.finals("error")]
         if finals:
-            low, high = number_text(finals[0]), number_text(finals[-1])
-            per_kappa.append(f"κ {kappa:.0e}: {low if low == high else f'{low}–{high}'}")
+            per_kappa.append(f"κ {kappa:.0e}: {_span(finals)}")
     if not per_kappa:
         return ""
     return (
