@@ -23,7 +23,8 @@ A report keeps its runs (runs.json.gz, the events its analysis reads). `--from F
 analyses kept runs again with the code as it is now, instead of running anything; given
 several times it pools them (other seeds, other entries, another machine, the re-run of
 jobs a deadline cancelled) into one report, which names each source and, like any part of
-a plan, gives no verdict.
+a plan, gives no verdict, unless the pooled runs are exactly the mode's plan (every job,
+each run to its end once): then it is the mode's result, run in parts.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.suite_pool import pool_runs  # noqa: E402
+from benchmarks.suite_pool import is_whole_plan, pool_runs  # noqa: E402
 from benchmarks.suite_report import machine, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
@@ -267,7 +268,11 @@ def _analyse_again(
         mode, runs, trimmed, sources = pool_runs(suite.name, args.sources)
     except ValueError as e:
         parser.error(f"--from: {e}")
-    report = _analysed(suite, runs, mode, trimmed)
+    assert suite.plan is not None  # a suite that analyses runs plans them
+    whole = bool(trimmed) and is_whole_plan(suite.plan(mode), runs)
+    report = _analysed(suite, runs, mode, "" if whole else trimmed)
+    if whole:
+        report, trimmed = _whole(report, trimmed), ""
     write_report(suite, mode, report, args.out, started=started, command=_command(argv),
                  runs=runs, trimmed=trimmed, sources=sources)  # fmt: skip
     print(
@@ -375,6 +380,12 @@ def _partial(report: Report, trimmed: str) -> Report:
     return dataclasses.replace(
         report, verdict="not yet run at full scale", notes=[note, *report.notes]
     )
+
+
+def _whole(report: Report, pooled: str) -> Report:
+    """Parts that together are the whole plan are its result: say how they were pooled."""
+    note = f"{pooled} Together they are every job of the mode's plan, each run to its end once."
+    return dataclasses.replace(report, notes=[note, *report.notes])
 
 
 def plan_text(plan: Plan) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from benchmarks.suite_report import read_runs
 from server.jobs.summary import OUTCOMES
+from server.specs import ComparisonSpec, expand
 from server.suites.base import Mode, Run
 
 
@@ -48,6 +49,22 @@ def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, li
     if replaced:
         trimmed += f" Runs cut short, counted by their re-run: {'; '.join(replaced)}."
     return modes.pop(), runs, trimmed, sources
+
+
+def is_whole_plan(plan: list[tuple[str, ComparisonSpec]], runs: list[Run]) -> bool:
+    """Whether `runs` are exactly the plan's jobs, each once and run to its end: a mode's
+    plan run in parts (sessions, machines) and pooled is then the mode's result. Where a job
+    ran (its device) is not part of the experiment; everything else in its spec is."""
+    planned = Counter(
+        (title, _job_key(job.spec.model_dump(mode="json"))) for title, spec in plan
+        for job in expand(spec)
+    )  # fmt: skip
+    ended = Counter((run.comparison, _job_key(run.spec)) for run in runs if run.status in OUTCOMES)
+    return ended.total() == len(runs) and ended == planned
+
+
+def _job_key(spec: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in spec.items() if k != "device"}, sort_keys=True)
 
 
 def _entry(run: Run) -> str:

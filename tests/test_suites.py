@@ -565,6 +565,49 @@ def test_kept_runs_of_several_reports_are_pooled_into_one_partial_report(
     assert [s["report"] for s in record["sources"]] == ["a", "b"]
 
 
+def test_parts_that_together_are_the_whole_plan_pool_into_the_modes_result(
+    monkeypatch, tmp_path, clean_env
+):
+    judged = dataclasses.replace(  # a toy whose analysis gives a verdict when asked for one
+        TOY,
+        analyse=lambda runs, mode: dataclasses.replace(
+            final_losses(runs, mode), verdict="reproduced"
+        ),
+    )
+    monkeypatch.setitem(SUITES, "toy", judged)
+
+    def part(name, *trim):
+        assert suite_command.main(["toy", "--full", *trim, "--out", str(tmp_path / name)]) == 0
+        return ["--from", str(tmp_path / name)]
+
+    def pooled(*sources):
+        out = tmp_path / "pooled"
+        assert suite_command.main(["toy", *[a for s in sources for a in s], "--out", str(out)]) == 0
+        return json.loads((out / "report.json").read_text()), suite_report.read_runs(out)[0]
+
+    sgd, adam_1 = part("sgd", "--entries", "0"), part("adam-1", "--entries", "1", "--seeds", "1-1")
+    record, header = pooled(sgd, adam_1)  # adam's seed 0 is missing
+    assert record["report"]["verdict"] == "not yet run at full scale" and header["trimmed"]
+    adam_0 = part("adam-0", "--entries", "1", "--seeds", "0-0")
+    record, header = pooled(sgd, adam_1, adam_0)
+    assert record["report"]["verdict"] == "reproduced" and header["trimmed"] == ""
+    assert record["report"]["notes"][0] == (
+        "Runs pooled from 3 reports: sgd (entries 0 of each); adam-1 (entries 1 of each; seeds "
+        "1–1); adam-0 (entries 1 of each; seeds 0–0). Together they are every job of the "
+        "mode's plan, each run to its end once."
+    )
+    assert [s["report"] for s in record["sources"]] == ["sgd", "adam-1", "adam-0"]
+    # a run beyond the plan (another seed) or a job cut short: not the plan's result
+    extra = part("extra", "--entries", "1", "--seeds", "2-2")
+    assert pooled(sgd, adam_1, adam_0, extra)[0]["report"]["verdict"] == "not yet run at full scale"
+    header, runs = suite_report.read_runs(tmp_path / "adam-0")
+    cut = [dataclasses.replace(runs[0], status="cancelled")]
+    suite_report.write_runs(
+        judged, "full", cut, tmp_path / "adam-0" / "runs.json.gz", header["trimmed"]
+    )
+    assert pooled(sgd, adam_1, adam_0)[0]["report"]["verdict"] == "not yet run at full scale"
+
+
 def test_a_run_cut_short_is_counted_by_its_re_run_and_the_report_says_so(
     toy_registered, tmp_path, clean_env, capsys
 ):
