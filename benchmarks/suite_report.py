@@ -120,9 +120,11 @@ def write_report(
 
 
 def write_runs(suite: Suite, mode: Mode, runs: list[Run], path: Path, trimmed: str) -> None:
-    """The runs with the events `suite.analyse` reads (status and `analysed_events`), gzipped
-    JSON; written byte for byte the same for the same runs (no time stamp in the header)."""
+    """The runs with the events `suite.analyse` reads (status and `analysed_events`, narrowed
+    to `analysed_fields`), gzipped JSON; written byte for byte the same for the same runs (no
+    time stamp in the header)."""
     kept = {"started", "status", *suite.analysed_events}
+    fields = suite.analysed_fields
     payload = {
         "suite": suite.name,
         "mode": mode,
@@ -130,13 +132,21 @@ def write_runs(suite: Suite, mode: Mode, runs: list[Run], path: Path, trimmed: s
         "runs": [  # not dataclasses.asdict: it would deep-copy every per-step event first
             {
                 **{f.name: getattr(run, f.name) for f in dataclasses.fields(run)},
-                "events": [e for e in run.events if e.get("type") in kept],
+                "events": [
+                    e if e["type"] not in fields else _narrowed(e, fields[e["type"]])
+                    for e in run.events
+                    if e.get("type") in kept
+                ],
             }
             for run in runs
         ],
     }
     text = json.dumps(payload, separators=(",", ":"))
     path.write_bytes(gzip.compress(text.encode(), mtime=0))
+
+
+def _narrowed(event: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
+    return {key: value for key, value in event.items() if key == "type" or key in fields}
 
 
 def read_runs(report_folder: Path) -> tuple[dict[str, Any], list[Run]]:

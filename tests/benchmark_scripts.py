@@ -23,7 +23,7 @@ def load_benchmark(name: str) -> ModuleType:
 
 def assert_kept_runs_give_the_same_report(suite: str, report_folder: Path) -> None:
     """`benchmarks/suite.py --from` on the report's kept runs must rebuild its report: the
-    suite's `analysed_events` hold every event its analysis reads."""
+    suite's `analysed_events` and `analysed_fields` hold everything its analysis reads."""
     import json
 
     again = report_folder.with_name(report_folder.name + "-again")

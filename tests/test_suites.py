@@ -505,14 +505,19 @@ def test_the_report_names_the_commit_the_run_started_from(tmp_path, monkeypatch)
 # ------------------------------------------------------------------------ kept runs
 def test_kept_runs_read_back_as_the_runs_with_the_analysed_events(tmp_path):
     suite = Suite("kept", "k", "c", "d", plan=landscape_plan, analyse=final_losses,
-                  analysed_events=frozenset({"eval"}))  # fmt: skip
+                  analysed_events=frozenset({"eval", "spectrum"}),
+                  analysed_fields={"spectrum": frozenset({"step", "fit_error"})})  # fmt: skip
     events = [{"type": "started"}, {"type": "metrics", "step": 1}, {"type": "trajectory"},
-              {"type": "eval", "step": 1}, {"type": "status", "status": "completed"}]  # fmt: skip
+              {"type": "eval", "step": 1, "accuracy": 0.5},
+              {"type": "spectrum", "step": 1, "fit_error": 0.2, "spectra": {"p0": [1.0]}},
+              {"type": "status", "status": "completed"}]  # fmt: skip
     run = Run("c", "sgd", 4, "completed", {"steps": 3}, events)
     suite_report.write_runs(suite, "quick", [run], tmp_path / "runs.json.gz", "Trimmed plan: x.")
     header, (back,) = suite_report.read_runs(tmp_path)
     assert header == {"suite": "kept", "mode": "quick", "trimmed": "Trimmed plan: x."}
-    assert [e["type"] for e in back.events] == ["started", "eval", "status"]
+    assert [e["type"] for e in back.events] == ["started", "eval", "spectrum", "status"]
+    # a type with fields named keeps those only; one without keeps every field
+    assert back.events[1:3] == [events[3], {"type": "spectrum", "step": 1, "fit_error": 0.2}]
     assert (back.comparison, back.label, back.seed, back.spec) == ("c", "sgd", 4, {"steps": 3})
     first = (tmp_path / "runs.json.gz").read_bytes()
     suite_report.write_runs(suite, "quick", [run], tmp_path / "runs.json.gz", "Trimmed plan: x.")

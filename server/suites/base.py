@@ -9,7 +9,7 @@ plan and a `measure` instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,7 +102,9 @@ class Suite:
 
     `analysed_events` names the event types `analyse` reads besides the status events: a
     report keeps its runs with those only, so later code can analyse them again or pool them
-    with other runs (per-step metrics and trajectories are most of a run's volume)."""
+    with other runs (per-step metrics and trajectories are most of a run's volume).
+    `analysed_fields` narrows an event type to the fields `analyse` reads (a spectrum's
+    eigenvalue lists are most of a fitting run's kept volume); a type not named keeps all."""
 
     name: str
     title: str
@@ -112,6 +114,7 @@ class Suite:
     analyse: Callable[[list[Run], Mode], Report] | None = None
     measure: Callable[[Mode], Report] | None = None
     analysed_events: frozenset[str] = frozenset()
+    analysed_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.plan is None) != (self.analyse is None) or (self.plan is None) == (

@@ -577,5 +577,6 @@ SUITE = Suite(
     "P against the exact |H|⁻¹ over steps, along H's flattest and steepest directions too.",
     plan=plan,
     analysed_events=frozenset({"spectrum"}),
+    analysed_fields={"spectrum": frozenset({"step", "fit_error", "fit_along"})},
     analyse=analyse,
 )
