@@ -196,14 +196,16 @@ DENSE = {"name": "psgd-dense", "fitting": "newton", "geometry": "Q0.5EQ1.5",
          "preconditioner_lr": 0.1}  # fmt: skip
 
 
-def fake_run(seed, errors, flat, steep, *, optimizer=None, task=None, status="succeeded"):
-    """A run whose snapshots (steps 0, 10, 20, ...) carry these fit errors."""
+def fake_run(seed, errors, flat, steep, *, optimizer=None, task=None, status="succeeded",
+             along=None):  # fmt: skip
+    """A run whose snapshots (steps 0, 10, 20, ...) carry these fit errors (and, with
+    `along`, this signed fit along H's eigenvectors at every snapshot)."""
     optimizer = optimizer or DENSE
     task = task or {"name": "quadratic", "condition_number": 1000.0, "rotate": True}
     events = [{"type": "spectrum", "step": 0, "fit_error": None, "fit_along": None}]
     for i, (e, f, s) in enumerate(zip(errors, flat, steep), start=1):
         events.append({"type": "spectrum", "step": 10 * i, "fit_error": e,
-                       "fit_along": [-f, 0.0, s]})  # fmt: skip
+                       "fit_along": along or [-f, 0.0, s]})  # fmt: skip
     overhead = {"step_seconds": 2.0, "snapshots": {"count": 3, "seconds": 0.06}}
     events.append({"type": "status", "status": status, "summary": {"overhead": overhead}})
     comparison = suite.title(suite._structure(task), task["condition_number"])
@@ -224,8 +226,9 @@ def test_the_analysis_reports_final_errors_with_intervals_and_steps_to_the_thres
     # finals 0.05, 0.01, 0.03: mean 0.03, sd 0.02, t(0.975, 2) = 4.303 → ± 0.0497
     assert row[4] == "0.03 [-0.0197, 0.0797]"
     assert row[6] == "0 [0, 0]"
+    assert row[7] == row[4]  # along [-flat, 0, 0]: the shape spread is the flat error
     # first snapshot with a fit error ≤ 0.1: steps 30, 20, 30 → median 30, IQR 25–30
-    assert row[7] == "30 [IQR 25–30]" and row[8] == "3"
+    assert row[8] == "30 [IQR 25–30]" and row[9] == "3"
     (flat_row,) = report.tables[1].rows
     assert flat_row[1:] == ["dense", "30 [IQR 25–30]", "10 [IQR 10–15]"]
     assert report.finding == (
@@ -250,6 +253,11 @@ def test_a_matched_newton_fit_that_stays_above_the_threshold_refutes_the_claim()
     runs = [fake_run(s, [2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [0.0] * 3) for s in range(2)]
     whiten = {"name": "psgd-diag", "fitting": "whiten", "elementwise_normalizer": False}
     runs.append(fake_run(0, [3.0] * 3, [3.0] * 3, [0.0] * 3, optimizer=whiten))  # not counted
+    # on diagonal H, 1.5 decades off in scale and 0.25 in shape: P ≈ 10^1.5 |H|⁻¹
+    diagonal = {"name": "quadratic", "condition_number": 1000.0, "rotate": False}
+    along = [1.25, 1.5, 1.5]
+    runs.append(fake_run(0, [1.5] * 3, [0] * 3, [0] * 3, optimizer=whiten, task=diagonal,
+                         along=along))  # fmt: skip
     failed = fake_run(2, [2.0, 0.01, 0.0], [0.0] * 3, [0.0] * 3, status="diverged")
     report = suite.analyse([*runs, failed], "full")
     assert report.verdict == "not reproduced"
@@ -260,15 +268,18 @@ def test_a_matched_newton_fit_that_stays_above_the_threshold_refutes_the_claim()
         "Dense (Q0.5EQ1.5, μ_Q = 0.1) on dense H fitted (≤ 0.1 decades, median over seeds) "
         "κ 1e+03: steepest by step 10, flattest not within the steps. Whitening fits (they "
         "aim at E[ggᵀ]^(-1/2), so a contrast outside the verdict) ended this far from |H|⁻¹ "
-        "(decades, every seed and variant): κ 1e+03: 3."
+        "(decades, every seed and variant): κ 1e+03: 1.5–3; in shape, the part a learning "
+        "rate cannot absorb (shape spread, structures the family can represent or not): "
+        "κ 1e+03: matched 0.25, unmatched 3."
     )
-    alone = suite.analyse([runs[-1]], "full")
+    alone = suite.analyse([runs[-2]], "full")
     assert alone.verdict == "not yet run at full scale"
     assert alone.finding.startswith("Whitening fits")
-    rows = {row[0]: row for row in report.tables[0].rows}
-    assert rows["dense Q0.5EQ1.5 newton μ=0.1"][7] == "> budget (1/3 reached)"
-    assert rows["dense Q0.5EQ1.5 newton μ=0.1"][8] == "3 (seed 2 diverged)"
-    assert rows["diag global whiten"][3] == "no"
+    rows = {(row[0], row[1]): row for row in report.tables[0].rows}
+    assert rows["dense Q0.5EQ1.5 newton μ=0.1", "dense"][8] == "> budget (1/3 reached)"
+    assert rows["dense Q0.5EQ1.5 newton μ=0.1", "dense"][9] == "3 (seed 2 diverged)"
+    assert rows["diag global whiten", "dense"][3] == "no"
+    assert rows["diag global whiten", "diagonal"][3:8:4] == ["yes", "0.25"]
     assert suite.analyse([], "full").verdict == "not yet run at full scale"
 
 
@@ -282,7 +293,7 @@ def test_the_smoke_mode_runs_end_to_end(tmp_path, clean_env):
     report = record["report"]
     assert record["suite"] == "fitting" and report["verdict"] == "not yet run at full scale"
     rows = report["tables"][0]["rows"]
-    assert len(rows) == 8 and all(row[8] == "1" for row in rows)  # 2 variants × 4 structures
+    assert len(rows) == 8 and all(row[9] == "1" for row in rows)  # 2 variants × 4 structures
     assert all(math.isfinite(float(row[4])) for row in rows)
     names = {f["name"] for f in report["figures"]}
     stems = ("fit_kron_Q0_5EQ1_5", "fit_dense_Q0_5EQ1_5", "flat_dense_Q0_5EQ1_5")

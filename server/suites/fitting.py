@@ -171,6 +171,9 @@ class Curve:
     error: list[float]  # fit_error, decades
     flat: list[float]  # |log10| along the flattest eigenvector of H
     steep: list[float]  # |log10| along the steepest
+    #: max − min of the signed log10 along H's eigenvectors: the error no scale of P (no
+    #: learning rate) can remove; 0 when P is |H|⁻¹ times a constant
+    shape: list[float]
 
     def first_step(self, values: list[float]) -> int | None:
         """The first snapshot step at which `values` is within THRESHOLD (None: never)."""
@@ -186,6 +189,7 @@ def curve(run: Run) -> Curve:
         error=[float(e["fit_error"]) for e in points],
         flat=[abs(float(e["fit_along"][0])) for e in points],
         steep=[abs(float(e["fit_along"][-1])) for e in points],
+        shape=[float(max(e["fit_along"]) - min(e["fit_along"])) for e in points],
     )
 
 
@@ -277,6 +281,7 @@ def _final_table(all_cells: list[Cell]) -> Table:
                 _interval_text(cell.finals("error")),
                 _interval_text(cell.finals("flat")),
                 _interval_text(cell.finals("steep")),
+                _interval_text(cell.finals("shape")),
                 _steps_text(cell, "error"),
                 f"{len(cell.curves)}" + (f" ({'; '.join(cell.failed)})" if cell.failed else ""),
             ]
@@ -292,6 +297,7 @@ def _final_table(all_cells: list[Cell]) -> Table:
             "final fit error",
             "flattest direction",
             "steepest direction",
+            "shape spread",
             f"steps to ≤ {THRESHOLD}",
             "seeds",
         ],
@@ -433,7 +439,11 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
         *_overhead_note(runs),
         f"Fit error = max |log10| over the eigenvalues of |H|^½ P |H|^½ (decades: 1 = a factor "
         f"10 off in the worst direction); 'fitted' = at most {THRESHOLD} (a factor "
-        f"{10**THRESHOLD:.2f}). Direction errors are |log10 |λ| uᵀPu| along H's eigenvectors.",
+        f"{10**THRESHOLD:.2f}). Direction errors are |log10 |λ| uᵀPu| along H's eigenvectors; "
+        "the shape spread is the largest minus the smallest signed log10 |λ| uᵀPu over them, "
+        "the part of the error that no scale of P (no learning rate) removes: 0 when P is a "
+        "multiple of |H|⁻¹ (a lower bound on the spread of |H|^½ P |H|^½'s eigenvalues, equal "
+        "to it when P shares H's eigenvectors).",
         f"Every job: {DIM}-parameter quadratic, float64, no gradient noise, exact Hv, the "
         "quadratic preset otherwise (lr 1, momentum 0.9, automatic init scale), the "
         "preconditioner fitted on every step; snapshots every 1 % of the steps, so a "
@@ -554,16 +564,26 @@ def _whitening_sentence(all_cells: list[Cell]) -> str:
     """Where the whitening fits ended against |H|⁻¹, per κ: the contrast the report's figures
     show, said in words so a run of whitening fits alone does not read as an empty finding."""
     whitening = [c for c in all_cells if not c.newton]
-    per_kappa = []
+    per_kappa, shapes = [], []
     for kappa in sorted({c.kappa for c in whitening}):
-        finals = [f for c in whitening if c.kappa == kappa for f in c.finals("error")]
-        if finals:
-            per_kappa.append(f"κ {kappa:.0e}: {_span(finals)}")
+        at_kappa = [c for c in whitening if c.kappa == kappa]
+        finals = [f for c in at_kappa for f in c.finals("error")]
+        if not finals:
+            continue
+        per_kappa.append(f"κ {kappa:.0e}: {_span(finals)}")
+        spreads = []
+        for label, is_matched in (("matched", True), ("unmatched", False)):
+            values = [f for c in at_kappa if c.matched == is_matched for f in c.finals("shape")]
+            if values:
+                spreads.append(f"{label} {_span(values)}")
+        shapes.append(f"κ {kappa:.0e}: {', '.join(spreads)}")
     if not per_kappa:
         return ""
     return (
         " Whitening fits (they aim at E[ggᵀ]^(-1/2), so a contrast outside the verdict) ended "
-        f"this far from |H|⁻¹ (decades, every seed and variant): {'; '.join(per_kappa)}."
+        f"this far from |H|⁻¹ (decades, every seed and variant): {'; '.join(per_kappa)}; "
+        "in shape, the part a learning rate cannot absorb (shape spread, structures the "
+        f"family can represent or not): {'; '.join(shapes)}."
     )
 
 
