@@ -49,6 +49,7 @@ from benchmarks.suite_report import machine, write_report  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
+from server.suites.render import markdown_row  # noqa: E402
 from server.suites.results import (  # noqa: E402
     SHOWN_MODES,
     partial_records,
@@ -424,8 +425,7 @@ def claims_table(folder: Path | None) -> str:
             f"[{name}](benchmarks/results/{suite.name}/{name}/report.md)"
             for name in partial_records(folder, suite.name)
         )
-        row = [suite.claim, f"`{suite.name}`", *cells, others or "none"]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        lines.append(markdown_row([suite.claim, f"`{suite.name}`", *cells, others or "none"]))
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ import gradio as gr
 
 from playground.client import ApiError
 from playground.refusals import refusal, token_refusal
-from server.suites.render import report_markdown
+from server.suites.render import markdown_row, report_markdown
 
 if TYPE_CHECKING:  # the compare view builds this tab; importing it here would be a cycle
     from playground.ui import Playground
@@ -101,7 +101,7 @@ def claims_markdown(suites: list[dict[str, Any]]) -> str:
     for s in suites:
         cells = [(s["reports"].get(m) or {}).get("verdict") or "not run" for m in MODES]
         partial = ", ".join(f"`{p['name']}`" for p in s.get("partial_reports", [])) or "–"
-        rows.append(f"| {s['title']} | {s['claim']} | {cells[0]} | {cells[1]} | {partial} |")
+        rows.append(markdown_row([s["title"], s["claim"], *cells, partial]))
     return "\n".join(rows)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 
 import pytest
@@ -440,6 +441,24 @@ def test_the_claims_table_links_a_suites_trimmed_runs(toy_registered, tmp_path):
     assert toy[3] == "not run"  # a trimmed run of the full plan is not its verdict
     assert toy[4] == "[full-partial-t32](benchmarks/results/toy/full-partial-t32/report.md) |"
     assert rows["`step-cost`"].endswith(" | none |")
+
+
+def test_the_tabs_claims_table_keeps_a_claim_with_bars_in_one_cell():
+    """The fitting claim says |H|⁻¹: unescaped, its bars split the row and push the full
+    mode's verdict out of its column (the Benchmarks tab showed it under "partial runs")."""
+    pytest.importorskip("gradio")
+    from playground.benchmarks_tab import claims_markdown
+
+    fitting = SUITES["fitting"]
+    assert "|" in fitting.claim
+    reports = {"quick": {"verdict": "not yet run at full scale"}, "full": {"verdict": "x"}}
+    suites = [{"title": fitting.title, "claim": fitting.claim, "reports": reports,
+               "partial_reports": [{"name": "full-partial-a"}]}]  # fmt: skip
+    header, _, row = claims_markdown(suites).splitlines()
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+    assert len(cells) == len(header.split("|")) - 2 == 5
+    assert cells[1] == fitting.claim.replace("|", "\\|")
+    assert cells[2:] == ["not yet run at full scale", "x", "`full-partial-a`"]
 
 
 def test_readme_states_the_committed_verdicts():

@@ -57,16 +57,18 @@ def _where(record: dict[str, Any]) -> str:
     )
 
 
-def table_markdown(table: dict[str, Any]) -> list[str]:
-    def row(cells: list[Any]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+def markdown_row(cells: list[Any]) -> str:
+    """A Markdown table row; a "|" inside a cell (|H|⁻¹ in a claim) would split it."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
+
+def table_markdown(table: dict[str, Any]) -> list[str]:
     return [
         f"## {table['title']}",
         "",
-        row(table["columns"]),
-        row(["---"] * len(table["columns"])),
-        *(row(r) for r in table["rows"]),
+        markdown_row(table["columns"]),
+        markdown_row(["---"] * len(table["columns"])),
+        *(markdown_row(r) for r in table["rows"]),
         "",
     ]
 
