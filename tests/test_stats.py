@@ -118,3 +118,22 @@ def test_fisher_exact_refuses_impossible_counts() -> None:
         stats.fisher_exact(4, 3, 0, 3)
     with pytest.raises(ValueError, match="n > 0"):
         stats.fisher_exact(0, 0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("only_a", "only_b", "p_value"),
+    [
+        (0, 4, 0.125),  # 4 fair coins all one way: 2 × 1/16
+        (1, 7, 0.0703125),  # scipy.stats.binomtest(1, 8).pvalue: 2 × (1 + 8) / 256
+        (5, 5, 1.0),
+        (0, 0, 1.0),  # no seed split them: no evidence
+    ],
+)
+def test_mcnemar_exact_two_sided(only_a: int, only_b: int, p_value: float) -> None:
+    assert stats.mcnemar_exact(only_a, only_b) == pytest.approx(p_value, rel=1e-12)
+    assert stats.mcnemar_exact(only_b, only_a) == pytest.approx(p_value, rel=1e-12)
+
+
+def test_mcnemar_exact_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match="counts ≥ 0"):
+        stats.mcnemar_exact(-1, 3)

@@ -158,6 +158,11 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     # against the preset: P(0 of 3 solves on adam's side) = 4/56, as likely as 3 of 3
     assert table.columns[5] == "solved vs the preset: Fisher exact p (two-sided)"
     assert (rows[PRESET][5], rows["adam"][5]) == ("–", "p = 0.14")
+    # paired on seeds 0–3 (adam's failed seed 9 is not counted): 3 solved by the preset only
+    assert table.columns[6] == (
+        "same seeds, solved by it only / by the preset only: McNemar exact p"
+    )
+    assert (rows[PRESET][6], rows["adam"][6]) == ("–", "0 / 3 of 4 seeds, p = 0.25")
     assert f"T = 16 (cap 1,000 steps): {PRESET} 3/4, adam 0/4" in report.finding
     (figure,) = report.figures  # one length: no solved-vs-T figure
     lra = next(s for s in figure.series if s.name == PRESET)
@@ -258,9 +263,12 @@ def test_the_ablations_are_named_and_the_best_reported() -> None:
     assert report.finding.endswith(
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton + all four (2022 reference): 1/10 = 10% [2%, 40%]; "
-        "psgd-lra newton: 2/10 = 20% [6%, 51%] (p = 1 against the preset); "
-        "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%] (p = 0.057 against the preset); "
-        "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%] (p = 1 against the preset). "
+        "psgd-lra newton: 2/10 = 20% [6%, 51%] (p = 1 against the preset; paired, solved by "
+        "it only / by the preset only: 1 / 0 of 10 seeds, p = 1); "
+        "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%] (p = 0.057 against the preset; "
+        "paired, solved by it only / by the preset only: 5 / 0 of 10 seeds, p = 0.062); "
+        "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%] (p = 1 against the preset; "
+        "paired, solved by it only / by the preset only: 0 / 1 of 10 seeds, p = 1). "
         "Highest solved fraction: psgd-lra newton + random UV."
     )
     names = [row[0] for row in report.tables[0].rows]
@@ -297,11 +305,25 @@ def test_ablations_at_both_lengths_are_said_per_length() -> None:
         "Ablations at T = 32, cap 1,000 steps (solved, 95 % Wilson): "
         f"{PRESET}: 9/10 = 90% [60%, 98%]; "
         "psgd-lra newton + all but random UV: 4/10 = 40% [17%, 69%] "
-        "(p = 0.057 against the preset). "
+        "(p = 0.057 against the preset; paired, solved by it only / by the preset only: "
+        "1 / 6 of 10 seeds, p = 0.12). "
         f"Highest solved fraction: {PRESET}. "
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton: 0/10 = 0% [0%, 28%]."
     ) in finding
+
+
+def test_the_paired_test_counts_seeds_one_side_solved_and_only_seeds_both_ran() -> None:
+    # 7/10 against 3/10 is Fisher p = 0.18; seed by seed the 3 are among the 7, so only 4
+    # seeds split them, all one way: p = 2/16
+    runs = _many(64, LRA, [100] * 7 + [None] * 3)
+    runs += _many(64, BASE, [100] * 3 + [None] * 7)
+    runs.append(_run(64, BASE, 12, 100))  # a seed the preset did not run: not paired
+    runs += [_run(64, BASE, 9, None)]  # seed 9 twice under one name: no single outcome
+    runs += [_run(64, {**BASE, "uv_init": "random"}, seed, 100) for seed in (20, 21)]
+    rows = {row[0]: row for row in analyse(runs, "full").tables[0].rows}
+    assert rows["psgd-lra newton"][6] == "0 / 4 of 9 seeds, p = 0.12"
+    assert rows["psgd-lra newton + random UV"][6] == "no seeds in common"
 
 
 def test_entries_sharing_a_name_but_not_their_settings_are_counted_apart() -> None:

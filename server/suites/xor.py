@@ -13,7 +13,7 @@ needed; at T = 64 every variant but the preset solved none within 14k steps (202
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,6 +191,16 @@ class _Cell:
                 spent.append((summary.get("solved_work") or {}).get(cost))
         return stats.censored_spread(spent)
 
+    def solved_by_seed(self) -> dict[int, bool]:
+        """Whether each seed was solved, over the seeds with one counted run (a seed run
+        twice under one name, in a pool, has no single outcome to pair)."""
+        seeds = Counter(run.seed for run in self.counted)
+        return {
+            run.seed: run.summary.get("solved_step") is not None
+            for run in self.counted
+            if seeds[run.seed] == 1
+        }
+
     def rate_text(self) -> str:
         rate = self.rate()
         if rate is None:
@@ -247,7 +257,7 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
         fastest = f"{_steps(min(solved))}–{_steps(max(solved))}" if solved else "–"
         row = [name, cell.rate_text(), _spread_text(cell.spread()), fastest, str(cell.excluded)]
         if preset is not None:
-            row.append("–" if name == PRESET else _versus(cell, preset))
+            row += ["–", "–"] if name == PRESET else [_versus(cell, preset), _paired(cell, preset)]
         rows.append(row)
     cap = max(cell.cap for cell in by_name.values())
     columns = [
@@ -258,7 +268,10 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
         "runs left out (failed/cancelled)",
     ]
     if preset is not None:
-        columns.append("solved vs the preset: Fisher exact p (two-sided)")
+        columns += [
+            "solved vs the preset: Fisher exact p (two-sided)",
+            "same seeds, solved by it only / by the preset only: McNemar exact p",
+        ]
     return Table(
         f"T = {length}: solved within {cap:,} steps (training-batch loss < {SOLVED_THRESHOLD:g})",
         columns,
@@ -271,6 +284,20 @@ def _versus(cell: _Cell, preset: _Cell) -> str:
     if not cell.n or not preset.n:
         return "no counted runs"
     return f"p = {stats.fisher_exact(cell.solved, cell.n, preset.solved, preset.n):.2g}"
+
+
+def _paired(cell: _Cell, preset: _Cell) -> str:
+    """`cell` against the preset seed by seed (a seed fixes the data and the initial
+    weights, so both met the same problem): the seeds only one of them solved, and
+    McNemar's exact p on those."""
+    mine, theirs = cell.solved_by_seed(), preset.solved_by_seed()
+    shared = mine.keys() & theirs.keys()
+    if not shared:
+        return "no seeds in common"
+    only_mine = sum(mine[seed] and not theirs[seed] for seed in shared)
+    only_theirs = sum(theirs[seed] and not mine[seed] for seed in shared)
+    p_value = stats.mcnemar_exact(only_mine, only_theirs)
+    return f"{only_mine} / {only_theirs} of {len(shared)} seeds, p = {p_value:.2g}"
 
 
 #: what a solve cost besides steps (issue 16: costs in work and seconds, not only steps):
@@ -471,7 +498,10 @@ def _ablations_at(length: int, by_name: dict[str, _Cell]) -> str:
         cell = by_name[name]
         if preset is None or name == PRESET:
             return f"{name}: {cell.rate_text()}"
-        return f"{name}: {cell.rate_text()} ({_versus(cell, preset)} against the preset)"
+        return (
+            f"{name}: {cell.rate_text()} ({_versus(cell, preset)} against the preset; "
+            f"paired, solved by it only / by the preset only: {_paired(cell, preset)})"
+        )
 
     cap = max(by_name[name].cap for name in compared)
     listed = "; ".join(map(said_of, compared))
