@@ -25,19 +25,26 @@ several times it pools them (other seeds, other entries, another machine, the re
 jobs a deadline cancelled) into one report, which names each source and, like any part of
 a plan, gives no verdict, unless the pooled runs are exactly the mode's plan (every job,
 each run to its end once): then it is the mode's result, run in parts.
+
+Ctrl-C (or SIGTERM) while the in-process service runs a plan acts as `--deadline` reached
+now: what has not ended is cancelled and the report is written with what ran; a second
+Ctrl-C aborts without one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +103,33 @@ class LocalRun:
     deadline: float | None = None
 
 
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """While a plan runs, Ctrl-C or SIGTERM acts as an early deadline: the jobs not yet
+    ended are cancelled and the report keeps what ran (hours of runs are not lost to a
+    keystroke, or to a lent machine being taken back); a second signal aborts."""
+
+    def stop_once(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            f"\n{signal.Signals(signum).name}: cancelling the jobs not yet ended; the report "
+            "keeps what ran (send it again to abort without a report)",
+            file=sys.stderr,
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers; a deadline still applies
+        return
+    previous = {sig: signal.signal(sig, stop_once) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_local(plan: Plan, how: LocalRun) -> list[Run]:
     """The plan's comparisons through a job service in this process, one after another."""
     from playground.cli_jobs import LocalJobs
@@ -104,7 +138,7 @@ def run_local(plan: Plan, how: LocalRun) -> list[Run]:
     stop = threading.Event()
     timer = threading.Timer(how.deadline, stop.set) if how.deadline is not None else None
     service = LocalJobs(None, how.data, collector.total, how.threads, how.concurrency, how.device)
-    with service as jobs:
+    with _stopped_by_signals(stop), service as jobs:
         if timer is not None:
             timer.daemon = True
             timer.start()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
 
 import pytest
 import torch
@@ -147,6 +150,22 @@ def test_a_deadline_cancels_the_jobs_not_yet_ended(clean_env):
     how = suite_command.LocalRun(device="cpu", deadline=1.0)
     (run,) = suite_command.run_local(plan, how)
     assert run.status == "cancelled"
+
+
+def test_ctrl_c_cancels_the_jobs_not_yet_ended_and_keeps_the_report(clean_env, capsys):
+    spec = {"task": {"name": "xor", "sequence_length": 64}, "steps": 100_000, "seeds": [0],
+            "optimizers": [{"name": "adam"}]}  # fmt: skip
+    plan = [("long", ComparisonSpec.model_validate(spec))]
+    before = signal.getsignal(signal.SIGINT)
+    interrupt = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    try:
+        (run,) = suite_command.run_local(plan, suite_command.LocalRun(device="cpu"))
+    finally:
+        interrupt.cancel()
+    assert run.status == "cancelled"
+    assert "SIGINT: cancelling the jobs not yet ended" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is the caller's again
 
 
 def test_the_command_runs_a_plan_through_a_servers_api_with_its_token(
