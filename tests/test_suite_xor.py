@@ -247,11 +247,20 @@ def test_the_best_ablation_is_every_one_tied_at_the_top_and_none_when_none_solve
 def test_a_diverged_run_counts_as_unsolved_and_says_so_per_seed() -> None:
     runs = [_run(64, LRA, 0, 500), _run(64, LRA, 1, None, status="diverged")]
     runs += [_run(64, {"name": "adam"}, 0, 200), _run(64, {"name": "adam"}, 1, 400)]
-    table, cost, per_seed = analyse(runs, "full").tables
+    report = analyse(runs, "full")
+    table, cost, per_seed = report.tables
     assert table.rows[0][1] == "1/2 = 50% [9%, 91%]"
     assert per_seed.rows == [["0", "500", "200"], ["1", "diverged", "400"]]
     # Adam makes no Hessian-vector products: its solves cost gradients only
     assert cost.rows[1][2:5] == ["300 [IQR 250–350]"] * 2 + ["0 [IQR 0–0]"]
+    assert "adam 2/2" in report.finding
+
+
+def test_an_entry_whose_runs_were_all_cancelled_is_said_to_have_none_counted() -> None:
+    runs = [_run(64, LRA, 0, 500), _run(64, {"name": "adam"}, 0, None, status="cancelled")]
+    report = analyse(runs, "full")
+    assert f"{PRESET} 1/1, adam none counted." in report.finding
+    assert report.tables[0].rows[1][1] == "no counted runs"
 
 
 def test_the_ablations_are_named_and_the_best_reported() -> None:

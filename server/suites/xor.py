@@ -428,7 +428,7 @@ def _rates_sentence(cells: dict[int, dict[str, _Cell]]) -> str:
     for length, by_name in cells.items():
         ablations = _ablation_names(by_name)
         rates = ", ".join(
-            f"{name} {cell.solved}/{cell.n}"
+            f"{name} {cell.solved}/{cell.n}" if cell.n else f"{name} none counted"
             for name, cell in by_name.items()
             if name not in ablations
         )
