@@ -13,7 +13,9 @@ comparison needs, written out so the server's summary and the CLI share one defi
 * `mcnemar_exact`: the same question when the two ran on the same seeds (paired), from the
   seeds only one of them succeeded on: sharper than Fisher's when most seeds go the same
   way for both (the seed, not the optimizer, decides them), though with n seeds splitting
-  them it cannot go below 2^(1−n).
+  them it cannot go below 2^(1−n);
+* `sign_test`: whether one side wins more of the paired comparisons that differ (e.g. fewer
+  steps to solve on the seeds both solved); McNemar's test is this on the discordant seeds.
 
 The t distribution comes from the regularised incomplete beta function (a continued
 fraction, accurate to ~1e-12 here) and its quantiles from bisection on it.
@@ -254,8 +256,15 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     succeeded, `only_a` went to a and `only_b` to b; under "same rate" each such seed is a
     fair coin, so the p-value is the two-sided binomial tail (a sign test). Seeds both or
     neither succeeded on carry no evidence either way."""
-    if only_a < 0 or only_b < 0:
-        raise ValueError(f"mcnemar_exact needs counts ≥ 0; got {only_a} and {only_b}")
-    discordant = only_a + only_b
-    tail = math.fsum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))
-    return min(1.0, 2 * tail / 2**discordant)
+    return sign_test(only_a, only_b)
+
+
+def sign_test(fewer: int, more: int) -> float:
+    """Two-sided p-value of the sign test: of the pairs that differ, `fewer` went one way
+    and `more` the other; under "no difference" each is a fair coin (ties carry no
+    evidence and are left out by the caller)."""
+    if fewer < 0 or more < 0:
+        raise ValueError(f"a sign test needs counts ≥ 0; got {fewer} and {more}")
+    differing = fewer + more
+    tail = math.fsum(math.comb(differing, k) for k in range(min(fewer, more) + 1))
+    return min(1.0, 2 * tail / 2**differing)

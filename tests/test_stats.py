@@ -137,3 +137,12 @@ def test_mcnemar_exact_two_sided(only_a: int, only_b: int, p_value: float) -> No
 def test_mcnemar_exact_refuses_negative_counts() -> None:
     with pytest.raises(ValueError, match="counts ≥ 0"):
         stats.mcnemar_exact(-1, 3)
+
+
+def test_the_sign_test_is_the_two_sided_binomial_tail() -> None:
+    # fewer steps on all 9 seeds both solved: 2 × 1/512 (README's T = 32 ablation)
+    assert stats.sign_test(9, 0) == pytest.approx(0.00390625, rel=1e-12)
+    # 5 against 1: 2 × (1 + 6) / 64
+    assert stats.sign_test(1, 5) == pytest.approx(0.21875, rel=1e-12)
+    with pytest.raises(ValueError, match="counts ≥ 0"):
+        stats.sign_test(2, -1)

@@ -273,11 +273,14 @@ def test_the_ablations_are_named_and_the_best_reported() -> None:
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton + all four (2022 reference): 1/10 = 10% [2%, 40%]; "
         "psgd-lra newton: 2/10 = 20% [6%, 51%] (p = 1 against the preset; paired, solved by "
-        "it only / by the preset only: 1 / 0 of 10 seeds, p = 1); "
+        "it only / by the preset only: 1 / 0 of 10 seeds, p = 1; steps on the seeds both "
+        "solved: 16.67× [16.67–16.67] on 1 seed; fewer on 0, more on 1, p = 1); "
         "psgd-lra newton + random UV: 6/10 = 60% [31%, 83%] (p = 0.057 against the preset; "
-        "paired, solved by it only / by the preset only: 5 / 0 of 10 seeds, p = 0.062); "
+        "paired, solved by it only / by the preset only: 5 / 0 of 10 seeds, p = 0.062; steps "
+        "on the seeds both solved: 2.38× [2.38–2.38] on 1 seed; fewer on 0, more on 1, p = 1); "
         "psgd-lra newton + FD Hv after 1,000: 0/10 = 0% [0%, 28%] (p = 1 against the preset; "
-        "paired, solved by it only / by the preset only: 0 / 1 of 10 seeds, p = 1). "
+        "paired, solved by it only / by the preset only: 0 / 1 of 10 seeds, p = 1; steps on "
+        "the seeds both solved: no seed solved by both). "
         "Highest solved fraction: psgd-lra newton + random UV."
     )
     names = [row[0] for row in report.tables[0].rows]
@@ -315,7 +318,8 @@ def test_ablations_at_both_lengths_are_said_per_length() -> None:
         f"{PRESET}: 9/10 = 90% [60%, 98%]; "
         "psgd-lra newton + all but random UV: 4/10 = 40% [17%, 69%] "
         "(p = 0.057 against the preset; paired, solved by it only / by the preset only: "
-        "1 / 6 of 10 seeds, p = 0.12). "
+        "1 / 6 of 10 seeds, p = 0.12; steps on the seeds both solved: 1.33× [1.33–1.33] "
+        "on 3 seeds; fewer on 0, more on 3, p = 0.25). "
         f"Highest solved fraction: {PRESET}. "
         "Ablations at T = 64, cap 1,000 steps (solved, 95 % Wilson): "
         "psgd-lra newton: 0/10 = 0% [0%, 28%]."
@@ -333,6 +337,26 @@ def test_the_paired_test_counts_seeds_one_side_solved_and_only_seeds_both_ran() 
     rows = {row[0]: row for row in analyse(runs, "full").tables[0].rows}
     assert rows["psgd-lra newton"][6] == "0 / 4 of 9 seeds, p = 0.12"
     assert rows["psgd-lra newton + random UV"][6] == "no seeds in common"
+
+
+def test_the_paired_steps_compare_only_seeds_both_solved() -> None:
+    # seeds 0–8 solved sooner than the preset, seed 9 by it alone, seed 10 at the same step
+    # (a tie: counted in the ratios, for neither side in the sign test), seed 11 by neither
+    runs = _many(64, LRA, [1000] * 9 + [None, 1000, None])
+    mine = [700, 750, 800, 850, 900, 700, 750, 800, 850, 500, 1000, None]
+    runs += _many(64, BASE, mine)
+    table = analyse(runs, "full").tables[0]
+    assert table.columns[7] == (
+        "same seeds, solved by both: its steps ÷ the preset's, median [range]; "
+        "fewer / more steps: sign test p"
+    )
+    rows = {row[0]: row for row in table.rows}
+    assert rows[PRESET][5:] == ["–", "–", "–"]
+    # ratios 0.70–0.90 and 1.0: median (0.80 + 0.80) / 2; 9 of 9 one way: 2 / 2⁹
+    assert rows["psgd-lra newton"][7] == (
+        "0.80× [0.70–1.00] on 10 seeds; fewer on 9, more on 0, p = 0.0039"
+    )
+    assert rows["psgd-lra newton"][6] == "1 / 0 of 12 seeds, p = 1"
 
 
 def test_entries_sharing_a_name_but_not_their_settings_are_counted_apart() -> None:

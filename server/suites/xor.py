@@ -13,6 +13,7 @@ needed; at T = 64 every variant but the preset solved none within 14k steps (202
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -191,14 +192,12 @@ class _Cell:
                 spent.append((summary.get("solved_work") or {}).get(cost))
         return stats.censored_spread(spent)
 
-    def solved_by_seed(self) -> dict[int, bool]:
-        """Whether each seed was solved, over the seeds with one counted run (a seed run
-        twice under one name, in a pool, has no single outcome to pair)."""
+    def steps_by_seed(self) -> dict[int, int | None]:
+        """Each seed's steps to solve (None: unsolved), over the seeds with one counted run
+        (a seed run twice under one name, in a pool, has no single outcome to pair)."""
         seeds = Counter(run.seed for run in self.counted)
         return {
-            run.seed: run.summary.get("solved_step") is not None
-            for run in self.counted
-            if seeds[run.seed] == 1
+            run.seed: run.summary.get("solved_step") for run in self.counted if seeds[run.seed] == 1
         }
 
     def rate_text(self) -> str:
@@ -249,7 +248,8 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
 def _table(length: int, by_name: dict[str, _Cell]) -> Table:
     """Solved fraction and steps per entry; with the preset in the run, also each entry's
     Fisher exact p against it (Wilson intervals of 10 seeds overlap even where the counts
-    differ beyond the noise: 9/10 against 3/10 is p = 0.02)."""
+    differ beyond the noise: 9/10 against 3/10 is p = 0.02), and the same seed by seed:
+    the seeds only one solved, and the steps on those both solved."""
     preset = by_name.get(PRESET)
     rows = []
     for name, cell in by_name.items():
@@ -257,7 +257,11 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
         fastest = f"{_steps(min(solved))}–{_steps(max(solved))}" if solved else "–"
         row = [name, cell.rate_text(), _spread_text(cell.spread()), fastest, str(cell.excluded)]
         if preset is not None:
-            row += ["–", "–"] if name == PRESET else [_versus(cell, preset), _paired(cell, preset)]
+            row += (
+                ["–"] * 3
+                if name == PRESET
+                else [_versus(cell, preset), _paired(cell, preset), _paired_steps(cell, preset)]
+            )
         rows.append(row)
     cap = max(cell.cap for cell in by_name.values())
     columns = [
@@ -271,6 +275,8 @@ def _table(length: int, by_name: dict[str, _Cell]) -> Table:
         columns += [
             "solved vs the preset: Fisher exact p (two-sided)",
             "same seeds, solved by it only / by the preset only: McNemar exact p",
+            "same seeds, solved by both: its steps ÷ the preset's, median [range]; "
+            "fewer / more steps: sign test p",
         ]
     return Table(
         f"T = {length}: solved within {cap:,} steps (training-batch loss < {SOLVED_THRESHOLD:g})",
@@ -290,14 +296,36 @@ def _paired(cell: _Cell, preset: _Cell) -> str:
     """`cell` against the preset seed by seed (a seed fixes the data and the initial
     weights, so both met the same problem): the seeds only one of them solved, and
     McNemar's exact p on those."""
-    mine, theirs = cell.solved_by_seed(), preset.solved_by_seed()
+    mine, theirs = cell.steps_by_seed(), preset.steps_by_seed()
     shared = mine.keys() & theirs.keys()
     if not shared:
         return "no seeds in common"
-    only_mine = sum(mine[seed] and not theirs[seed] for seed in shared)
-    only_theirs = sum(theirs[seed] and not mine[seed] for seed in shared)
+    only_mine = sum(mine[seed] is not None and theirs[seed] is None for seed in shared)
+    only_theirs = sum(theirs[seed] is not None and mine[seed] is None for seed in shared)
     p_value = stats.mcnemar_exact(only_mine, only_theirs)
     return f"{only_mine} / {only_theirs} of {len(shared)} seeds, p = {p_value:.2g}"
+
+
+def _paired_steps(cell: _Cell, preset: _Cell) -> str:
+    """`cell`'s steps to solve against the preset's on the seeds both solved: the same
+    problem, so the ratio is the entry's effect on speed, free of the seeds' spread (at
+    T = 32 the ablations changed the speed, not the rate). Median ratio with its range,
+    and a sign test on which needed fewer steps (equal steps count for neither)."""
+    mine, theirs = cell.steps_by_seed(), preset.steps_by_seed()
+    ratios = sorted(
+        mine_steps / their_steps
+        for seed, mine_steps in mine.items()
+        if mine_steps is not None and (their_steps := theirs.get(seed)) is not None
+    )
+    if not ratios:
+        return "no seed solved by both"
+    fewer, more = sum(r < 1 for r in ratios), sum(r > 1 for r in ratios)
+    seeds = f"{len(ratios)} seed{'s' if len(ratios) > 1 else ''}"
+    return (
+        f"{statistics.median(ratios):.2f}× [{ratios[0]:.2f}–{ratios[-1]:.2f}] on {seeds}; "
+        f"fewer on {fewer}, more on {more}, "
+        f"p = {stats.sign_test(fewer, more):.2g}"
+    )
 
 
 #: what a solve cost besides steps (issue 16: costs in work and seconds, not only steps):
@@ -500,7 +528,8 @@ def _ablations_at(length: int, by_name: dict[str, _Cell]) -> str:
             return f"{name}: {cell.rate_text()}"
         return (
             f"{name}: {cell.rate_text()} ({_versus(cell, preset)} against the preset; "
-            f"paired, solved by it only / by the preset only: {_paired(cell, preset)})"
+            f"paired, solved by it only / by the preset only: {_paired(cell, preset)}; "
+            f"steps on the seeds both solved: {_paired_steps(cell, preset)})"
         )
 
     cap = max(by_name[name].cap for name in compared)
