@@ -25,6 +25,8 @@ from server.version import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT_RUNS = "runs.json.gz"
+#: committed reports, relative to ROOT: not code, so not "uncommitted changes" of a run
+RESULTS_PATHSPEC = "benchmarks/results"
 
 
 def machine() -> dict[str, Any]:
@@ -55,7 +57,10 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
-    """The short commit, with " + uncommitted changes" when tracked files differ from it."""
+    """The short commit, with " + uncommitted changes" when tracked files differ from it;
+    reports under `benchmarks/results/` do not count (they are what this writes, not the
+    code that ran: re-analysing pooled reports one after another would mark all but the
+    first)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -66,7 +71,10 @@ def _git_commit() -> str | None:
             check=True,
         )
         changed = subprocess.run(
-            ["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True, timeout=10
+            ["git", "diff", "--quiet", "HEAD", "--", ".", f":(exclude){RESULTS_PATHSPEC}"],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -522,6 +522,15 @@ def test_the_report_names_the_commit_the_run_started_from(tmp_path, monkeypatch)
     first = git("rev-parse", "--short", "HEAD")
     monkeypatch.setattr(suite_report, "ROOT", repo)
     assert suite_report.machine()["git_commit"] == first
+    # a committed report rewritten (a re-analysis) is output, not a change to the code
+    results = repo / suite_report.RESULTS_PATHSPEC
+    results.mkdir(parents=True)
+    (results / "report.md").write_text("old\n")
+    git("add", ".")
+    git("commit", "-qm", "a report")
+    first = git("rev-parse", "--short", "HEAD")
+    (results / "report.md").write_text("re-analysed\n")
+    assert suite_report.machine()["git_commit"] == first
     (repo / "f.txt").write_text("b\n")
     assert suite_report.machine()["git_commit"] == f"{first} + uncommitted changes"
     at_start = suite_report.machine()
