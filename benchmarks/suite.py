@@ -103,18 +103,43 @@ class LocalRun:
     deadline: float | None = None
 
 
+class _EarlyStop:
+    """The event that cuts a run short (the deadline, or a signal) and why, for the report:
+    a report whose jobs were cancelled says what cancelled them."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.started = time.monotonic()
+        self.why = ""
+
+    def __call__(self, why: str) -> None:
+        if not self.event.is_set():
+            self.why = f"{why} after {time.monotonic() - self.started:,.0f} s"
+            self.event.set()
+
+    def note(self, runs: list[Run]) -> str:
+        cancelled = sum(run.status == "cancelled" for run in runs)
+        if not self.why or not cancelled:
+            return ""
+        return (
+            f"Cut short: {self.why}, the {cancelled} job(s) not yet ended were cancelled "
+            "(listed as cancelled, not counted)."
+        )
+
+
 @contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+def _stopped_by_signals(stop: _EarlyStop) -> Iterator[None]:
     """While a plan runs, Ctrl-C or SIGTERM acts as an early deadline: the jobs not yet
     ended are cancelled and the report keeps what ran (hours of runs are not lost to a
     keystroke, or to a lent machine being taken back); a second signal aborts."""
 
     def stop_once(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if stop.event.is_set():
             raise KeyboardInterrupt
-        stop.set()
+        name = signal.Signals(signum).name
+        stop(name)
         print(
-            f"\n{signal.Signals(signum).name}: cancelling the jobs not yet ended; the report "
+            f"\n{name}: cancelling the jobs not yet ended; the report "
             "keeps what ran (send it again to abort without a report)",
             file=sys.stderr,
         )
@@ -130,13 +155,16 @@ def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_local(plan: Plan, how: LocalRun) -> list[Run]:
-    """The plan's comparisons through a job service in this process, one after another."""
+def run_local(plan: Plan, how: LocalRun) -> tuple[list[Run], str]:
+    """The plan's comparisons through a job service in this process, one after another;
+    with a note for the report when the deadline or a signal cut them short ("" if not)."""
     from playground.cli_jobs import LocalJobs
 
     collector = _Collector(plan)
-    stop = threading.Event()
-    timer = threading.Timer(how.deadline, stop.set) if how.deadline is not None else None
+    stop = _EarlyStop()
+    timer = None
+    if how.deadline is not None:
+        timer = threading.Timer(how.deadline, stop, (f"the --deadline of {how.deadline:g} s",))
     service = LocalJobs(None, how.data, collector.total, how.threads, how.concurrency, how.device)
     with _stopped_by_signals(stop), service as jobs:
         if timer is not None:
@@ -144,11 +172,11 @@ def run_local(plan: Plan, how: LocalRun) -> list[Run]:
             timer.start()
         for title, spec in collector.plan:
             stored = jobs.submit(spec)
-            jobs.follow([job["id"] for job in stored], collector.record, stop)
+            jobs.follow([job["id"] for job in stored], collector.record, stop.event)
             collector.ended_jobs(title, [jobs.job(job["id"]) for job in stored])
     if timer is not None:
         timer.cancel()
-    return collector.runs
+    return collector.runs, stop.note(collector.runs)
 
 
 def run_api(plan: Plan, url: str, token: str | None) -> list[Run]:
@@ -259,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     if suite.measure is not None:
         report, runs = suite.measure(mode), None
     else:
-        runs = _runs(plan, args)
+        runs, stopped = _runs(plan, args)
         report = _analysed(suite, runs, mode, trimmed)
+        if stopped:  # after the trimming note, which opens a trimmed report's notes
+            at = 1 if trimmed else 0
+            notes = [*report.notes[:at], stopped, *report.notes[at:]]
+            report = dataclasses.replace(report, notes=notes)
     out = args.out or RESULTS / suite.name / (f"{mode}-partial" if trimmed else mode)
     write_report(suite, mode, report, out, started=started, command=_command(argv), where=where,
                  runs=runs, trimmed=trimmed)  # fmt: skip
@@ -268,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _runs(plan: Plan, args: argparse.Namespace) -> list[Run]:
+def _runs(plan: Plan, args: argparse.Namespace) -> tuple[list[Run], str]:
     if args.api:
-        return run_api(plan, args.api, args.token)
+        return run_api(plan, args.api, args.token), ""
     return run_local(plan, LocalRun(args.data, args.threads, args.jobs, args.device, args.deadline))
 
 

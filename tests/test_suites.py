@@ -123,6 +123,19 @@ def test_a_trimmed_plan_runs_what_was_kept_and_says_so(
     )
 
 
+def test_a_run_cut_short_says_why_after_the_trimming_note(
+    toy_registered, tmp_path, clean_env, monkeypatch
+):
+    ran = suite_command._runs
+    why = "Cut short: SIGTERM after 3 s, the 1 job(s) not yet ended were cancelled (…)."
+    monkeypatch.setattr(suite_command, "_runs", lambda plan, args: (ran(plan, args)[0], why))
+    out = tmp_path / "cut"
+    assert suite_command.main(["toy", "--full", "--entries", "1", "--out", str(out)]) == 0
+    notes = json.loads((out / "report.json").read_text())["report"]["notes"]
+    assert notes[0].startswith("Trimmed plan: entries 1 of each.") and notes[1] == why
+    assert why in (out / "report.md").read_text()
+
+
 def test_trimming_keeps_the_asked_parts_and_never_raises_a_cap():
     plan = [*landscape_plan("full"), ("other", landscape_plan("smoke")[0][1])]
     trimmed, said = suite_command.trim_plan(plan, only="rosen", seeds=1, cap=1000)
@@ -148,8 +161,13 @@ def test_a_deadline_cancels_the_jobs_not_yet_ended(clean_env):
             "optimizers": [{"name": "adam"}]}  # fmt: skip
     plan = [("long", ComparisonSpec.model_validate(spec))]
     how = suite_command.LocalRun(device="cpu", deadline=1.0)
-    (run,) = suite_command.run_local(plan, how)
+    (run,), note = suite_command.run_local(plan, how)
     assert run.status == "cancelled"
+    assert re.fullmatch(
+        r"Cut short: the --deadline of 1 s after \d+ s, the 1 job\(s\) not yet ended were "
+        r"cancelled \(listed as cancelled, not counted\)\.",
+        note,
+    )
 
 
 def test_ctrl_c_cancels_the_jobs_not_yet_ended_and_keeps_the_report(clean_env, capsys):
@@ -160,10 +178,11 @@ def test_ctrl_c_cancels_the_jobs_not_yet_ended_and_keeps_the_report(clean_env, c
     interrupt = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     interrupt.start()
     try:
-        (run,) = suite_command.run_local(plan, suite_command.LocalRun(device="cpu"))
+        (run,), note = suite_command.run_local(plan, suite_command.LocalRun(device="cpu"))
     finally:
         interrupt.cancel()
     assert run.status == "cancelled"
+    assert note.startswith("Cut short: SIGINT after ")
     assert "SIGINT: cancelling the jobs not yet ended" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is before  # the handler is the caller's again
 
