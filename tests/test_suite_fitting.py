@@ -145,8 +145,11 @@ def test_the_full_plan_runs_every_family_and_variant_on_every_structure():
             assert {f"lra r=10 {fitting} μ={mu}", f"lra r=16 {fitting} μ={mu}"} <= optimizers
             assert {f"xmat {fitting} μ={mu}", f"diag global {fitting} μ={mu}"} <= optimizers
             assert f"diag elementwise {fitting} μ={mu}" in optimizers
-    assert len(optimizers) == 13 * 4 and jobs == 52 * 12 * 3
-    assert len(plan) == 2 * 12  # 52 entries: two comparisons of at most 32 per task
+    # the 2022 reference's LRA choices, at both ranks, Newton at psgd's μ_Q (appended last)
+    reference = " + random UV + norm balancing + gradient-norm step newton μ=0.1"
+    assert {f"lra r=10{reference}", f"lra r=16{reference}"} <= optimizers
+    assert len(optimizers) == 13 * 4 + 2 and jobs == 54 * 12 * 3
+    assert len(plan) == 2 * 12  # 54 entries: two comparisons of at most 32 per task
     for _, spec in plan:
         assert len(spec.seeds) >= 3 and spec.steps == 20_000 and spec.snapshot_every == 200
         assert len(spec.optimizers) <= 32

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from server.jobs.summary import number_text, spread_text
+from server.optimizers import optimizer_config
 from server.specs import ComparisonSpec
 from server.stats import censored_spread, mean_interval
 from server.suites.base import Figure, Mode, Report, Run, Series, Suite, Table
+from server.suites.xor import ABLATIONS, reference_choices
 
 DIM = 16
 #: the task's fields per Hessian structure; "kronecker" lays the point out as a 4×4 matrix
@@ -73,6 +75,25 @@ def _defaults(mu: float) -> list[dict[str, Any]]:
     ]
 
 
+#: the 2022 reference's LRA choices that can bear on a fit (issue 16's (a)–(c); (d), finite-
+#: difference Hv, cannot: the quadratic's Hv is exact either way, up to rounding)
+REFERENCE_CHOICES = ("random UV", "norm balancing", "gradient-norm step")
+_REFERENCE_LRA = {
+    key: value for label in REFERENCE_CHOICES for key, value in ABLATIONS[label].items()
+}
+#: the same options at the library's defaults: the reference entry's counterpart
+_LIBRARY_LRA = {
+    key: optimizer_config({"name": "psgd-lra"}).model_dump()[key] for key in _REFERENCE_LRA
+}
+
+
+def _reference_lra(mu: float) -> list[dict[str, Any]]:
+    """LRA Newton at both ranks with the reference's choices: does the XOR gap between the
+    library's LRA and the reference's (issue 16) show up in how fast P fits |H|⁻¹?"""
+    common = {"name": "psgd-lra", "fitting": "newton", "preconditioner_lr": mu}
+    return [{**common, "rank": r, **_REFERENCE_LRA} for r in (10, DIM)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """One mode's size: optimizer entries, condition numbers, seeds and steps."""
@@ -83,8 +104,13 @@ class Scale:
     steps: int
 
 
-#: whitening (not aimed at |H|⁻¹, the contrast) at the default μ_Q only
-_FULL_VARIANTS = _variants(_FITTINGS, (DEFAULT_MU,)) + _variants(["newton"], (PRESET_MU, SMALL_MU))
+#: whitening (not aimed at |H|⁻¹, the contrast) and the reference's LRA at the default μ_Q
+#: only; appended last, so the entries before keep their positions (and comparisons)
+_FULL_VARIANTS = (
+    _variants(_FITTINGS, (DEFAULT_MU,))
+    + _variants(["newton"], (PRESET_MU, SMALL_MU))
+    + _reference_lra(DEFAULT_MU)
+)
 #: quick: each family's default at psgd's μ_Q, and Dense at the preset's μ_Q beside it
 SCALES: dict[Mode, Scale] = {
     "smoke": Scale(_defaults(DEFAULT_MU)[:2], (1e3,), (0,), 40),
@@ -115,7 +141,7 @@ def variant(optimizer: dict[str, Any]) -> str:
     option = {
         "kron": lambda: optimizer.get("geometry"),
         "dense": lambda: optimizer.get("geometry"),
-        "lra": lambda: f"r={optimizer.get('rank')}",
+        "lra": lambda: " + ".join([f"r={optimizer.get('rank')}", *reference_choices(optimizer)]),
         "diag": lambda: "elementwise" if optimizer.get("elementwise_normalizer") else "global",
         "xmat": lambda: None,
     }[family]()
@@ -204,6 +230,9 @@ class Cell:
     newton: bool
     mu: float | None
     short: str  # the variant without its fitting and μ_Q
+    #: an LRA with the 2022 reference's choices: the variant it is compared with (the same
+    #: with the library's), else None; outside the verdict, which is about the library's
+    counterpart: str | None = None
     curves: list[Curve] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
 
@@ -234,6 +263,7 @@ def cells(runs: list[Run]) -> list[Cell]:
                 optimizer.get("fitting") == "newton",
                 optimizer.get("preconditioner_lr"),
                 variant({**optimizer, "fitting": None, "preconditioner_lr": None}),
+                variant({**optimizer, **_LIBRARY_LRA}) if reference_choices(optimizer) else None,
             )
         cell = grouped[key]
         if run.status != "succeeded":
@@ -423,10 +453,11 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
         return Report("not yet run at full scale", "No runs ended, so nothing was measured.")
     kappas = sorted({c.kappa for c in all_cells})
     steps = max((c.steps[-1] for cell in all_cells for c in cell.curves if c.steps), default=0)
-    newton = [c for c in all_cells if c.newton]
+    newton = [c for c in all_cells if c.newton and c.counterpart is None]
     mus = sorted({c.mu for c in newton}, key=lambda m: (m != DEFAULT_MU, m or 0.0))
     finding = " ".join(_finding(mu, [c for c in newton if c.mu == mu], steps) for mu in mus)
-    finding = (finding + _flat_sentence(all_cells) + _whitening_sentence(all_cells)).strip()
+    finding += _flat_sentence(all_cells) + _whitening_sentence(all_cells)
+    finding = (finding + _reference_sentence(all_cells)).strip()
     claim_cells = [c for c in newton if c.matched and c.mu == DEFAULT_MU]
     if mode != "full" or not claim_cells:  # no matched Newton fit at μ_Q 0.1 ran: no test
         verdict = "not yet run at full scale"
@@ -463,14 +494,19 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
         notes.append(
             "Full mode adds every geometry (Q0.5EQ1.5, EQ, QEQ, QUAD for Kron and Dense), "
             f"whitening fits (at μ_Q {DEFAULT_MU:g}), LRA rank 16, Diag's elementwise "
-            f"normaliser, μ_Q {PRESET_MU:g} and {SMALL_MU:g} for every Newton variant, κ = "
+            f"normaliser, μ_Q {PRESET_MU:g} and {SMALL_MU:g} for every Newton variant, LRA "
+            f"with the 2022 reference's choices ({', '.join(REFERENCE_CHOICES)}), κ = "
             + "/".join(f"{k:.0e}" for k in full.condition_numbers)
             + f", {len(full.seeds)} seeds and {full.steps:,} steps."
         )
     return Report(
         verdict,
         finding,
-        tables=[_final_table(all_cells), _flat_table(all_cells, kappas)],
+        tables=[
+            _final_table(all_cells),
+            _flat_table(all_cells, kappas),
+            *_reference_table(all_cells),
+        ],
         figures=figures,
         notes=notes,
     )
@@ -585,6 +621,89 @@ def _whitening_sentence(all_cells: list[Cell]) -> str:
         "in shape, the part a learning rate cannot absorb (shape spread, structures the "
         f"family can represent or not): {'; '.join(shapes)}."
     )
+
+
+def _reference_pairs(all_cells: list[Cell]) -> list[tuple[Cell, Cell]]:
+    """Each reference-LRA cell with the library's LRA on the same task and μ_Q."""
+    by_key = {(c.variant, c.structure, c.kappa): c for c in all_cells}
+    pairs = []
+    for cell in all_cells:
+        if cell.counterpart is not None:
+            library = by_key.get((cell.counterpart, cell.structure, cell.kappa))
+            if library is not None:
+                pairs.append((library, cell))
+    return pairs
+
+
+def _median_steps(cell: Cell) -> float | None:
+    """Median over seeds of the first step with fit error ≤ THRESHOLD (None: not reached by
+    half the seeds)."""
+    return censored_spread([c.first_step(c.error) for c in cell.curves]).median
+
+
+def _reference_table(all_cells: list[Cell]) -> list[Table]:
+    pairs = _reference_pairs(all_cells)
+    if not pairs:
+        return []
+    rows = [
+        [
+            library.short,
+            library.structure,
+            f"{library.kappa:.0e}",
+            "yes" if library.matched else "no",
+            _interval_text(library.finals("error")),
+            _interval_text(reference.finals("error")),
+            _steps_text(library, "error"),
+            _steps_text(reference, "error"),
+        ]
+        for library, reference in pairs
+    ]
+    return [
+        Table(
+            "LRA with the library's choices against the 2022 reference's ("
+            + ", ".join(REFERENCE_CHOICES)
+            + "), Newton fits: final fit error (decades; mean [95 % interval]) and steps "
+            f"until it first fell to {THRESHOLD} (median [IQR])",
+            [
+                "LRA",
+                "H",
+                "κ",
+                "matched",
+                "final fit error, library's",
+                "final fit error, reference's",
+                f"steps to ≤ {THRESHOLD}, library's",
+                f"steps to ≤ {THRESHOLD}, reference's",
+            ],
+            rows,
+        )
+    ]
+
+
+def _reference_sentence(all_cells: list[Cell]) -> str:
+    """The reference's LRA choices against the library's, on the cells the family can
+    represent: how many each fitted, and the step ratio where both fitted."""
+    pairs = [(lib, ref) for lib, ref in _reference_pairs(all_cells) if lib.matched]
+    if not pairs:
+        return ""
+    mus = sorted({lib.mu for lib, _ in pairs if lib.mu is not None})
+    ratios = sorted(
+        ref_steps / lib_steps
+        for lib, ref in pairs
+        if (lib_steps := _median_steps(lib)) and (ref_steps := _median_steps(ref))
+    )
+    said = (
+        f" The 2022 reference's LRA choices ({', '.join(REFERENCE_CHOICES)}; Newton, μ_Q "
+        f"{'/'.join(f'{m:g}' for m in mus)}) fitted {sum(r.converged for _, r in pairs)} of "
+        f"{len(pairs)} cells the rank can represent, the library's "
+        f"{sum(lib.converged for lib, _ in pairs)}"
+    )
+    if ratios:
+        said += (
+            f"; where both reached ≤ {THRESHOLD} on most seeds ({len(ratios)} cells), the "
+            f"reference's steps to it were {_span(ratios)}× the library's (median over seeds), "
+            f"fewer in {sum(r < 1 for r in ratios)}, more in {sum(r > 1 for r in ratios)}"
+        )
+    return said + "."
 
 
 SUITE = Suite(

@@ -136,17 +136,23 @@ def entry_name(optimizer: dict[str, Any]) -> str:
     if not name.startswith("psgd-"):
         return name
     base = f"{name} {optimizer.get('fitting', 'whiten')}"
-    changed = [
-        label
-        for label, options in ABLATIONS.items()
-        if all(optimizer.get(k, _LRA_DEFAULTS[k]) == v for k, v in options.items())
-    ]
+    changed = reference_choices(optimizer)
     if len(changed) == len(ABLATIONS):
         return f"{base} + all four (2022 reference)"
     if len(changed) == len(ABLATIONS) - 1 > 1:
         (left_out,) = (label for label in ABLATIONS if label not in changed)
         return f"{base} + all but {left_out}"
     return " + ".join([base, *changed])
+
+
+def reference_choices(optimizer: dict[str, Any]) -> list[str]:
+    """The 2022 reference's LRA choices an entry takes (labels of `ABLATIONS`, in order);
+    an option it leaves unset is at the library's default."""
+    return [
+        label
+        for label, options in ABLATIONS.items()
+        if all(optimizer.get(k, _LRA_DEFAULTS[k]) == v for k, v in options.items())
+    ]
 
 
 #: the entry the claim is about: psgd-lra with the xor task's preset (Newton fitting)
