@@ -286,6 +286,50 @@ def test_a_matched_newton_fit_that_stays_above_the_threshold_refutes_the_claim()
     assert suite.analyse([], "full").verdict == "not yet run at full scale"
 
 
+def test_the_reference_lra_is_set_against_the_librarys_and_kept_out_of_the_verdict():
+    library = {"name": "psgd-lra", "fitting": "newton", "rank": 16, "preconditioner_lr": 0.1}
+    reference = {**library, "uv_init": "random", "uv_balance": "norms",
+                 "step_normalizer": "gradient_norm"}  # fmt: skip
+    diagonal = {"name": "quadratic", "condition_number": 1000.0, "rotate": False}
+    runs = [fake_run(s, [1.0, 0.1, 0.0], [0.0] * 3, [0.0] * 3, optimizer=library) for s in (0, 1)]
+    runs += [fake_run(s, [1.0, 0.5, 0.1], [0.0] * 3, [0.0] * 3, optimizer=reference)
+             for s in (0, 1)]  # fmt: skip
+    runs += [fake_run(s, [0.1] * 3, [0.0] * 3, [0.0] * 3, optimizer=library, task=diagonal)
+             for s in (0, 1)]  # fmt: skip
+    # never fitted on diagonal H: it would refute the claim if the verdict counted it
+    runs += [fake_run(s, [0.9] * 3, [0.0] * 3, [0.0] * 3, optimizer=reference, task=diagonal)
+             for s in (0, 1)]  # fmt: skip
+    report = suite.analyse(runs, "full")
+    assert report.verdict == "reproduced"
+    assert report.finding.startswith(
+        "Newton fits at μ_Q = 0.1 reached ≤ 0.1 decades of |H|⁻¹ within 30 steps in 2 of 2 cells"
+    )
+    assert report.finding.endswith(
+        " The 2022 reference's LRA choices (random UV, norm balancing, gradient-norm step; "
+        "Newton, μ_Q 0.1) fitted 1 of 2 cells the rank can represent, the library's 2; where "
+        "both reached ≤ 0.1 on most seeds (1 cell), the reference's steps to it were 1.5× the "
+        "library's (median over seeds), fewer in 0, more in 1."
+    )
+    names = {row[0] for row in report.tables[0].rows}
+    assert "lra r=16 + random UV + norm balancing + gradient-norm step newton μ=0.1" in names
+    table = report.tables[2]
+    assert table.columns[4:] == [
+        "final fit error, library's",
+        "final fit error, reference's",
+        "steps to ≤ 0.1, library's",
+        "steps to ≤ 0.1, reference's",
+    ]
+    assert table.rows == [
+        ["lra r=16", "dense", "1e+03", "yes", "0 [0, 0]", "0.1 [0.1, 0.1]",
+         "20 [IQR 20–20]", "30 [IQR 30–30]"],
+        ["lra r=16", "diagonal", "1e+03", "yes", "0.1 [0.1, 0.1]", "0.9 [0.9, 0.9]",
+         "10 [IQR 10–10]", "> budget (0/2 reached)"],
+    ]  # fmt: skip
+    # without the library's LRA on the same task there is nothing to set it against
+    alone = suite.analyse([r for r in runs if r.spec["optimizer"] is reference], "full")
+    assert len(alone.tables) == 2 and "2022 reference" not in alone.finding
+
+
 # ------------------------------------------------------------------ the command
 def test_the_smoke_mode_runs_end_to_end(tmp_path, clean_env):
     pytest.importorskip("matplotlib")

@@ -698,8 +698,9 @@ def _reference_sentence(all_cells: list[Cell]) -> str:
         f"{sum(lib.converged for lib, _ in pairs)}"
     )
     if ratios:
+        cells_said = f"{len(ratios)} cell{'s' if len(ratios) > 1 else ''}"
         said += (
-            f"; where both reached ≤ {THRESHOLD} on most seeds ({len(ratios)} cells), the "
+            f"; where both reached ≤ {THRESHOLD} on most seeds ({cells_said}), the "
             f"reference's steps to it were {_span(ratios)}× the library's (median over seeds), "
             f"fewer in {sum(r < 1 for r in ratios)}, more in {sum(r > 1 for r in ratios)}"
         )
