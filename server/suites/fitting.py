@@ -299,15 +299,17 @@ def _steps_text(cell: Cell, attribute: str) -> str:
     return spread_text(dataclasses.asdict(censored_spread(firsts))) if firsts else "–"
 
 
+def _where(cell: Cell, name: str) -> list[str]:
+    """A row's first columns: the variant as named, the task, and whether it is matched."""
+    return [name, cell.structure, f"{cell.kappa:.0e}", "yes" if cell.matched else "no"]
+
+
 def _final_table(all_cells: list[Cell]) -> Table:
     rows = []
     for cell in all_cells:
         rows.append(
             [
-                cell.variant,
-                cell.structure,
-                f"{cell.kappa:.0e}",
-                "yes" if cell.matched else "no",
+                *_where(cell, cell.variant),
                 _interval_text(cell.finals("error")),
                 _interval_text(cell.finals("flat")),
                 _interval_text(cell.finals("steep")),
@@ -647,10 +649,7 @@ def _reference_table(all_cells: list[Cell]) -> list[Table]:
         return []
     rows = [
         [
-            library.short,
-            library.structure,
-            f"{library.kappa:.0e}",
-            "yes" if library.matched else "no",
+            *_where(library, library.short),
             _interval_text(library.finals("error")),
             _interval_text(reference.finals("error")),
             _steps_text(library, "error"),
