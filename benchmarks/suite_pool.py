@@ -47,7 +47,7 @@ def pool_runs(suite: str, folders: list[Path]) -> tuple[Mode, list[Run], str, li
         cuts = [f"{f.name} ({_cut(h['trimmed'])})" for f, h in zip(folders, headers, strict=True)]
         trimmed = f"Runs pooled from {len(folders)} reports: {'; '.join(cuts)}."
     if replaced:
-        trimmed += f" Runs cut short, counted by their re-run: {'; '.join(replaced)}."
+        trimmed += f" Runs kept more than once and cut short: {'; '.join(replaced)}."
     return modes.pop(), runs, trimmed, sources
 
 
@@ -108,38 +108,39 @@ def _relabelled(kept_from: list[tuple[str, Run]]) -> list[tuple[str, Run]]:
 
 def _one_run_per_job(kept_from: list[tuple[str, Run]]) -> tuple[list[Run], list[str]]:
     """One run per (comparison, entry, seed), in the order first kept, and a phrase per
-    group of replacements. A job kept more than once is counted by its one copy that ran to
-    its end (succeeded or diverged), in place of copies that were cut short: a re-run of a
-    job a deadline cancelled. Two copies that both ran to their end, or none, are an error:
-    choosing between them would choose a result."""
+    group of jobs kept more than once. Such a job is counted by its one copy that ran to its
+    end (succeeded or diverged), in place of copies that were cut short: a re-run of a job a
+    deadline cancelled. Copies all cut short leave a hole, the last copy standing for it
+    (left out of the counts like any cut run: no result is chosen). Two copies that both ran
+    to their end are an error: choosing between them would choose a result."""
     copies: dict[tuple[str, str, int], list[tuple[str, Run]]] = defaultdict(list)
     for origin, run in kept_from:
         copies[(run.comparison, run.label, run.seed)].append((origin, run))
-    runs, replacements = [], defaultdict(list)
+    runs, said = [], defaultdict(list)
     for (comparison, label, seed), kept in copies.items():
         if len(kept) == 1:
             runs.append(kept[0][1])
             continue
         ended = [(origin, run) for origin, run in kept if run.status in OUTCOMES]
-        where = ", ".join(f"{origin} ({run.status})" for origin, run in kept)
-        if len(ended) != 1:
+        if len(ended) > 1:
+            where = ", ".join(f"{origin} ({run.status})" for origin, run in kept)
             times = "twice" if len(kept) == 2 else f"{len(kept)} times"
-            why = (
-                "ran to its end in none of them, so no copy can stand for it"
-                if not ended
-                else "ran to its end more than once, so counting one would choose a result"
-            )
             raise ValueError(
-                f"{label} in {comparison!r}, seed {seed}, is kept {times}: in {where}; it {why}"
+                f"{label} in {comparison!r}, seed {seed}, is kept {times}: in {where}; it ran "
+                "to its end more than once, so counting one would choose a result"
             )
-        origin, run = ended[0]
-        runs.append(run)
         cut = ", ".join(f"{c.status} in {o}" for o, c in kept if c.status not in OUTCOMES)
-        replacements[(comparison, label, cut, origin)].append(seed)
+        if ended:
+            origin, run = ended[0]
+            outcome = f"re-run in {origin}"
+        else:
+            run, outcome = kept[-1][1], "in every copy: left out"
+        runs.append(run)
+        said[(comparison, label, cut, outcome)].append(seed)
     return runs, [
         f"{label} in {comparison!r}, seed{'s' * (len(seeds) > 1)} "
-        f"{', '.join(map(str, seeds))} ({cut}; re-run in {origin})"
-        for (comparison, label, cut, origin), seeds in replacements.items()
+        f"{', '.join(map(str, seeds))} ({cut}; {outcome})"
+        for (comparison, label, cut, outcome), seeds in said.items()
     ]
 
 
