@@ -584,8 +584,7 @@ def _flat_sentence(all_cells: list[Cell]) -> str:
         return ""
 
     def median(cell: Cell, attribute: str) -> str:
-        firsts = [c.first_step(getattr(c, attribute)) for c in cell.curves]
-        middle = censored_spread(firsts).median if firsts else None
+        middle = _median_steps(cell, attribute)
         return "not within the steps" if middle is None else f"by step {number_text(middle)}"
 
     per_kappa = "; ".join(
@@ -637,10 +636,11 @@ def _reference_pairs(all_cells: list[Cell]) -> list[tuple[Cell, Cell]]:
     return pairs
 
 
-def _median_steps(cell: Cell) -> float | None:
-    """Median over seeds of the first step with fit error ≤ THRESHOLD (None: not reached by
-    half the seeds)."""
-    return censored_spread([c.first_step(c.error) for c in cell.curves]).median
+def _median_steps(cell: Cell, attribute: str = "error") -> float | None:
+    """Median over seeds of the first step with `attribute` (the fit error, or a direction's)
+    ≤ THRESHOLD (None: not reached by half the seeds, or no seeds)."""
+    firsts = [c.first_step(getattr(c, attribute)) for c in cell.curves]
+    return censored_spread(firsts).median if firsts else None
 
 
 def _reference_table(all_cells: list[Cell]) -> list[Table]:
