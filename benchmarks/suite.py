@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.suite_pool import is_whole_plan, pool_runs  # noqa: E402
 from benchmarks.suite_report import machine, write_report  # noqa: E402
+from benchmarks.xor_delay import parse_seeds  # noqa: E402
 from server.specs import ComparisonSpec  # noqa: E402
 from server.suites import SUITES, suite_named  # noqa: E402
 from server.suites.base import Mode, Report, Run, Suite  # noqa: E402
@@ -239,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     trim.add_argument("--only", metavar="TEXT", help="comparisons whose title holds TEXT")
     trim.add_argument("--entries", metavar="I,J", help="optimizer entries at these positions")
     trim.add_argument(
-        "--seeds", metavar="N|A-B", help="the plan's first N seeds, or seeds A to B instead"
+        "--seeds",
+        metavar="N|A-B,C",
+        help="the plan's first N seeds, or these seeds instead (A-B a range, commas between)",
     )
     trim.add_argument("--cap", type=int, metavar="STEPS", help="at most this many steps a job")
     parser.add_argument("--plan", action="store_true", help="print the plan and exit")
@@ -376,41 +379,43 @@ def _positions(text: str | None) -> list[int] | None:
         ) from None
 
 
-def _seeds(text: str | None) -> int | tuple[int, int] | None:
-    """`--seeds`: N (the plan's first N) or A-B (seeds A to B, in place of the plan's)."""
+def _seeds(text: str | None) -> int | list[int] | None:
+    """`--seeds`: N (the plan's first N), or seeds in place of the plan's: a range A-B, or
+    several seeds and ranges with commas between (`17,19`, `0-4,9`)."""
     if text is None:
         return None
-    first, dash, last = text.partition("-")
     try:
-        if not dash:
-            count = int(first)
-            if count >= 1:
-                return count
-        elif 0 <= int(first) <= int(last):
-            return int(first), int(last)
+        if "-" in text or "," in text:
+            return parse_seeds(text)
+        if int(text) >= 1:
+            return int(text)
     except ValueError:
         pass
-    raise ValueError(f"--seeds: {text!r} is neither a count N ≥ 1 nor a range A-B with A ≤ B")
+    raise ValueError(
+        f"--seeds: {text!r} is neither a count N ≥ 1 nor seeds A-B or A,B,C-D (each once, ≥ 0)"
+    )
 
 
-def _seeds_said(seeds: int | tuple[int, int] | None) -> str:
+def _seeds_said(seeds: int | list[int] | None) -> str:
     if seeds is None:
         return ""
     if isinstance(seeds, int):
         return f"the first {seeds} seeds"
-    return f"seeds {seeds[0]}–{seeds[1]}"
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}–{seeds[-1]}"
+    return f"seeds {', '.join(map(str, seeds))}"
 
 
 def trim_plan(
     plan: Plan,
     only: str | None = None,
     entries: list[int] | None = None,
-    seeds: int | tuple[int, int] | None = None,
+    seeds: int | list[int] | None = None,
     cap: int | None = None,
 ) -> tuple[Plan, str]:
     """Keep the comparisons whose title holds `only`, in each the optimizer entries at
-    `entries` (positions as `--plan` prints them), the first `seeds` seeds (or a range
-    (first, last) of seeds in their place), and at most
+    `entries` (positions as `--plan` prints them), the first `seeds` seeds (or a list of
+    seeds in their place), and at most
     `cap` steps a job; with the sentence the report carries about it."""
     kept = [(title, spec) for title, spec in plan if only is None or only in title]
     if not kept:
@@ -427,7 +432,7 @@ def trim_plan(
         if isinstance(seeds, int):
             data["seeds"] = list(spec.seeds)[:seeds]
         elif seeds is not None:
-            data["seeds"] = list(range(seeds[0], seeds[1] + 1))
+            data["seeds"] = seeds
         if cap is not None and (spec.steps is None or spec.steps > cap):
             data["steps"] = cap
         trimmed.append((title, ComparisonSpec.model_validate(data)))

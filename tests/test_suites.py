@@ -149,6 +149,19 @@ def test_trimming_keeps_the_asked_parts_and_never_raises_a_cap():
     assert suite_command.trim_plan(plan) == (plan, "")
 
 
+@pytest.mark.parametrize(
+    ("text", "seeds", "said"),
+    [("17,19", [17, 19], "seeds 17, 19"), ("0-2,9", [0, 1, 2, 9], "seeds 0, 1, 2, 9"),
+     ("5-7", [5, 6, 7], "seeds 5–7"), ("1", [0], "the first 1 seeds")],
+)  # fmt: skip
+def test_seeds_take_a_count_a_range_or_a_list(text, seeds, said):
+    """A list fills the holes a pool left (seeds 17 and 19) without re-running seed 18."""
+    plan = landscape_plan("full")
+    trimmed, sentence = suite_command.trim_plan(plan, seeds=suite_command._seeds(text))
+    assert all(spec.seeds == seeds for _, spec in trimmed)
+    assert sentence == f"Trimmed plan: {said}."
+
+
 def test_the_plan_is_printed_with_entry_positions(toy_registered, capsys):
     assert suite_command.main(["toy", "--quick", "--entries", "1", "--plan"]) == 0
     out = capsys.readouterr().out
@@ -226,6 +239,8 @@ def test_the_command_names_a_bad_flag(capsys, toy_registered):
         (["toy", "--deadline", "0"], "--deadline: must be a positive number"),
         (["toy", "--seeds", "3-1"], "--seeds: '3-1' is neither a count"),
         (["toy", "--seeds", "x"], "--seeds: 'x' is neither a count"),
+        (["toy", "--seeds", "1,1"], "--seeds: '1,1' is neither a count"),
+        (["toy", "--seeds", "0"], "--seeds: '0' is neither a count"),
         (["toy", "--entries", "0,9"], "--entries: rosenbrock has entries 0 to 1"),
         (["toy", "--entries", "a"], "--entries: 'a' is not a comma-separated list"),
         (["toy", "--only", "nothing"], "--only: no comparison's title holds 'nothing'"),
