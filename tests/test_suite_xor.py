@@ -112,7 +112,10 @@ def test_smoke_plan_is_the_quick_plan_cut_to_seconds() -> None:
 # ------------------------------------------------------------------------ analysis
 def _run(length: int, optimizer: dict[str, Any], seed: int, solved: int | None, **kw: Any) -> Run:
     status = kw.get("status", "succeeded")
-    summary = {"steps": kw.get("cap", 1000), "solved_step": solved}
+    summary: dict[str, Any] = {"steps": kw.get("cap", 1000), "solved_step": solved}
+    if "accuracy" in kw:  # what the runner keeps at the end (runs stored before it: none)
+        summary["final_loss"] = kw["final_loss"]
+        summary["final_eval"] = {"accuracy": kw["accuracy"], "eval_loss": kw["final_loss"]}
     if solved is not None:  # Newton PSGD: a gradient and a Hessian-vector product a step
         newton = optimizer.get("fitting") == "newton"
         work = {"function_evaluations": solved, "gradient_evaluations": solved}
@@ -146,7 +149,7 @@ def test_analyse_gives_rates_intervals_and_censored_steps() -> None:
     runs.append(_run(16, {"name": "adam"}, 9, None, status="failed"))
     report = analyse(runs, "quick")
     assert report.verdict == "not yet run at full scale"
-    table, cost, per_seed = report.tables
+    table, cost, per_seed, _ = report.tables
     rows = {row[0]: row for row in table.rows}
     # 3/4: Wilson 95 % = [0.3006, 0.9544]; steps 100, 300, 400, censored: median 350
     assert rows[PRESET][1] == "3/4 = 75% [30%, 95%]"
@@ -248,12 +251,41 @@ def test_a_diverged_run_counts_as_unsolved_and_says_so_per_seed() -> None:
     runs = [_run(64, LRA, 0, 500), _run(64, LRA, 1, None, status="diverged")]
     runs += [_run(64, {"name": "adam"}, 0, 200), _run(64, {"name": "adam"}, 1, 400)]
     report = analyse(runs, "full")
-    table, cost, per_seed = report.tables
+    table, cost, per_seed, _ = report.tables
     assert table.rows[0][1] == "1/2 = 50% [9%, 91%]"
     assert per_seed.rows == [["0", "500", "200"], ["1", "diverged", "400"]]
     # Adam makes no Hessian-vector products: its solves cost gradients only
     assert cost.rows[1][2:5] == ["300 [IQR 250–350]"] * 2 + ["0 [IQR 0–0]"]
     assert "adam 2/2" in report.finding
+
+
+def test_unsolved_runs_say_how_far_from_chance_they_ended() -> None:
+    """An unsolved run at chance and one leaving the plateau differ only here."""
+    runs = [
+        _run(64, LRA, 0, 500),
+        _run(64, LRA, 1, None, final_loss=0.562, accuracy=0.7266),
+        _run(64, LRA, 2, None, final_loss=0.693, accuracy=0.5039),
+        _run(64, LRA, 3, None, final_loss=0.692, accuracy=0.5996),  # just under 60 %
+        _run(64, LRA, 4, None, status="diverged"),  # counted unsolved, but not at the cap
+    ]
+    runs += [_run(64, {"name": "adam"}, seed, None) for seed in range(2)]  # nothing kept
+    runs.append(_run(64, {"name": "sgd"}, 0, 300))
+    *_, unsolved = analyse(runs, "full").tables
+    assert unsolved.title == (
+        "T = 64: where the unsolved runs stood at the cap "
+        "(chance: batch loss ln 2 = 0.693, held-out accuracy 50%)"
+    )
+    assert unsolved.columns[1:] == [
+        "reached the cap unsolved",
+        "final training-batch loss: median [range]",
+        "held-out accuracy: median [range]",
+        "seeds at ≥ 60% held-out (leaving chance)",
+    ]
+    assert unsolved.rows == [
+        [PRESET, "3/5", "0.692 [0.562–0.693]", "60% [50%–73%]", "1 (73%)"],
+        ["adam", "2/2", "not recorded", "not recorded", "none"],
+        ["sgd", "0/1", "–", "–", "–"],
+    ]
 
 
 def test_an_entry_whose_runs_were_all_cancelled_is_said_to_have_none_counted() -> None:
@@ -391,9 +423,12 @@ def test_smoke_mode_runs_end_to_end(tmp_path: Path) -> None:
     assert record["suite"] == "xor" and record["mode"] == "smoke"
     report = record["report"]
     assert report["verdict"] == "not yet run at full scale"
-    table, _, per_seed = report["tables"]
+    table, _, per_seed, unsolved = report["tables"]
     assert [row[0] for row in table["rows"]] == MAIN
     assert per_seed["columns"] == ["seed", *MAIN] and len(per_seed["rows"]) == 1
+    # 15 steps solve nothing: every run ends at the cap with its final loss and evaluation
+    for row in unsolved["rows"]:
+        assert row[1] == "1/1" and "recorded" not in row[2] + row[3], row
     assert all(row[1].endswith("]") and row[4] == "0" for row in table["rows"])
     assert (tmp_path / "cumulative-T16.svg").read_text().lstrip().startswith("<?xml")
     assert "Delayed XOR (smoke mode)" in (tmp_path / "report.md").read_text()
