@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from server import stats
@@ -393,12 +394,12 @@ def _unsolved_table(length: int, by_name: dict[str, _Cell]) -> Table:
             if run.status == "succeeded" and run.summary.get("solved_step") is None
         ]
         losses = [run.summary.get("final_loss") for run in unsolved]
-        accuracies = {
-            run.seed: (run.summary.get("final_eval") or {}).get("accuracy") for run in unsolved
-        }
+        accuracies = [(run.summary.get("final_eval") or {}).get("accuracy") for run in unsolved]
         leaving = [
             f"{seed} ({accuracy:.0%})"
-            for seed, accuracy in sorted(accuracies.items())
+            for seed, accuracy in sorted(
+                zip([run.seed for run in unsolved], accuracies), key=itemgetter(0)
+            )
             if accuracy is not None and accuracy >= LEAVING_CHANCE
         ]
         rows.append(
@@ -406,13 +407,13 @@ def _unsolved_table(length: int, by_name: dict[str, _Cell]) -> Table:
                 name,
                 f"{len(unsolved)}/{cell.n}",
                 _median_range(losses, "{:.3f}"),
-                _median_range(list(accuracies.values()), "{:.0%}"),
+                _median_range(accuracies, "{:.0%}"),
                 ", ".join(leaving) if leaving else "none" if unsolved else "–",
             ]
         )
     return Table(
         f"T = {length}: where the unsolved runs stood at the cap (chance: batch loss "
-        f"ln 2 = 0.693, held-out accuracy 50%)",
+        "ln 2 = 0.693, held-out accuracy 50%)",
         [
             "optimizer",
             "reached the cap unsolved",
