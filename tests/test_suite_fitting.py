@@ -145,11 +145,21 @@ def test_the_full_plan_runs_every_family_and_variant_on_every_structure():
             assert {f"lra r=10 {fitting} μ={mu}", f"lra r=16 {fitting} μ={mu}"} <= optimizers
             assert {f"xmat {fitting} μ={mu}", f"diag global {fitting} μ={mu}"} <= optimizers
             assert f"diag elementwise {fitting} μ={mu}" in optimizers
-    # the 2022 reference's LRA choices, at both ranks, Newton at psgd's μ_Q (appended last)
+    # the 2022 reference's LRA choices, at both ranks, Newton at psgd's μ_Q (appended last),
+    # then each alone at rank 16
     reference = " + random UV + norm balancing + gradient-norm step newton μ=0.1"
     assert {f"lra r=10{reference}", f"lra r=16{reference}"} <= optimizers
-    assert len(optimizers) == 13 * 4 + 2 and jobs == 54 * 12 * 3
-    assert len(plan) == 2 * 12  # 54 entries: two comparisons of at most 32 per task
+    assert {
+        "lra r=16 + random UV newton μ=0.1",
+        "lra r=16 + norm balancing newton μ=0.1",
+        "lra r=16 + gradient-norm step newton μ=0.1",
+    } <= optimizers
+    assert len(optimizers) == 13 * 4 + 2 + 3 and jobs == 57 * 12 * 3
+    assert len(plan) == 2 * 12  # 57 entries: two comparisons of at most 32 per task
+    # appended last: the entries run before keep their positions in the second comparison
+    last = [suite.variant(o.model_dump()) for o in plan[1][1].optimizers]
+    assert last[20:22] == [f"lra r=10{reference}", f"lra r=16{reference}"]
+    assert last[22] == "lra r=16 + random UV newton μ=0.1" and len(last) == 25
     for _, spec in plan:
         assert len(spec.seeds) >= 3 and spec.steps == 20_000 and spec.snapshot_every == 200
         assert len(spec.optimizers) <= 32
@@ -299,6 +309,11 @@ def test_the_reference_lra_is_set_against_the_librarys_and_kept_out_of_the_verdi
     # never fitted on diagonal H: it would refute the claim if the verdict counted it
     runs += [fake_run(s, [0.9] * 3, [0.0] * 3, [0.0] * 3, optimizer=reference, task=diagonal)
              for s in (0, 1)]  # fmt: skip
+    # one choice alone, on dense H only: first within 0.1 at step 10 (the library's at 20),
+    # but it ends 0.2 off
+    step_only = {**library, "step_normalizer": "gradient_norm"}
+    runs += [fake_run(s, [0.1, 0.1, 0.2], [0.0] * 3, [0.0] * 3, optimizer=step_only)
+             for s in (0, 1)]  # fmt: skip
     report = suite.analyse(runs, "full")
     assert report.verdict == "reproduced"
     assert report.finding.startswith(
@@ -309,22 +324,29 @@ def test_the_reference_lra_is_set_against_the_librarys_and_kept_out_of_the_verdi
         "Newton, μ_Q 0.1) ended within 0.1 decades of |H|⁻¹ on every seed in 1 of 2 cells the "
         "rank can represent, the library's LRA in 2; where both first got within it on most "
         "seeds (1 cell), the reference took 1.5× the library's steps (median over seeds), "
-        "fewer in 0, more in 1."
+        "fewer in 0, more in 1. Each reference choice alone (LRA r=16, Newton, μ_Q 0.1), "
+        "cells ended within 0.1 decades of |H|⁻¹ on every seed, of those the rank can "
+        "represent: gradient-norm step 0 of 1 (the library's LRA 1), 0.5× the library's "
+        "steps to first get within it where both did (1 cell, fewer in 1)."
     )
     names = {row[0] for row in report.tables[0].rows}
     assert "lra r=16 + random UV + norm balancing + gradient-norm step newton μ=0.1" in names
+    assert "lra r=16 + gradient-norm step newton μ=0.1" in names
     table = report.tables[2]
     assert table.columns[4:] == [
+        "reference's choices",
         "final fit error, library's",
         "final fit error, reference's",
         "steps to ≤ 0.1, library's",
         "steps to ≤ 0.1, reference's",
     ]
     assert table.rows == [
-        ["lra r=16", "dense", "1e+03", "yes", "0 [0, 0]", "0.1 [0.1, 0.1]",
+        ["lra r=16", "dense", "1e+03", "yes", "all three", "0 [0, 0]", "0.1 [0.1, 0.1]",
          "20 [IQR 20–20]", "30 [IQR 30–30]"],
-        ["lra r=16", "diagonal", "1e+03", "yes", "0.1 [0.1, 0.1]", "0.9 [0.9, 0.9]",
-         "10 [IQR 10–10]", "> budget (0/2 reached)"],
+        ["lra r=16", "diagonal", "1e+03", "yes", "all three", "0.1 [0.1, 0.1]",
+         "0.9 [0.9, 0.9]", "10 [IQR 10–10]", "> budget (0/2 reached)"],
+        ["lra r=16", "dense", "1e+03", "yes", "gradient-norm step", "0 [0, 0]",
+         "0.2 [0.2, 0.2]", "20 [IQR 20–20]", "10 [IQR 10–10]"],
     ]  # fmt: skip
     # without the library's LRA on the same task there is nothing to set it against
     alone = suite.analyse([r for r in runs if r.spec["optimizer"] is reference], "full")

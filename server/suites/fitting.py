@@ -94,6 +94,14 @@ def _reference_lra(mu: float) -> list[dict[str, Any]]:
     return [{**common, "rank": r, **_REFERENCE_LRA} for r in (10, DIM)]
 
 
+def _reference_choices_alone(mu: float) -> list[dict[str, Any]]:
+    """Each reference choice alone, at the rank that can represent every structure's |H|⁻¹
+    (so a fit that does not end there is the choice's doing): which of the three makes the
+    reference's LRA approach |H|⁻¹ sooner and end further from it?"""
+    common = {"name": "psgd-lra", "fitting": "newton", "preconditioner_lr": mu, "rank": DIM}
+    return [{**common, **ABLATIONS[label]} for label in REFERENCE_CHOICES]
+
+
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """One mode's size: optimizer entries, condition numbers, seeds and steps."""
@@ -104,12 +112,14 @@ class Scale:
     steps: int
 
 
-#: whitening (not aimed at |H|⁻¹, the contrast) and the reference's LRA at the default μ_Q
-#: only; appended last, so the entries before keep their positions (and comparisons)
+#: whitening (not aimed at |H|⁻¹, the contrast) and the reference's LRA (its choices all
+#: together, then each alone) at the default μ_Q only; appended last, so the entries before
+#: keep their positions (and comparisons)
 _FULL_VARIANTS = (
     _variants(_FITTINGS, (DEFAULT_MU,))
     + _variants(["newton"], (PRESET_MU, SMALL_MU))
     + _reference_lra(DEFAULT_MU)
+    + _reference_choices_alone(DEFAULT_MU)
 )
 #: quick: each family's default at psgd's μ_Q, and Dense at the preset's μ_Q beside it
 SCALES: dict[Mode, Scale] = {
@@ -233,6 +243,8 @@ class Cell:
     #: an LRA with the 2022 reference's choices: the variant it is compared with (the same
     #: with the library's), else None; outside the verdict, which is about the library's
     counterpart: str | None = None
+    #: which of the reference's choices it takes (labels of REFERENCE_CHOICES, in order)
+    choices: tuple[str, ...] = ()
     curves: list[Curve] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
 
@@ -264,6 +276,7 @@ def cells(runs: list[Run]) -> list[Cell]:
                 optimizer.get("preconditioner_lr"),
                 variant({**optimizer, "fitting": None, "preconditioner_lr": None}),
                 variant({**optimizer, **_LIBRARY_LRA}) if reference_choices(optimizer) else None,
+                tuple(reference_choices(optimizer)),
             )
         cell = grouped[key]
         if run.status != "succeeded":
@@ -497,7 +510,8 @@ def analyse(runs: list[Run], mode: Mode) -> Report:
             "Full mode adds every geometry (Q0.5EQ1.5, EQ, QEQ, QUAD for Kron and Dense), "
             f"whitening fits (at μ_Q {DEFAULT_MU:g}), LRA rank 16, Diag's elementwise "
             f"normaliser, μ_Q {PRESET_MU:g} and {SMALL_MU:g} for every Newton variant, LRA "
-            f"with the 2022 reference's choices ({', '.join(REFERENCE_CHOICES)}), κ = "
+            f"with the 2022 reference's choices ({', '.join(REFERENCE_CHOICES)}; together, "
+            f"and each alone at rank {DIM}), κ = "
             + "/".join(f"{k:.0e}" for k in full.condition_numbers)
             + f", {len(full.seeds)} seeds and {full.steps:,} steps."
         )
@@ -643,6 +657,11 @@ def _median_steps(cell: Cell, attribute: str = "error") -> float | None:
     return censored_spread(firsts).median if firsts else None
 
 
+def _choices_text(choices: tuple[str, ...]) -> str:
+    """A reference cell's choices as the report names them."""
+    return "all three" if set(choices) == set(REFERENCE_CHOICES) else " + ".join(choices)
+
+
 def _reference_table(all_cells: list[Cell]) -> list[Table]:
     pairs = _reference_pairs(all_cells)
     if not pairs:
@@ -650,6 +669,7 @@ def _reference_table(all_cells: list[Cell]) -> list[Table]:
     rows = [
         [
             *_where(library, library.short),
+            _choices_text(reference.choices),
             _interval_text(library.finals("error")),
             _interval_text(reference.finals("error")),
             _steps_text(library, "error"),
@@ -661,13 +681,15 @@ def _reference_table(all_cells: list[Cell]) -> list[Table]:
         Table(
             "LRA with the library's choices against the 2022 reference's ("
             + ", ".join(REFERENCE_CHOICES)
-            + "), Newton fits: final fit error (decades; mean [95 % interval]) and steps "
-            f"until it first fell to {THRESHOLD} (median [IQR])",
+            + f"; all three, and each alone at rank {DIM}), Newton fits: final fit error "
+            f"(decades; mean [95 % interval]) and steps until it first fell to {THRESHOLD} "
+            "(median [IQR])",
             [
                 "LRA",
                 "H",
                 "κ",
                 "matched",
+                "reference's choices",
                 "final fit error, library's",
                 "final fit error, reference's",
                 f"steps to ≤ {THRESHOLD}, library's",
@@ -678,20 +700,37 @@ def _reference_table(all_cells: list[Cell]) -> list[Table]:
     ]
 
 
-def _reference_sentence(all_cells: list[Cell]) -> str:
-    """The reference's LRA choices against the library's, on the cells the rank can
-    represent: how many each ended fitted (every seed), and, where both first reached the
-    threshold, how soon: the two can disagree (a fit that gets there fast and then hovers
-    near it has not ended there)."""
-    pairs = [(lib, ref) for lib, ref in _reference_pairs(all_cells) if lib.matched]
-    if not pairs:
-        return ""
-    mus = sorted({lib.mu for lib, _ in pairs if lib.mu is not None})
-    ratios = sorted(
+def _cells_text(count: int) -> str:
+    return f"{count} cell{'s' if count != 1 else ''}"
+
+
+def _step_ratios(pairs: list[tuple[Cell, Cell]]) -> list[float]:
+    """Per pair where both first reached the threshold on most seeds: the reference cell's
+    median steps over the library's."""
+    return sorted(
         ref_steps / lib_steps
         for lib, ref in pairs
         if (lib_steps := _median_steps(lib)) and (ref_steps := _median_steps(ref))
     )
+
+
+def _reference_sentence(all_cells: list[Cell]) -> str:
+    """The reference's LRA choices against the library's, on the cells the rank can
+    represent: how many each ended fitted (every seed), and, where both first reached the
+    threshold, how soon: the two can disagree (a fit that gets there fast and then hovers
+    near it has not ended there). All three together first, then each alone."""
+    pairs = [(lib, ref) for lib, ref in _reference_pairs(all_cells) if lib.matched]
+    together = [(lib, ref) for lib, ref in pairs if set(ref.choices) == set(REFERENCE_CHOICES)]
+    return _together_sentence(together) + _alone_sentence(
+        [(lib, ref) for lib, ref in pairs if len(ref.choices) == 1]
+    )
+
+
+def _together_sentence(pairs: list[tuple[Cell, Cell]]) -> str:
+    if not pairs:
+        return ""
+    mus = sorted({lib.mu for lib, _ in pairs if lib.mu is not None})
+    ratios = _step_ratios(pairs)
     said = (
         f" The 2022 reference's LRA choices ({', '.join(REFERENCE_CHOICES)}; Newton, μ_Q "
         f"{'/'.join(f'{m:g}' for m in mus)}) ended within {THRESHOLD} decades of |H|⁻¹ on "
@@ -699,13 +738,42 @@ def _reference_sentence(all_cells: list[Cell]) -> str:
         f"can represent, the library's LRA in {sum(lib.converged for lib, _ in pairs)}"
     )
     if ratios:
-        cells_said = f"{len(ratios)} cell{'s' if len(ratios) > 1 else ''}"
         said += (
-            f"; where both first got within it on most seeds ({cells_said}), the reference "
-            f"took {_span(ratios)}× the library's steps (median over seeds), fewer in "
+            f"; where both first got within it on most seeds ({_cells_text(len(ratios))}), "
+            f"the reference took {_span(ratios)}× the library's steps (median over seeds), "
+            "fewer in "
             f"{sum(r < 1 for r in ratios)}, more in {sum(r > 1 for r in ratios)}"
         )
     return said + "."
+
+
+def _alone_sentence(pairs: list[tuple[Cell, Cell]]) -> str:
+    """Each choice alone against the library's LRA on the same cells: which choice ends the
+    fit further off, and which one gets there sooner."""
+    parts = []
+    for label in REFERENCE_CHOICES:
+        mine = [(lib, ref) for lib, ref in pairs if ref.choices == (label,)]
+        if not mine:
+            continue
+        part = (
+            f"{label} {sum(r.converged for _, r in mine)} of {len(mine)} (the library's LRA "
+            f"{sum(lib.converged for lib, _ in mine)})"
+        )
+        if ratios := _step_ratios(mine):
+            part += (
+                f", {_span(ratios)}× the library's steps to first get within it where both "
+                f"did ({_cells_text(len(ratios))}, fewer in "
+                f"{sum(r < 1 for r in ratios)})"
+            )
+        parts.append(part)
+    if not parts:
+        return ""
+    mus = sorted({lib.mu for lib, _ in pairs if lib.mu is not None})
+    return (
+        f" Each reference choice alone (LRA r={DIM}, Newton, μ_Q "
+        f"{'/'.join(f'{m:g}' for m in mus)}), cells ended within {THRESHOLD} decades of |H|⁻¹ "
+        f"on every seed, of those the rank can represent: {'; '.join(parts)}."
+    )
 
 
 SUITE = Suite(
