@@ -146,7 +146,7 @@ def test_the_full_plan_runs_every_family_and_variant_on_every_structure():
             assert {f"xmat {fitting} μ={mu}", f"diag global {fitting} μ={mu}"} <= optimizers
             assert f"diag elementwise {fitting} μ={mu}" in optimizers
     # the 2022 reference's LRA choices, at both ranks, Newton at psgd's μ_Q (appended last),
-    # then each alone at rank 16
+    # then each alone at rank 16 and κ 10 only
     reference = " + random UV + norm balancing + gradient-norm step newton μ=0.1"
     assert {f"lra r=10{reference}", f"lra r=16{reference}"} <= optimizers
     assert {
@@ -154,12 +154,15 @@ def test_the_full_plan_runs_every_family_and_variant_on_every_structure():
         "lra r=16 + norm balancing newton μ=0.1",
         "lra r=16 + gradient-norm step newton μ=0.1",
     } <= optimizers
-    assert len(optimizers) == 13 * 4 + 2 + 3 and jobs == 57 * 12 * 3
-    assert len(plan) == 2 * 12  # 57 entries: two comparisons of at most 32 per task
+    assert len(optimizers) == 13 * 4 + 2 + 3 and jobs == 54 * 12 * 3 + 3 * 4 * 3
+    assert len(plan) == 2 * 12  # 54 or 57 entries: two comparisons of at most 32 per task
     # appended last: the entries run before keep their positions in the second comparison
-    last = [suite.variant(o.model_dump()) for o in plan[1][1].optimizers]
-    assert last[20:22] == [f"lra r=10{reference}", f"lra r=16{reference}"]
-    assert last[22] == "lra r=16 + random UV newton μ=0.1" and len(last) == 25
+    second = {title: spec for title, spec in plan if title.endswith("(2/2)")}
+    at_10 = [suite.variant(o.model_dump()) for o in second["dense H, κ = 1e+01 (2/2)"].optimizers]
+    at_1e3 = [suite.variant(o.model_dump()) for o in second["dense H, κ = 1e+03 (2/2)"].optimizers]
+    assert at_10[:22] == at_1e3 and len(at_1e3) == 22
+    assert at_1e3[20:] == [f"lra r=10{reference}", f"lra r=16{reference}"]
+    assert at_10[22:] == [f"lra r=16 + {label} newton μ=0.1" for label in suite.REFERENCE_CHOICES]
     for _, spec in plan:
         assert len(spec.seeds) >= 3 and spec.steps == 20_000 and spec.snapshot_every == 200
         assert len(spec.optimizers) <= 32
