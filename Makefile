@@ -1,10 +1,12 @@
 # psgd-playground build/test entry points.
 #   make venv | test | test-all | lint | format | serve | bench | clean
 # Variables: PYTHON (interpreter used to create .venv), CONSTRAINTS (pip constraints
-# file; set empty to install without one), PYTEST_ARGS, BENCH_ARGS.
+# file; set empty to install without one), PYTEST_WORKERS (pytest-xdist processes: auto = one
+# per core, 0 = none, all tests in this process), PYTEST_ARGS, BENCH_ARGS.
 
 PYTHON      ?= python3
 CONSTRAINTS ?= constraints.txt
+PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
@@ -16,6 +18,9 @@ STAMP := $(VENV)/.installed
 # `-c FILE` only when CONSTRAINTS is non-empty.
 PIP_CONSTRAINTS := $(if $(strip $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 STAMP_DEPS := pyproject.toml $(strip $(CONSTRAINTS))
+# A test file's tests share one process (its module fixtures: servers, browsers, a Ray head
+# start once), and the files are spread over the workers.
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: venv test test-all lint format serve bench clean
 
@@ -33,12 +38,12 @@ $(STAMP): $(STAMP_DEPS)
 test: venv
 	$(RUFF) check .
 	$(RUFF) format --check .
-	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VPY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-all: venv
 	$(RUFF) check .
 	$(RUFF) format --check .
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: venv
 	$(RUFF) check .

@@ -94,7 +94,7 @@ class XorConfig(TaskConfig):
         "Kron Newton 3, RMSProp 3, Adam 2, SGD 0, LRA whitening 0; "
         "T = 64, 14,000 steps: the psgd-lra preset 5 of 20, the library's default LRA 0 of "
         "20, every other entry 0 of 10; 40,000 steps: the preset 11 of 20, Adam 0 of 20, "
-        "SGD, RMSProp, Kron whitening and LRA whitening 0 of 10, Kron Newton 1 of 5; "
+        "SGD, RMSProp, Kron whitening and LRA whitening 0 of 10, Kron Newton 1 of 10; "
         "T = 112, 30,000 steps: the preset 1 of 10, Adam 0 of 10; 100,000 steps: the preset 4 "
         "of 10, Adam 0 of 10 (xor suite, trimmed full mode))",
     )
