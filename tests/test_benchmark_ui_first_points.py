@@ -41,6 +41,9 @@ def test_quantiles_are_measured_values_by_nearest_rank(ui_first_points):
     assert percentile([0.7], 0.9) == 0.7
 
 
+# slow: a server and a browser of its own for one number (≈ 28 s); the flags and quantiles
+# above stay in `make test`, `make test-all` runs this too
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.timeout(240)
 def test_one_round_reports_the_seconds_to_the_first_points(ui_first_points, tmp_path):

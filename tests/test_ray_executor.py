@@ -201,6 +201,9 @@ def test_with_retries_a_killed_ray_worker_reruns_the_job_without_repeating_event
         client.__exit__(None, None, None)
 
 
+# slow: it starts and stops a Ray head twice (≈ 65 s serial, ≈ 85 s beside another test
+# process on 2 cores), the costliest test of CI's run; `make test-all` runs it
+@pytest.mark.slow
 def test_the_server_survives_its_head_stopping_and_reconnects(tmp_path) -> None:
     require_ray()
     lone = RayHead(num_cpus=1).start()
