@@ -670,9 +670,13 @@ def _median_steps(cell: Cell, attribute: str = "error") -> float | None:
     return censored_spread(firsts).median if firsts else None
 
 
+def _all_three(choices: tuple[str, ...]) -> bool:
+    return set(choices) == set(REFERENCE_CHOICES)
+
+
 def _choices_text(choices: tuple[str, ...]) -> str:
     """A reference cell's choices as the report names them."""
-    return "all three" if set(choices) == set(REFERENCE_CHOICES) else " + ".join(choices)
+    return "all three" if _all_three(choices) else " + ".join(choices)
 
 
 def _reference_table(all_cells: list[Cell]) -> list[Table]:
@@ -733,7 +737,7 @@ def _reference_sentence(all_cells: list[Cell]) -> str:
     threshold, how soon: the two can disagree (a fit that gets there fast and then hovers
     near it has not ended there). All three together first, then each alone."""
     pairs = [(lib, ref) for lib, ref in _reference_pairs(all_cells) if lib.matched]
-    together = [(lib, ref) for lib, ref in pairs if set(ref.choices) == set(REFERENCE_CHOICES)]
+    together = [(lib, ref) for lib, ref in pairs if _all_three(ref.choices)]
     return _together_sentence(together) + _alone_sentence(
         [(lib, ref) for lib, ref in pairs if len(ref.choices) == 1]
     )

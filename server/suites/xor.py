@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from operator import itemgetter
+from operator import attrgetter
 from typing import Any
 
 from server import stats
@@ -388,18 +388,19 @@ def _unsolved_table(length: int, by_name: dict[str, _Cell]) -> Table:
     task's 1,024 held-out sequences)."""
     rows = []
     for name, cell in by_name.items():
-        unsolved = [
-            run
-            for run in cell.counted
-            if run.status == "succeeded" and run.summary.get("solved_step") is None
-        ]
+        unsolved = sorted(
+            (
+                run
+                for run in cell.counted
+                if run.status == "succeeded" and run.summary.get("solved_step") is None
+            ),
+            key=attrgetter("seed"),
+        )
         losses = [run.summary.get("final_loss") for run in unsolved]
         accuracies = [(run.summary.get("final_eval") or {}).get("accuracy") for run in unsolved]
         leaving = [
-            f"{seed} ({accuracy:.0%})"
-            for seed, accuracy in sorted(
-                zip([run.seed for run in unsolved], accuracies), key=itemgetter(0)
-            )
+            f"{run.seed} ({accuracy:.0%})"
+            for run, accuracy in zip(unsolved, accuracies)
             if accuracy is not None and accuracy >= LEAVING_CHANCE
         ]
         rows.append(
